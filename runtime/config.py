@@ -1,0 +1,155 @@
+"""Configs: `ModelConfig` normalizes a Hugging Face config once; `EngineConfig` holds engine knobs.
+
+Model code reads plain fields from `ModelConfig`; every HF quirk (renamed fields, text
+sub-configs, rope parameters in two spellings, missing head_dim) is resolved here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """Rotary embedding parameters. `scaling_type` is one of: default, linear, dynamic, yarn,
+    longrope, llama3. `params` keeps the type's own fields (factor, low_freq_factor, ...)."""
+
+    theta: float = 10000.0
+    scaling_type: str = "default"
+    params: dict[str, Any] = field(default_factory=dict)
+    rotary_dim: int = 0  # how many of head_dim's channels rotate (partial rotary)
+    max_position: int = 2048  # the config's max_position_embeddings
+
+
+def _rope_from_hf(hf: Any, head_dim: int, max_position: int) -> RopeConfig:
+    # transformers 5 keeps everything in `rope_parameters`; 4.x split `rope_theta` and `rope_scaling`.
+    params = dict(getattr(hf, "rope_parameters", None) or {})
+    legacy = getattr(hf, "rope_scaling", None)
+    if legacy and not params.get("rope_type"):
+        params.update(legacy)
+    theta = params.pop("rope_theta", None) or getattr(hf, "rope_theta", None) or 10000.0
+    scaling_type = params.pop("rope_type", None) or params.pop("type", None) or "default"
+    partial = params.pop("partial_rotary_factor", None) or getattr(hf, "partial_rotary_factor", None) or 1.0
+    if scaling_type == "su":  # Phi-3's early name for longrope
+        scaling_type = "longrope"
+    if scaling_type not in ("default", "linear", "dynamic", "yarn", "longrope", "llama3"):
+        raise ValueError(f"rope type {scaling_type!r} is not supported; supported: default, linear, "
+                         "dynamic, yarn, longrope, llama3")
+    return RopeConfig(theta=float(theta), scaling_type=scaling_type, params=params,
+                      rotary_dim=int(head_dim * partial), max_position=max_position)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The fields every model file reads. `hf` keeps the original config for family-specific
+    fields that a model reads directly (e.g. `hf.final_logit_softcapping`)."""
+
+    architecture: str
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    rms_norm_eps: float
+    rope: RopeConfig
+    max_position: int
+    tie_word_embeddings: bool
+    attention_bias: bool
+    mlp_bias: bool
+    hidden_act: str
+    eos_token_ids: tuple[int, ...]
+    sliding_window: int | None
+    torch_dtype: torch.dtype | None
+    hf: Any = field(repr=False, compare=False, default=None)
+
+    @classmethod
+    def from_hf(cls, hf: Any) -> ModelConfig:
+        text = hf.get_text_config() if hasattr(hf, "get_text_config") else hf
+        arch = (getattr(hf, "architectures", None) or [None])[0]
+        if arch is None:
+            raise ValueError("config.json has no `architectures`; set it to the model class name, "
+                             "e.g. [\"LlamaForCausalLM\"]")
+        hidden = text.hidden_size
+        heads = text.num_attention_heads
+        head_dim = getattr(text, "head_dim", None) or hidden // heads
+        max_pos = getattr(text, "max_position_embeddings", None) or 2048
+        eos = getattr(text, "eos_token_id", None)
+        eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
+        window = getattr(text, "sliding_window", None)
+        if getattr(text, "use_sliding_window", True) is False:
+            window = None
+        return cls(
+            architecture=arch,
+            vocab_size=text.vocab_size,
+            hidden_size=hidden,
+            intermediate_size=getattr(text, "intermediate_size", None) or 4 * hidden,
+            num_layers=text.num_hidden_layers,
+            num_heads=heads,
+            num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+            head_dim=head_dim,
+            rms_norm_eps=getattr(text, "rms_norm_eps", None) or getattr(text, "layer_norm_eps", None) or 1e-6,
+            rope=_rope_from_hf(text, head_dim, max_pos),
+            max_position=max_pos,
+            tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
+            attention_bias=bool(getattr(text, "attention_bias", False)),
+            mlp_bias=bool(getattr(text, "mlp_bias", False)),
+            hidden_act=getattr(text, "hidden_act", None) or "silu",
+            eos_token_ids=eos_ids,
+            sliding_window=window,
+            torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
+            hf=text,
+        )
+
+
+def _dtype_or_none(value: Any) -> torch.dtype | None:
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    return getattr(torch, str(value), None)
+
+
+SCHEDULE_POLICIES = ("lpm", "dfs-weight", "fcfs")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Engine knobs. Every field is also a `--flag` of the CLI (see `runtime/cli.py`)."""
+
+    model_path: str | None = None
+    tokenizer_path: str | None = None
+    dtype: str = "auto"  # auto | bfloat16 | float32 | float16
+    device: str = "auto"  # auto | cpu | cuda
+    max_total_tokens: int | None = None  # KV slots; None = from mem_fraction_static
+    mem_fraction_static: float = 0.25  # of free memory, when max_total_tokens is None
+    max_running_requests: int = 256
+    max_prefill_tokens: int = 16384  # token budget of one prefill batch
+    chunked_prefill_size: int = 2048  # longest prefill chunk of one request; <= 0 disables
+    schedule_policy: str = "lpm"
+    disable_radix_cache: bool = False
+    disable_jump_forward: bool = False
+    context_length: int | None = None  # defaults to the model's max_position_embeddings
+    random_seed: int = 0
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
+            raise ValueError(f"dtype={self.dtype!r}: use auto, bfloat16, float32 or float16")
+        if self.schedule_policy not in SCHEDULE_POLICIES:
+            raise ValueError(f"schedule_policy={self.schedule_policy!r}: use one of {SCHEDULE_POLICIES}")
+        if self.max_total_tokens is not None and self.max_total_tokens < 16:
+            raise ValueError("max_total_tokens must be at least 16")
+        if self.max_running_requests < 1:
+            raise ValueError("max_running_requests must be at least 1")
+        if self.max_prefill_tokens < 1:
+            raise ValueError("max_prefill_tokens must be at least 1")
+        if not 0.0 < self.mem_fraction_static <= 1.0:
+            raise ValueError("mem_fraction_static must be in (0, 1]")
+
+    def replace(self, **changes: Any) -> EngineConfig:
+        return dataclasses.replace(self, **changes)

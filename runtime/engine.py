@@ -1,0 +1,251 @@
+"""Engine: the public API of the embedded inference engine.
+
+Callers on any thread submit requests; one scheduler thread batches them (so concurrent callers
+are served together), runs the model and hands results back through per-request queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import torch
+
+from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
+from .config import EngineConfig
+from .loader import load_model
+from .memory import choose_num_slots
+from .model_runner import ModelRunner
+from .requests import RequestFactory
+from .results import build_result
+from .scheduler.kv_manager import KVManager
+from .scheduler.postprocess import finish_abort
+from .scheduler.request import Req
+from .scheduler.scheduler import Scheduler
+
+logger = logging.getLogger("sgl.runtime")
+_DONE = object()
+
+
+class Engine:
+    """Loads a model and serves generate requests with continuous batching and a radix cache.
+
+    >>> engine = Engine()  # the default model
+    >>> engine.generate("The capital of France is", {"max_new_tokens": 8, "temperature": 0})["text"]
+    """
+
+    def __init__(self, model_path: str | None = None, **engine_args: Any) -> None:
+        self.config = cfg = EngineConfig(model_path=model_path, **engine_args)
+        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(device)
+        loaded = load_model(cfg, self.device)
+        self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
+        self.dtype = loaded.dtype
+        mc = loaded.config
+        self.context_length = cfg.context_length or mc.max_position
+        self.num_slots = choose_num_slots(cfg, mc, loaded.dtype, self.device, self.context_length)
+        pool = KVPool(self.num_slots, mc.num_layers, mc.num_kv_heads, mc.head_dim, loaded.dtype, self.device)
+        allocator = SlotAllocator(self.num_slots)
+        table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
+        self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
+        runner = ModelRunner(loaded.model, pool, table, self.device)
+        self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots)
+        self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
+                                    torch.Generator().manual_seed(cfg.random_seed),
+                                    prepare_sampling=self._requests.prepare_sampling)
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
+        self._thread.start()
+
+    # ---- scheduler thread ----------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopped:
+            self._drain_inbox(block=not self._scheduler.has_work())
+            try:
+                self._scheduler.step()
+            except Exception as e:  # a bug or a kernel failure: fail the live requests, keep serving
+                logger.exception("engine step failed")
+                self._fail_all(f"engine error: {type(e).__name__}: {e}")
+
+    def _drain_inbox(self, block: bool) -> None:
+        try:
+            item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            kind, payload = item
+            if kind == "add":
+                self._scheduler.waiting.append(payload)
+            elif kind == "abort":
+                while self._scheduler.abort(payload):
+                    pass
+            elif kind == "call":
+                fn, fut = payload
+                try:
+                    fut.set_result(fn())
+                except Exception as e:
+                    fut.set_exception(e)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+
+    def _fail_all(self, message: str) -> None:
+        s = self._scheduler
+        reqs = s.waiting + s.running + ([s.chunked] if s.chunked else [])
+        s.waiting, s.running, s.chunked = [], [], None
+        for r in reqs:
+            finish_abort(r, message)
+            self._kv.release(r, keep=False)
+            self._on_update(r)
+
+    def _on_update(self, req: Req) -> None:
+        channel: queue.Queue = req.extra["channel"]
+        channel.put(build_result(req, self.tokenizer))
+        if req.finished:
+            channel.put(_DONE)
+
+    def _call(self, fn: Callable[[], Any]) -> Any:
+        """Runs fn on the scheduler thread, between steps, and returns its result."""
+        fut: Future = Future()
+        self._inbox.put(("call", (fn, fut)))
+        return fut.result()
+
+    # ---- generation ----------------------------------------------------------------------
+    def generate(self, prompt: str | list[str] | None = None, sampling_params: dict | list[dict] | None = None,
+                 input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
+                 logprob_start_len: int | None = None, top_logprobs_num: int = 0,
+                 return_text_in_logprobs: bool = False, stream: bool = False, rid: str | list[str] | None = None,
+                 image_data: Any = None) -> Any:
+        """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
+        of results in order; stream=True -> an iterator of cumulative result dicts."""
+        if self._stopped:
+            raise RuntimeError("the engine was shut down")
+        prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
+        params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
+        rids = rid if isinstance(rid, list) else [rid] * len(prompts)
+        if len(params) != len(prompts) or len(rids) != len(prompts):
+            raise ValueError("sampling_params and rid lists must have one entry per prompt")
+        groups = [self._requests.make(p, sp, r, return_logprob, logprob_start_len, top_logprobs_num,
+                                      return_text_in_logprobs, stream)
+                  for p, sp, r in zip(prompts, params, rids)]  # all validated before any is queued
+        if stream:
+            if is_batch or len(groups[0].copies) > 1:
+                raise ValueError("stream=True takes one prompt with n=1")
+            return self._stream(groups[0].copies[0])
+        for g in groups:
+            if g.warmup is not None:  # n > 1: cache the prompt once, then run the copies on it
+                self._wait(self._submit(g.warmup))
+        channels = [self._submit(r) for g in groups for r in g.copies]
+        results = [self._wait(c) for c in channels]
+        if is_batch:
+            return results
+        return results if len(results) > 1 else results[0]
+
+    def _submit(self, req: Req) -> queue.Queue:
+        channel: queue.Queue = queue.Queue()
+        req.extra["channel"] = channel
+        self._inbox.put(("add", req))
+        return channel
+
+    @staticmethod
+    def _wait(channel: queue.Queue) -> dict:
+        result = None
+        while (item := channel.get()) is not _DONE:
+            result = item
+        return result  # type: ignore[return-value]
+
+    def _stream(self, req: Req) -> Iterator[dict]:
+        channel = self._submit(req)
+        try:
+            while (item := channel.get()) is not _DONE:
+                yield item
+        finally:
+            if not req.finished:  # the consumer stopped early: free the request's slots
+                self.abort(req.rid)
+
+    async def async_generate(self, *args: Any, **kwargs: Any) -> Any:
+        """Awaitable `generate`; with stream=True, use `async for` over `async_stream`."""
+        if kwargs.get("stream"):
+            raise ValueError("use `async for chunk in engine.async_stream(...)` to stream")
+        return await asyncio.to_thread(self.generate, *args, **kwargs)
+
+    async def async_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
+        kwargs["stream"] = True
+        it = self.generate(*args, **kwargs)
+        loop = asyncio.get_running_loop()
+        try:
+            while (item := await loop.run_in_executor(None, next, it, _DONE)) is not _DONE:
+                yield item
+        finally:
+            it.close()
+
+    # ---- control -------------------------------------------------------------------------
+    def abort(self, rid: str) -> None:
+        self._inbox.put(("abort", rid))
+
+    def flush_cache(self) -> bool:
+        """Empties the radix cache; refused (False) while requests are queued or running."""
+        def flush() -> bool:
+            s = self._scheduler
+            if s.waiting or s.running or s.chunked:
+                return False
+            self._kv.tree.reset()
+            self._kv.allocator.reset()
+            return True
+
+        return self._call(flush)
+
+    def check_kv(self) -> None:
+        """Asserts the slot invariants (every slot free, cached, or held by one live request)."""
+        self._call(lambda: self._kv.check(self._scheduler.live_requests()))
+
+    def get_server_info(self) -> dict[str, Any]:
+        def info() -> dict[str, Any]:
+            s = self._scheduler
+            return {
+                "model_path": self.model_path,
+                "architecture": self.model_config.architecture,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "device": str(self.device),
+                "context_length": self.context_length,
+                "max_total_tokens": self.num_slots,
+                "max_running_requests": self.config.max_running_requests,
+                "chunked_prefill_size": self.config.chunked_prefill_size,
+                "schedule_policy": self.config.schedule_policy,
+                "disable_radix_cache": self.config.disable_radix_cache,
+                "num_waiting_reqs": len(s.waiting),
+                "num_running_reqs": len(s.running) + (1 if s.chunked else 0),
+                "free_slots": self._kv.allocator.available(),
+                "cached_tokens": self._kv.tree.total_size(),
+                "evictable_tokens": self._kv.tree.evictable_size(),
+                "held_slots": self.num_slots - self._kv.allocator.available() - self._kv.tree.total_size(),
+                **s.stats,
+            }
+
+        return self._call(info)
+
+    def shutdown(self) -> None:
+        if self._stopped:
+            return
+        self._call(lambda: self._fail_all("the engine was shut down"))
+        self._stopped = True
+        self._inbox.put(("noop", None))
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+    @staticmethod
+    def new_rid() -> str:
+        return uuid.uuid4().hex

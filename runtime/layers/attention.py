@@ -1,0 +1,53 @@
+"""Attention: writes the new keys/values into the KV pool, then lets the batch's backend attend.
+A model file never knows which backend runs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..forward_batch import ForwardBatch
+
+
+def alibi_slopes(num_heads: int) -> torch.Tensor:
+    """ALiBi head slopes (Press et al.), as Bloom and MPT compute them."""
+    closest = 2 ** math.floor(math.log2(num_heads))
+    base = 2.0 ** (-(2.0 ** -(math.log2(closest) - 3)))
+    slopes = [base ** (i + 1) for i in range(closest)]
+    if closest != num_heads:
+        extra = 2.0 ** (-(2.0 ** -(math.log2(2 * closest) - 3)))
+        slopes += [extra ** (2 * i + 1) for i in range(num_heads - closest)]
+    return torch.tensor(slopes, dtype=torch.float32)
+
+
+class Attention(nn.Module):
+    """Multi-head attention over the paged KV cache.
+
+    sliding_window: a key at position j is visible from query position i when i - j < window.
+    softcap: scores become softcap * tanh(scores / softcap) (Gemma 2).
+    alibi: per-head slopes added as slope * (j - i) to the scores (Bloom, MPT)."""
+
+    def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, layer_id: int,
+                 scaling: float | None = None, sliding_window: int | None = None,
+                 softcap: float | None = None, alibi: torch.Tensor | None = None,
+                 v_head_dim: int | None = None) -> None:
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
+        self.v_head_dim = v_head_dim or head_dim
+        self.layer_id = layer_id
+        self.scaling = scaling if scaling is not None else head_dim**-0.5
+        self.sliding_window = sliding_window
+        self.softcap = softcap
+        self.register_buffer("alibi", alibi, persistent=False)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """q (tokens, heads * head_dim), k/v (tokens, kv_heads * head_dim) -> (tokens, heads * v_head_dim)."""
+        tokens = q.shape[0]
+        q = q.view(tokens, self.num_heads, self.head_dim)
+        k = k.view(tokens, self.num_kv_heads, self.head_dim)
+        v = v.view(tokens, self.num_kv_heads, self.v_head_dim)
+        batch.kv_pool.store(self.layer_id, batch.out_slots, k, v)
+        out = batch.attn_backend.forward(q, k, v, self, batch)
+        return out.reshape(tokens, self.num_heads * self.v_head_dim)

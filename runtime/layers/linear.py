@@ -1,0 +1,72 @@
+"""Linear layers. A packed layer (fused q/k/v, fused gate/up) holds one weight and knows how to
+load each checkpoint shard into its slice, so model files only declare the packing."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor) -> None:
+    if param.shape != loaded.shape:
+        raise ValueError(f"shape mismatch: parameter {tuple(param.shape)} vs checkpoint {tuple(loaded.shape)}")
+    param.data.copy_(loaded)
+
+
+class Linear(nn.Module):
+    """y = x W^T + b, weight (out_features, in_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
+        self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+class PackedLinear(Linear):
+    """Several projections of the same input in one matmul. `shards` names each output slice in
+    order with its width, e.g. {"q": 576, "k": 192, "v": 192}; checkpoint tensors load by name."""
+
+    def __init__(self, in_features: int, shards: dict[str | int, int], bias: bool = False) -> None:
+        super().__init__(in_features, sum(shards.values()), bias)
+        self.shard_offsets: dict[str | int, tuple[int, int]] = {}
+        offset = 0
+        for name, width in shards.items():
+            self.shard_offsets[name] = (offset, width)
+            offset += width
+        for p in (self.weight, self.bias):
+            if p is not None:
+                p.weight_loader = self._load_shard  # type: ignore[attr-defined]
+                p.shards = tuple(shards)  # type: ignore[attr-defined]
+
+    def _load_shard(self, param: nn.Parameter, loaded: torch.Tensor, shard: str | int | None = None) -> None:
+        if shard is None:  # an already-fused checkpoint tensor (e.g. Phi-3's qkv_proj)
+            default_weight_loader(param, loaded)
+            return
+        offset, width = self.shard_offsets[shard]
+        target = param.data.narrow(0, offset, width)
+        if target.shape != loaded.shape:
+            raise ValueError(f"shard {shard!r}: expected {tuple(target.shape)}, checkpoint has {tuple(loaded.shape)}")
+        target.copy_(loaded)
+
+    def split(self, y: torch.Tensor) -> list[torch.Tensor]:
+        return list(y.split([w for _, w in self.shard_offsets.values()], dim=-1))
+
+
+class QKVLinear(PackedLinear):
+    """Fused q/k/v projection for `num_heads` query heads and `num_kv_heads` key/value heads."""
+
+    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool = False) -> None:
+        super().__init__(hidden, {"q": num_heads * head_dim, "k": num_kv_heads * head_dim,
+                                  "v": num_kv_heads * head_dim}, bias)
+
+
+class GateUpLinear(PackedLinear):
+    """Fused gate/up projection of a gated MLP; shard 0 is gate, shard 1 is up."""
+
+    def __init__(self, hidden: int, intermediate: int, bias: bool = False) -> None:
+        super().__init__(hidden, {0: intermediate, 1: intermediate}, bias)

@@ -1,0 +1,149 @@
+"""Rotary position embeddings, every rope type that transformers' Llama accepts.
+
+The inverse frequencies follow transformers' `modeling_rope_utils` formulas so logits match the
+reference. Two rope types depend on the whole sequence length in transformers, which a batch of
+requests with shared KV cannot do; here they are made per position:
+- `dynamic` (NTK): positions below `max_position` use the default frequencies (identical to
+  transformers there); positions beyond it use a base scaled for the table's length.
+- `longrope`: positions below `original_max_position_embeddings` use the short factors, the
+  rest the long ones (transformers switches all positions once the sequence passes that length).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..config import RopeConfig
+
+
+def _default_inv_freq(theta: float, dim: int) -> torch.Tensor:
+    return 1.0 / (theta ** (torch.arange(0, dim, 2, dtype=torch.int64).float() / dim))
+
+
+def _llama3_inv_freq(inv_freq: torch.Tensor, p: dict) -> torch.Tensor:
+    factor, low, high = p["factor"], p.get("low_freq_factor", 1.0), p.get("high_freq_factor", 4.0)
+    old_len = p["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old_len / low, old_len / high
+    wavelen = 2 * math.pi / inv_freq
+    scaled = torch.where(wavelen > low_wavelen, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    is_medium = ~(wavelen < high_wavelen) & ~(wavelen > low_wavelen)
+    return torch.where(is_medium, smoothed, scaled)
+
+
+def _yarn_inv_freq(theta: float, dim: int, p: dict, max_position: int) -> tuple[torch.Tensor, float]:
+    original = p.get("original_max_position_embeddings") or max_position
+    factor = p.get("factor") or max_position / original
+
+    def mscale(scale: float, m: float = 1.0) -> float:
+        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+    attention_factor = p.get("attention_factor")
+    if attention_factor is None:
+        if p.get("mscale") and p.get("mscale_all_dim"):
+            attention_factor = mscale(factor, p["mscale"]) / mscale(factor, p["mscale_all_dim"])
+        else:
+            attention_factor = mscale(factor)
+    beta_fast, beta_slow = p.get("beta_fast") or 32, p.get("beta_slow") or 1
+
+    def correction_dim(rotations: float) -> float:
+        return dim * math.log(original / (rotations * 2 * math.pi)) / (2 * math.log(theta))
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if p.get("truncate", True):
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, dim - 1)
+    if low == high:
+        high += 0.001
+    ramp = ((torch.arange(dim // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    pos_freqs = theta ** (torch.arange(0, dim, 2).float() / dim)
+    extrapolation = 1 - ramp
+    inv_freq = (1.0 / (factor * pos_freqs)) * (1 - extrapolation) + (1.0 / pos_freqs) * extrapolation
+    return inv_freq, float(attention_factor)
+
+
+def _longrope_tables(theta: float, dim: int, p: dict, max_position: int) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    original = p.get("original_max_position_embeddings") or max_position
+    factor = p.get("factor") or max_position / original
+    attention_factor = p.get("attention_factor")
+    if attention_factor is None:
+        attention_factor = 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+    shape = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    short = 1.0 / (torch.tensor(p["short_factor"], dtype=torch.float32) * theta**shape)
+    long = 1.0 / (torch.tensor(p["long_factor"], dtype=torch.float32) * theta**shape)
+    return short, long, float(attention_factor), original
+
+
+def build_cos_sin(rope: RopeConfig, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin tables, each (length, rotary_dim // 2), float32."""
+    dim, p = rope.rotary_dim, rope.params
+    positions = torch.arange(length, dtype=torch.float32)
+    scale = 1.0
+    kind = rope.scaling_type
+    if kind == "longrope":
+        short, long, scale, original = _longrope_tables(rope.theta, dim, p, rope.max_position)
+        freqs = torch.where(positions[:, None] < original, positions[:, None] * short, positions[:, None] * long)
+        return freqs.cos() * scale, freqs.sin() * scale
+    if kind == "yarn":
+        inv_freq, scale = _yarn_inv_freq(rope.theta, dim, p, rope.max_position)
+    elif kind == "llama3":
+        inv_freq = _llama3_inv_freq(_default_inv_freq(rope.theta, dim), p)
+    elif kind == "linear":
+        inv_freq = _default_inv_freq(rope.theta, dim) / p["factor"]
+    elif kind == "dynamic" and length > rope.max_position:
+        factor = p["factor"]
+        base = rope.theta * ((factor * length / rope.max_position) - (factor - 1)) ** (dim / (dim - 2))
+        short, long = _default_inv_freq(rope.theta, dim), _default_inv_freq(base, dim)
+        freqs = torch.where(positions[:, None] < rope.max_position, positions[:, None] * short,
+                            positions[:, None] * long)
+        return freqs.cos(), freqs.sin()
+    else:
+        inv_freq = _default_inv_freq(rope.theta, dim)
+    freqs = torch.outer(positions, inv_freq)
+    return freqs.cos() * scale, freqs.sin() * scale
+
+
+class RotaryEmbedding(nn.Module):
+    """Applies rotary embeddings to q and k at the given positions.
+
+    `interleaved=False` is the GPT-NeoX layout (rotate halves, Llama/HF convention);
+    `interleaved=True` rotates adjacent pairs (GPT-J, some GGUF-native layouts)."""
+
+    def __init__(self, rope: RopeConfig, head_dim: int, max_length: int, interleaved: bool = False) -> None:
+        super().__init__()
+        self.head_dim, self.rotary_dim, self.interleaved = head_dim, rope.rotary_dim, interleaved
+        cos, sin = build_cos_sin(rope, max_length)
+        self.register_buffer("cos", cos, persistent=False)  # (max_length, rotary_dim // 2)
+        self.register_buffer("sin", sin, persistent=False)
+        self._cached_for: torch.Tensor | None = None
+        self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        # NOTE: every layer of a forward pass calls with the same positions tensor; look it up once.
+        if self._cached_for is not positions or self._cached is None or self._cached[0].dtype != dtype:
+            cos = self.cos[positions].to(dtype)[:, None, :]  # (tokens, 1, rotary_dim // 2)
+            sin = self.sin[positions].to(dtype)[:, None, :]
+            self._cached_for, self._cached = positions, (cos, sin)
+        return self._cached
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: (tokens, heads, head_dim); only the first rotary_dim channels rotate.
+        rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
+        if self.interleaved:
+            x1, x2 = rot[..., 0::2], rot[..., 1::2]
+            out = torch.stack((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).flatten(-2)
+        else:
+            x1, x2 = rot.chunk(2, dim=-1)
+            out = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+        return torch.cat((out, rest), dim=-1) if rest.shape[-1] else out
+
+    def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q: (tokens, q_heads * head_dim), k: (tokens, kv_heads * head_dim) -> same shapes."""
+        cos, sin = self._cos_sin(positions, q.dtype)
+        q = self._rotate(q.view(q.shape[0], -1, self.head_dim), cos, sin)
+        k = self._rotate(k.view(k.shape[0], -1, self.head_dim), cos, sin)
+        return q.flatten(1), k.flatten(1)

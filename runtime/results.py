@@ -1,0 +1,32 @@
+"""Result dicts in SGLang's shape, built from a request's state."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .sampling.logprobs import rows, top_rows
+from .scheduler.request import Req
+
+
+def build_result(req: Req, tokenizer: Any) -> dict[str, Any]:
+    """{"text", "output_ids", "meta_info"}; while a request runs, `text` is what may be streamed."""
+    meta: dict[str, Any] = {
+        "id": req.rid,
+        "prompt_tokens": len(req.input_ids),
+        "completion_tokens": len(req.output_ids),
+        "cached_tokens": req.cached_tokens,
+        "finish_reason": req.finish_reason,
+        "e2e_latency": time.perf_counter() - req.created,
+    }
+    lp = req.logprob
+    if lp is not None:
+        input_ids = req.input_ids[lp.start : lp.start + len(lp.input_values)]
+        meta["input_token_logprobs"] = rows(lp.input_values, input_ids, tokenizer, lp.with_text)
+        meta["output_token_logprobs"] = rows(lp.output_values, req.output_ids, tokenizer, lp.with_text)
+        if lp.top_k:
+            meta["input_top_logprobs"] = top_rows(lp.input_top, tokenizer, lp.with_text)
+            meta["output_top_logprobs"] = top_rows(lp.output_top, tokenizer, lp.with_text)
+    if req.grammar is not None and req.extra.get("jump_forward_tokens"):
+        meta["jump_forward_tokens"] = req.extra["jump_forward_tokens"]
+    return {"text": req.visible_text(), "output_ids": list(req.output_ids), "meta_info": meta}

@@ -1,0 +1,48 @@
+"""Incremental detokenization: text grows token by token without broken UTF-8.
+
+A piece is released only when decoding it no longer ends in U+FFFD (an incomplete multi-byte
+character); a few prompt tokens give the first output tokens their left context, so tokenizers
+that drop a leading space (SentencePiece) decode the same as in a full decode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_CONTEXT_TOKENS = 5
+
+
+class IncrementalDetokenizer:
+    def __init__(self, tokenizer: Any, prompt_ids: list[int], skip_special_tokens: bool = True,
+                 spaces_between_special_tokens: bool = True) -> None:
+        self.tokenizer = tokenizer
+        self.kwargs = {"skip_special_tokens": skip_special_tokens,
+                       "spaces_between_special_tokens": spaces_between_special_tokens}
+        self.ids: list[int] = list(prompt_ids[-_CONTEXT_TOKENS:])
+        self.surround = 0  # ids[surround:read] is decoded context, already emitted
+        self.read = len(self.ids)
+        self.text = ""
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, **self.kwargs)
+
+    def add(self, token_id: int) -> str:
+        """Appends one token; returns the newly released text (possibly empty)."""
+        self.ids.append(token_id)
+        before = self._decode(self.ids[self.surround : self.read])
+        after = self._decode(self.ids[self.surround :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            delta = after[len(before) :]
+            self.text += delta
+            self.surround, self.read = self.read, len(self.ids)
+            return delta
+        return ""
+
+    def flush(self) -> str:
+        """At the end: releases whatever is pending, replacement characters included."""
+        before = self._decode(self.ids[self.surround : self.read])
+        after = self._decode(self.ids[self.surround :])
+        delta = after[len(before) :] if len(after) > len(before) else ""
+        self.text += delta
+        self.surround = self.read = len(self.ids)
+        return delta

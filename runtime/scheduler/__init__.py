@@ -1,0 +1,1 @@
+"""Continuous batching: requests, KV bookkeeping, queue policies and the scheduler loop."""

@@ -1,0 +1,83 @@
+"""Req: one generation request as the scheduler sees it.
+
+KV ownership of a running request with table row `row`:
+
+    token index:  0 ............ tree_len ............ kv_len ..... len(fill_ids)
+                  |<- slots owned |<- slots owned by    |<- no KV yet
+                  |   by the tree |   this request      |   (the last sampled token)
+                  |   (node locked)                     |
+
+`fill_ids` = prompt + output so far. When a request is retracted it gives back its own slots
+and its row, and later re-prefills `fill_ids` (its output so far is kept, so it resumes where it
+stopped).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..cache.radix_cache import TreeNode
+from ..sampling.detokenizer import IncrementalDetokenizer
+from ..sampling.params import SamplingParams
+from ..sampling.stop import StopChecker
+
+
+@dataclass
+class LogprobRequest:
+    start: int  # first prompt position with a row (its logprob is None)
+    top_k: int
+    with_text: bool
+    input_values: list[float | None] = field(default_factory=list)
+    input_top: list[Any] = field(default_factory=list)
+    output_values: list[float] = field(default_factory=list)
+    output_top: list[Any] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Req:
+    rid: str
+    input_ids: list[int]
+    sampling: SamplingParams
+    detokenizer: IncrementalDetokenizer
+    stop_checker: StopChecker
+    eos_ids: frozenset[int]
+    logprob: LogprobRequest | None = None
+    stream: bool = False
+    output_ids: list[int] = field(default_factory=list)
+    generator: torch.Generator | None = None
+    grammar: Any = None  # a constrained-decoding state, or None
+    extra: dict[str, Any] = field(default_factory=dict)  # multimodal inputs etc.
+    # KV state (owned by the scheduler)
+    row: int | None = None
+    node: TreeNode | None = None
+    tree_len: int = 0
+    kv_len: int = 0
+    cached_tokens: int = 0  # prompt tokens reused from the cache on first admission
+    admitted: bool = False
+    # results
+    finish_reason: dict[str, Any] | None = None
+    text: str = ""  # output text, stop-trimmed at the end
+    created: float = field(default_factory=time.perf_counter)
+    retractions: int = 0
+    # per-step scratch for the sampler
+    banned_ids: list[int] = field(default_factory=list)
+    allowed_mask: torch.Tensor | None = None
+
+    @property
+    def fill_ids(self) -> list[int]:
+        return self.input_ids + self.output_ids
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason is not None
+
+    def visible_text(self) -> str:
+        """The output text safe to stream now: holds back a tail that may start a stop string."""
+        text = self.detokenizer.text
+        if self.finished:
+            return self.text
+        return text[: len(text) - self.stop_checker.holdback(text)] if self.stop_checker.stop else text

@@ -1,0 +1,297 @@
+"""Scheduler: continuous batching over the radix cache.
+
+One step = schedule -> forward -> sample -> postprocess. Prefill goes first: while requests
+wait and fit, a prefill (extend) batch runs; otherwise every running request decodes one token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import EngineConfig
+from ..forward_batch import ForwardMode
+from ..model_runner import ModelRunner
+from ..sampling.sampler import sample
+from .kv_manager import KVManager
+from .policy import order_waiting
+from .postprocess import (append_token, finish_abort, finish_prefill_only, record_input_logprobs,
+                          record_output_logprob)
+from .request import Req
+
+RESERVE_CLIP = 4096  # no request reserves room for more than this many future tokens
+IN_BATCH_SHARE_MIN = 32  # defer a request that shares this many uncached tokens with the batch
+INIT_NEW_TOKEN_RATIO, MIN_NEW_TOKEN_RATIO, NEW_TOKEN_RATIO_DECAY = 0.7, 0.1, 0.001
+
+
+@dataclass
+class ExtendPlan:
+    req: Req
+    start: int  # first position computed (== kv_len before the forward)
+    length: int  # tokens computed this forward
+    input_logprob_first: int = 0  # first position whose logits feed input logprobs
+    input_logprob_rows: list[int] = field(default_factory=list)  # indices into logits
+    sample_row: int | None = None  # index into logits of the next-token row
+
+
+class Scheduler:
+    def __init__(self, cfg: EngineConfig, kv: KVManager, runner: ModelRunner, context_length: int,
+                 on_update: Callable[[Req], None], generator: torch.Generator,
+                 prepare_sampling: Callable[[list[Req]], None] | None = None) -> None:
+        self.cfg, self.kv, self.runner = cfg, kv, runner
+        self.context_length = context_length
+        self.on_update = on_update  # called with a request after each change a caller can see
+        self.generator = generator
+        self.prepare_sampling = prepare_sampling  # grammar masks etc., before each sample
+        self.waiting: list[Req] = []
+        self.running: list[Req] = []
+        self.chunked: Req | None = None  # a request in the middle of a chunked prefill
+        self.new_token_ratio = INIT_NEW_TOKEN_RATIO
+        self.stats = {"prefill_tokens": 0, "decode_tokens": 0, "retractions": 0, "steps": 0}
+
+    # ---- the step ------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Runs one forward if there is work; returns False when idle."""
+        plans = self.schedule_extend()
+        if plans:
+            self.run_extend(plans)
+            return True
+        if self.running:
+            self.run_decode()
+            return True
+        return bool(self.waiting)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running or self.chunked)
+
+    # ---- prefill -------------------------------------------------------------------------
+    def _reserve(self, r: Req) -> float:
+        left = r.sampling.max_new_tokens - len(r.output_ids)
+        return min(max(left, 0), RESERVE_CLIP) * self.new_token_ratio
+
+    def _prefix_limit(self, r: Req) -> int:
+        """How much of fill_ids may come from the cache: at least one token must be computed to
+        get next-token logits, and input logprobs need their positions recomputed."""
+        n = len(r.fill_ids)
+        limit = n if r.sampling.max_new_tokens == 0 and not r.output_ids else n - 1
+        if r.logprob is not None and not r.logprob.input_values:
+            limit = min(limit, r.logprob.start)
+        return max(limit, 0)
+
+    def schedule_extend(self) -> list[ExtendPlan]:
+        if not self.waiting and self.chunked is None:
+            return []
+        token_budget = self.cfg.max_prefill_tokens
+        chunk_cap = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
+        room = self.kv.available() - sum(self._reserve(r) for r in self.running)
+        plans: list[ExtendPlan] = []
+
+        if self.chunked is not None:  # a chunked prefill continues before anything new
+            r = self.chunked
+            take = min(len(r.fill_ids) - r.kv_len, chunk_cap, token_budget)
+            if self.kv.extend(r, take) is None:
+                return []
+            plans.append(ExtendPlan(r, r.kv_len, take))
+            token_budget -= take
+            room -= take
+            self.chunked = None if r.kv_len + take == len(r.fill_ids) else r
+            if self.chunked is not None:
+                return plans
+
+        batch_keys: list[list[int]] = []
+        admitted: list[Req] = []
+        for r in order_waiting(self.waiting, self.cfg.schedule_policy, self.kv.tree):
+            if len(self.running) + len(plans) >= self.cfg.max_running_requests or token_budget <= 0:
+                break
+            prefix, node = self.kv.match(r, self._prefix_limit(r))
+            extend = len(r.fill_ids) - len(prefix)
+            if extend == 0:  # a prefill-only request whose prompt is fully cached
+                r.cached_tokens = len(prefix)
+                finish_prefill_only(r)
+                admitted.append(r)
+                self.on_update(r)
+                continue
+            if _shared_with_batch(r.fill_ids, len(prefix), batch_keys) >= IN_BATCH_SHARE_MIN:
+                continue  # another request in this batch computes the same tokens; reuse them next round
+            alone = not plans and not self.running
+            if extend + self._reserve(r) > room and not alone:
+                break
+            take = min(extend, chunk_cap, token_budget)
+            if alone:
+                take = min(take, self.kv.available())
+            if take <= 0 or not self.kv.admit(r, prefix, node):
+                break
+            if self.kv.extend(r, take) is None:
+                self.kv.release(r, keep=False)
+                break
+            if not r.admitted:
+                r.cached_tokens, r.admitted = len(prefix), True
+            plans.append(ExtendPlan(r, r.kv_len, take))
+            admitted.append(r)
+            batch_keys.append(r.fill_ids)
+            token_budget -= take
+            room -= take + self._reserve(r)
+            if take < extend:
+                self.chunked = r
+                break
+        if admitted:
+            gone = set(map(id, admitted))
+            self.waiting = [r for r in self.waiting if id(r) not in gone]
+        return plans
+
+    def run_extend(self, plans: list[ExtendPlan]) -> None:
+        input_ids: list[int] = []
+        positions: list[int] = []
+        out_slots = []
+        logit_rows: list[int] = []
+        for plan in plans:
+            r, offset = plan.req, len(input_ids)
+            fill = r.fill_ids
+            input_ids += fill[plan.start : plan.start + plan.length]
+            positions += range(plan.start, plan.start + plan.length)
+            out_slots.append(self.kv.table.read(r.row, plan.start + plan.length)[plan.start :])
+            if r.logprob is not None and not r.output_ids:
+                lo = max(r.logprob.start, plan.start)
+                hi = min(len(r.input_ids) - 2, plan.start + plan.length - 1)
+                plan.input_logprob_first = lo
+                for pos in range(lo, hi + 1):
+                    plan.input_logprob_rows.append(len(logit_rows))
+                    logit_rows.append(offset + pos - plan.start)
+            completes = plan.start + plan.length == len(fill)
+            if completes and not (r.sampling.max_new_tokens == 0 and not r.output_ids):
+                plan.sample_row = len(logit_rows)
+                logit_rows.append(offset + plan.length - 1)
+        logits = self.runner.forward(
+            ForwardMode.EXTEND, input_ids, positions, [p.req.row for p in plans],
+            [p.start for p in plans], [p.length for p in plans], torch.cat(out_slots), logit_rows)
+        self.stats["prefill_tokens"] += len(input_ids)
+        self.stats["steps"] += 1
+
+        samplers: list[tuple[Req, int]] = []
+        for plan in plans:
+            r = plan.req
+            r.kv_len = plan.start + plan.length
+            if r.logprob is not None and not r.output_ids and (plan.input_logprob_rows or plan.start <= r.logprob.start):
+                record_input_logprobs(r, logits[plan.input_logprob_rows], plan.input_logprob_first)
+            if r.kv_len < len(r.fill_ids):
+                continue  # mid-chunk
+            self.kv.cache(r)  # share the prompt with later requests while this one runs
+            if plan.sample_row is None:
+                finish_prefill_only(r)
+                self.kv.release(r)
+                self.on_update(r)
+            else:
+                samplers.append((r, plan.sample_row))
+        if samplers:
+            rows = [i for _, i in samplers]
+            self._sample_and_append([r for r, _ in samplers], logits[rows])
+            self.running.extend(r for r, _ in samplers if not r.finished)
+
+    # ---- decode --------------------------------------------------------------------------
+    def run_decode(self) -> None:
+        self._make_decode_room()
+        if not self.running:
+            return
+        reqs = self.running
+        slots = self.kv.alloc(len(reqs))
+        assert slots is not None  # _make_decode_room guaranteed it
+        for r, s in zip(reqs, slots.tolist()):
+            self.kv.table.table[r.row, r.kv_len] = s
+        logits = self.runner.forward(
+            ForwardMode.DECODE, [r.fill_ids[-1] for r in reqs], [r.kv_len for r in reqs],
+            [r.row for r in reqs], [r.kv_len for r in reqs], [1] * len(reqs), slots, list(range(len(reqs))))
+        for r in reqs:
+            r.kv_len += 1
+        self.stats["decode_tokens"] += len(reqs)
+        self.stats["steps"] += 1
+        self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY)
+        self._sample_and_append(reqs, logits)
+
+    def _make_decode_room(self) -> None:
+        """Retracts requests until every running request can get one more slot."""
+        while self.running and self.kv.available() < len(self.running):
+            if len(self.running) == 1:
+                r = self.running.pop()
+                finish_abort(r, "out of KV cache memory: raise max_total_tokens or lower max_new_tokens")
+                self.kv.release(r, keep=False)
+                self.on_update(r)
+                return
+            # retract the request that loses least work: fewest outputs, then longest prompt
+            victim = min(self.running, key=lambda r: (len(r.output_ids), -len(r.input_ids)))
+            self.running.remove(victim)
+            self.kv.release(victim, keep=False)
+            victim.retractions += 1
+            self.waiting.insert(0, victim)
+            self.stats["retractions"] += 1
+            self.new_token_ratio = INIT_NEW_TOKEN_RATIO
+
+    # ---- sampling and results ------------------------------------------------------------
+    def _sample_and_append(self, reqs: list[Req], logits: torch.Tensor) -> None:
+        for r in reqs:
+            p = r.sampling
+            banned = list(p.stop_token_ids) + list(r.eos_ids) if len(r.output_ids) < p.min_new_tokens else []
+            r.banned_ids = banned
+        if self.prepare_sampling is not None:
+            self.prepare_sampling(reqs)
+        want_logprobs = [i for i, r in enumerate(reqs) if r.logprob is not None]
+        logprobs = torch.log_softmax(logits[want_logprobs], dim=-1) if want_logprobs else None
+        next_ids = sample(logits, reqs, self.generator).tolist()
+        for j, i in enumerate(want_logprobs):
+            record_output_logprob(reqs[i], logprobs[j], next_ids[i])  # type: ignore[index]
+        finished = []
+        for r, token in zip(reqs, next_ids):
+            append_token(r, token, self.context_length)
+            if r.finished:
+                finished.append(r)
+            elif r.stream:
+                self.on_update(r)
+        if finished:
+            gone = set(map(id, finished))
+            self.running = [r for r in self.running if id(r) not in gone]
+            for r in finished:
+                self.kv.release(r)
+                self.on_update(r)
+
+    # ---- control -------------------------------------------------------------------------
+    def abort(self, rid: str) -> bool:
+        for queue in (self.waiting, self.running):
+            for r in queue:
+                if r.rid == rid:
+                    queue.remove(r)
+                    self._abort(r)
+                    return True
+        if self.chunked is not None and self.chunked.rid == rid:
+            r, self.chunked = self.chunked, None
+            self._abort(r)
+            return True
+        return False
+
+    def _abort(self, r: Req) -> None:
+        finish_abort(r, "aborted by request")
+        self.kv.release(r, keep=False)
+        self.on_update(r)
+
+    def live_requests(self) -> list[Req]:
+        live = list(self.running)
+        if self.chunked is not None:
+            live.append(self.chunked)
+        return live
+
+
+def _shared_with_batch(fill: list[int], cached: int, batch_keys: list[list[int]]) -> int:
+    """How many of fill's uncached tokens (from `cached` on) another batch member also computes."""
+    best = 0
+    for key in batch_keys:
+        if key[:cached] != fill[:cached]:
+            continue
+        lo, hi = cached, min(len(key), len(fill))  # binary search on C-level slice equality
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if key[cached:mid] == fill[cached:mid]:
+                lo = mid
+            else:
+                hi = mid - 1
+        best = max(best, lo - cached)
+    return best
