@@ -1,0 +1,121 @@
+"""Engine vs transformers, side by side in one process, on the default model in bfloat16.
+
+Prints: prefill tokens/s (512-token prompt), decode tokens/s at batch 1 and 16, and the wall
+time of 64 requests sharing a 1,000-token prefix. Each figure is the median of --repeats runs;
+the ratio column is ours / transformers (for wall time: transformers / ours).
+
+    .venv/bin/python benchmark/bench_engine.py [--repeats 3] [--decode-tokens 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load_transformers(path: str, num_heads: int, num_kv_heads: int):
+    """transformers' own Llama with the very weights our loader reads from the GGUF."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from sgl.runtime.loader.gguf_file import converted_folder, iterate_gguf_weights
+
+    config = AutoConfig.from_pretrained(converted_folder(path))
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    state = dict(iterate_gguf_weights(path, num_heads, num_kv_heads))
+    model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    return model.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--decode-tokens", type=int, default=64)
+    ap.add_argument("--skip-transformers", action="store_true")
+    args = ap.parse_args()
+
+    from sgl.runtime import Engine
+
+    engine = Engine(dtype="bfloat16")
+    tok = engine.tokenizer
+    mc = engine.model_config
+    hf = None if args.skip_transformers else load_transformers(engine.model_path, mc.num_heads, mc.num_kv_heads)
+    torch.manual_seed(0)
+    vocab = 40000  # ordinary tokens; stays clear of special ids
+    prompt512 = torch.randint(100, vocab, (512,)).tolist()
+    n_dec = args.decode_tokens
+    rows: list[tuple[str, float, float | None, str]] = []
+
+    # -- prefill: 512 tokens, one output token, cache flushed so nothing is reused --------------
+    def ours_prefill() -> None:
+        engine.flush_cache()
+        engine.generate(input_ids=prompt512, sampling_params={"max_new_tokens": 1, "temperature": 0})
+
+    def hf_prefill() -> None:
+        with torch.inference_mode():
+            hf.generate(torch.tensor([prompt512]), max_new_tokens=1, do_sample=False)
+
+    ours = 512 / median_time(ours_prefill, args.repeats)
+    theirs = 512 / median_time(hf_prefill, args.repeats) if hf else None
+    rows.append(("prefill tokens/s (512-token prompt)", ours, theirs, "higher"))
+
+    # -- decode at batch 1 and 16: short distinct prompts, fixed output length ----------------------
+    for bs in (1, 16):
+        prompts = [torch.randint(100, vocab, (16,)).tolist() for _ in range(bs)]
+        params = {"max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}
+
+        def ours_decode() -> None:
+            engine.flush_cache()
+            engine.generate(input_ids=prompts, sampling_params=params)
+
+        def hf_decode() -> None:
+            with torch.inference_mode():
+                hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
+                            max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
+
+        ours = bs * n_dec / median_time(ours_decode, args.repeats)
+        theirs = bs * n_dec / median_time(hf_decode, args.repeats) if hf else None
+        rows.append((f"decode tokens/s, batch {bs} ({n_dec} tokens each)", ours, theirs, "higher"))
+
+    # -- 64 requests sharing a 1,000-token prefix, 16 new tokens each ------------------------------
+    prefix = torch.randint(100, vocab, (1000,)).tolist()
+    shared = [prefix + torch.randint(100, vocab, (16,)).tolist() for _ in range(64)]
+    params = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
+
+    def ours_shared() -> None:
+        engine.flush_cache()
+        engine.generate(input_ids=shared, sampling_params=params)
+
+    def hf_shared() -> None:  # batches of 16 (equal lengths: no padding needed)
+        with torch.inference_mode():
+            for i in range(0, 64, 16):
+                hf.generate(torch.tensor(shared[i : i + 16]), max_new_tokens=16, min_new_tokens=16, do_sample=False)
+
+    ours = median_time(ours_shared, args.repeats)
+    theirs = median_time(hf_shared, max(1, args.repeats - 1)) if hf else None
+    rows.append(("64 requests, shared 1,000-token prefix: wall s", ours, theirs, "lower"))
+
+    print(f"\nmodel: {engine.model_path} ({engine.dtype}), threads: {torch.get_num_threads()}, "
+          f"median of {args.repeats}")
+    print(f"{'workload':<52}{'sgl':>12}{'transformers':>14}{'ratio':>8}")
+    for name, a, b, better in rows:
+        ratio = "" if b is None else f"{(a / b if better == 'higher' else b / a):.2f}x"
+        print(f"{name:<52}{a:>12.1f}{'' if b is None else f'{b:.1f}':>14}{ratio:>8}")
+    del tok
+    engine.shutdown()
+
+
+if __name__ == "__main__":
+    main()
