@@ -70,6 +70,7 @@ def main() -> None:
     ours = 512 / median_time(ours_prefill, args.repeats)
     theirs = 512 / median_time(hf_prefill, args.repeats) if hf else None
     rows.append(("prefill tokens/s (512-token prompt)", ours, theirs, "higher"))
+    print(rows[-1], flush=True)
 
     # -- decode at batch 1 and 16: short distinct prompts, fixed output length ----------------------
     for bs in (1, 16):
@@ -88,6 +89,7 @@ def main() -> None:
         ours = bs * n_dec / median_time(ours_decode, args.repeats)
         theirs = bs * n_dec / median_time(hf_decode, args.repeats) if hf else None
         rows.append((f"decode tokens/s, batch {bs} ({n_dec} tokens each)", ours, theirs, "higher"))
+        print(rows[-1], flush=True)
 
     # -- 64 requests sharing a 1,000-token prefix, 16 new tokens each ------------------------------
     prefix = torch.randint(100, vocab, (1000,)).tolist()

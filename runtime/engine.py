@@ -65,6 +65,7 @@ class Engine:
         self._thread.start()
 
     # ---- scheduler thread ----------------------------------------------------------------
+    @torch.inference_mode()
     def _loop(self) -> None:
         while not self._stopped:
             self._drain_inbox(block=not self._scheduler.has_work())
