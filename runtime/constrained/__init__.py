@@ -1,0 +1,1 @@
+"""Constrained decoding: regex, JSON schema, choices."""
