@@ -15,7 +15,7 @@ from torch import nn
 
 from ..config import EngineConfig, ModelConfig
 from ..models import get_model_class
-from .gguf_file import converted_folder, iterate_gguf_weights
+from .gguf_file import converted_folder
 from .safetensors_folder import iterate_weights
 from .weights import load_weights
 
@@ -103,11 +103,7 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
             model = cls(model_config, length)
     finally:
         torch.set_default_dtype(previous)
-    if is_gguf:
-        weights = iterate_gguf_weights(path, model_config.num_heads, model_config.num_kv_heads)
-    else:
-        weights = iterate_weights(folder, progress=True)
-    load_weights(model, weights)
+    load_weights(model, iterate_weights(folder, progress=True))
     model.eval()
     logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)
     return LoadedModel(model, model_config, tokenizer, path, dtype)

@@ -1,7 +1,9 @@
-"""GGUF checkpoints: tensors dequantized at load and renamed to Hugging Face names.
+"""GGUF checkpoints: tensors dequantized and renamed to Hugging Face names.
 
-The config and tokenizer come from transformers' GGUF conversion, which takes seconds; they are
-saved once to a cache folder keyed by the file's path, size and mtime, and read from there after.
+Converting takes a while (transformers' GGUF config/tokenizer conversion, numpy dequantization),
+so it happens once: the result is saved as an ordinary Hugging Face folder (config.json,
+tokenizer files, float32 model.safetensors) in a cache keyed by the file's path, size and mtime,
+and later loads read that folder.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 # llama.cpp tensor names -> Hugging Face names (Llama family layout)
 _LAYER_NAMES = {
@@ -50,7 +53,7 @@ def iterate_gguf_weights(path: str, num_heads: int, num_kv_heads: int) -> Iterat
     arch = str(bytes(reader.fields["general.architecture"].parts[-1]), "utf-8")
     for t in reader.tensors:
         array = gguf.quants.dequantize(t.data, t.tensor_type)  # float32, shape reversed from t.shape
-        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        tensor = torch.from_numpy(np.array(array, dtype=np.float32))  # a writable copy
         name = _hf_name(t.name)
         if arch in _PERMUTED_QK and name.endswith(("q_proj.weight", "q_proj.bias")):
             tensor = _unpermute(tensor, num_heads)
@@ -76,6 +79,8 @@ def converted_folder(path: str) -> str:
         tmp = folder + f".tmp{os.getpid()}"
         config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        weights = dict(iterate_gguf_weights(path, config.num_attention_heads, config.num_key_value_heads))
+        save_file(weights, os.path.join(tmp, "model.safetensors"))
         open(os.path.join(tmp, "done"), "w").close()
         os.makedirs(os.path.dirname(folder), exist_ok=True)
         try:

@@ -1,0 +1,66 @@
+"""Token spans for scoring ``select`` choices without a boundary bias (SGLang #1257, #2873).
+
+The prompt and a choice may tokenize together across their boundary: "is " + "Paris" becomes
+[..., "is", " Paris"], not [..., "is", " ", "Paris"]. Scoring the choice from the prompt's
+own token count would then drop or split tokens. Instead, tokenize prompt + choice as a whole
+and score from the longest common token prefix with the tokenized prompt::
+
+    prompt ids:          p0 p1 ... pk-1 pk          (pk = " ")
+    prompt+choice ids:   p0 p1 ... pk-1 c0 c1 ...   (c0 = " Paris")
+                                        ^ boundary = k: the first id that differs
+    scored:                             c0 c1 ...   each conditioned on everything before it
+
+so every choice is scored over exactly the tokens where it differs from the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChoiceSpan:
+    input_ids: list[int]  # prompt + choice, tokenized as a whole
+    boundary: int  # index of the first scored token
+
+    @property
+    def choice_ids(self) -> list[int]:
+        return self.input_ids[self.boundary :]
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    """Token ids as the engine makes them from text (the tokenizer's default special tokens)."""
+    return list(tokenizer.encode(text))
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def choice_spans(tokenizer: Any, prompt: str, choices: Sequence[str]) -> list[ChoiceSpan]:
+    prompt_ids = encode(tokenizer, prompt)
+    spans = []
+    for c in choices:
+        ids = encode(tokenizer, prompt + c)
+        # NOTE: at least one scored token, even if the choice vanished into the prompt's tokens
+        boundary = min(common_prefix_len(prompt_ids, ids), len(ids) - 1)
+        spans.append(ChoiceSpan(ids, boundary))
+    return spans
+
+
+def score_rows(input_rows: Sequence[Sequence[Any]], start: int, span: ChoiceSpan) -> list[list[Any]]:
+    """The rows of the choice's own tokens, from rows that cover positions [start, len(ids))."""
+    rows = [list(r) for r in input_rows[span.boundary - start :]]
+    if len(rows) != len(span.choice_ids):
+        raise RuntimeError(
+            f"engine returned {len(input_rows)} logprob rows from position {start}; expected "
+            f"{len(span.input_ids) - start} for a {len(span.input_ids)}-token input"
+        )
+    return rows
