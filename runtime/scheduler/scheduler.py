@@ -200,7 +200,7 @@ class Scheduler:
         for r, s in zip(reqs, slots.tolist()):
             self.kv.table.table[r.row, r.kv_len] = s
         logits = self.runner.forward(
-            ForwardMode.DECODE, [r.fill_ids[-1] for r in reqs], [r.kv_len for r in reqs],
+            ForwardMode.DECODE, [r.output_ids[-1] for r in reqs], [r.kv_len for r in reqs],
             [r.row for r in reqs], [r.kv_len for r in reqs], [1] * len(reqs), slots, list(range(len(reqs))))
         for r in reqs:
             r.kv_len += 1
