@@ -55,10 +55,12 @@ class Engine:
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
         runner = ModelRunner(loaded.model, pool, table, self.device)
-        self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots)
+        self._grammar_compiler: Any = None
+        self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
+                                        self._get_grammar_compiler)
         self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
-                                    torch.Generator().manual_seed(cfg.random_seed),
-                                    prepare_sampling=self._requests.prepare_sampling)
+                                    torch.Generator().manual_seed(cfg.random_seed))
+        self._compiler_lock = threading.Lock()
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
@@ -100,8 +102,8 @@ class Engine:
 
     def _fail_all(self, message: str) -> None:
         s = self._scheduler
-        reqs = s.waiting + s.running + ([s.chunked] if s.chunked else [])
-        s.waiting, s.running, s.chunked = [], [], None
+        reqs = s.waiting + s.running + s.jumped + ([s.chunked] if s.chunked else [])
+        s.waiting, s.running, s.jumped, s.chunked = [], [], [], None
         for r in reqs:
             finish_abort(r, message)
             self._kv.release(r, keep=False)
@@ -112,6 +114,15 @@ class Engine:
         channel.put(build_result(req, self.tokenizer))
         if req.finished:
             channel.put(_DONE)
+
+    def _get_grammar_compiler(self) -> Any:
+        with self._compiler_lock:
+            if self._grammar_compiler is None:
+                from .constrained import GrammarCompiler
+
+                self._grammar_compiler = GrammarCompiler(self.tokenizer, self.model_config.vocab_size,
+                                                         eos_token_ids=set(self._requests.eos_ids))
+            return self._grammar_compiler
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Runs fn on the scheduler thread, between steps, and returns its result."""
@@ -137,6 +148,8 @@ class Engine:
         groups = [self._requests.make(p, sp, r, return_logprob, logprob_start_len, top_logprobs_num,
                                       return_text_in_logprobs, stream)
                   for p, sp, r in zip(prompts, params, rids)]  # all validated before any is queued
+        for g in groups:
+            g.attach_grammars()  # compiled off the scheduler thread, which keeps decoding others
         if stream:
             if is_batch or len(groups[0].copies) > 1:
                 raise ValueError("stream=True takes one prompt with n=1")
@@ -196,7 +209,7 @@ class Engine:
         """Empties the radix cache; refused (False) while requests are queued or running."""
         def flush() -> bool:
             s = self._scheduler
-            if s.waiting or s.running or s.chunked:
+            if s.has_work():
                 return False
             self._kv.tree.reset()
             self._kv.allocator.reset()
@@ -223,7 +236,7 @@ class Engine:
                 "schedule_policy": self.config.schedule_policy,
                 "disable_radix_cache": self.config.disable_radix_cache,
                 "num_waiting_reqs": len(s.waiting),
-                "num_running_reqs": len(s.running) + (1 if s.chunked else 0),
+                "num_running_reqs": len(s.live_requests()),
                 "free_slots": self._kv.allocator.available(),
                 "cached_tokens": self._kv.tree.total_size(),
                 "evictable_tokens": self._kv.tree.evictable_size(),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +21,25 @@ from .scheduler.request import LogprobRequest, Req
 class RequestGroup:
     copies: list[Req]  # n requests for one prompt
     warmup: Req | None  # with n > 1: a prefill-only request that caches the prompt first
+    grammar: Future | None = None  # the compiled grammar, being built off the scheduler thread
+
+    def attach_grammars(self) -> None:
+        """Blocks the caller (not the scheduler) until the grammar is compiled; gives each copy
+        its own matcher. Compile errors raise ValueError naming the field."""
+        if self.grammar is None:
+            return
+        from .constrained import Grammar
+
+        compiled = self.grammar.result()
+        for r in self.copies:
+            r.grammar = Grammar(compiled)
 
 
 class RequestFactory:
-    def __init__(self, tokenizer: Any, model_config: ModelConfig, context_length: int, num_slots: int) -> None:
+    def __init__(self, tokenizer: Any, model_config: ModelConfig, context_length: int, num_slots: int,
+                 grammar_compiler: Callable[[], Any]) -> None:
         self.tokenizer, self.context_length, self.num_slots = tokenizer, context_length, num_slots
+        self.grammar_compiler = grammar_compiler  # made on first use: building the vocabulary index takes time
         self.vocab_size = model_config.vocab_size
         eos = set(model_config.eos_token_ids)
         if getattr(tokenizer, "eos_token_id", None) is not None:
@@ -69,8 +85,7 @@ class RequestFactory:
             raise ValueError("top_logprobs_num must be an integer >= 0")
         if logprob_start_len is not None and not isinstance(logprob_start_len, int):
             raise ValueError("logprob_start_len must be an integer")
-        if sp.constraint is not None:
-            raise ValueError(f"sampling_params.{sp.constraint[0]}: constrained decoding is not available yet")
+        grammar = self._compile(sp)
         rid = rid or uuid.uuid4().hex
         start = 0 if logprob_start_len is None else logprob_start_len
         if start < 0:
@@ -88,12 +103,19 @@ class RequestFactory:
                 stream=stream, generator=gen)
 
         if sp.n == 1:
-            return RequestGroup([one(sp.seed, sp)], None)
+            return RequestGroup([one(sp.seed, sp)], None, grammar)
         copies = [one(None if sp.seed is None else sp.seed + i, sp) for i in range(sp.n)]
         warmup = one(None, SamplingParams(max_new_tokens=0))
-        return RequestGroup(copies, warmup)
+        return RequestGroup(copies, warmup, grammar)
 
-    def prepare_sampling(self, reqs: list[Req]) -> None:
-        """Per-step sampling inputs that depend on request state (grammar masks)."""
-        for r in reqs:
-            r.allowed_mask = r.grammar.allowed_mask() if r.grammar is not None else None
+    def _compile(self, sp: SamplingParams) -> Future | None:
+        if sp.constraint is None:
+            return None
+        from .constrained import grammar_spec
+
+        kind, value = sp.constraint
+        try:
+            spec = grammar_spec(**{kind: value})
+        except ValueError as e:
+            raise ValueError(f"sampling_params.{kind}: {e}") from None
+        return self.grammar_compiler().compile_async(spec.kind, spec.key)

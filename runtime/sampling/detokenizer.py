@@ -19,6 +19,7 @@ class IncrementalDetokenizer:
         self.kwargs = {"skip_special_tokens": skip_special_tokens,
                        "spaces_between_special_tokens": spaces_between_special_tokens}
         self.ids: list[int] = list(prompt_ids[-_CONTEXT_TOKENS:])
+        self.context = len(self.ids)
         self.surround = 0  # ids[surround:read] is decoded context, already emitted
         self.read = len(self.ids)
         self.text = ""
@@ -46,3 +47,11 @@ class IncrementalDetokenizer:
         self.text += delta
         self.surround = self.read = len(self.ids)
         return delta
+
+    def reset(self, output_ids: list[int]) -> None:
+        """Re-reads the whole output after tokens were replaced (jump-forward retokenization)."""
+        context = self.ids[: self.context]
+        self.ids = context + list(output_ids)
+        self.text = self._decode(self.ids)[len(self._decode(context)) :]
+        self.read = len(self.ids)
+        self.surround = max(self.context, self.read - 1)  # one token of left context for the next piece

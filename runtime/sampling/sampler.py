@@ -23,7 +23,6 @@ class SamplingRow(Protocol):
     output_ids: list[int]
     generator: torch.Generator | None
     banned_ids: list[int]  # ids masked this step (EOS before min_new_tokens, ...)
-    allowed_mask: torch.Tensor | None  # (vocab,) bool from a grammar, or None
 
 
 def apply_penalties(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
@@ -47,10 +46,8 @@ def apply_penalties(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
 
 
 def apply_masks(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
-    """In place: banned ids and grammar masks become -inf."""
+    """In place: banned ids become -inf (grammar masks are applied before, by the scheduler)."""
     for i, r in enumerate(rows):
-        if r.allowed_mask is not None:
-            logits[i].masked_fill_(~r.allowed_mask[: logits.shape[1]], float("-inf"))
         if r.banned_ids:
             logits[i, r.banned_ids] = float("-inf")
 

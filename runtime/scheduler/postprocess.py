@@ -60,6 +60,17 @@ def append_token(req: Req, token: int, context_length: int) -> None:
         _finish(req, {"type": "length", "length": len(req.output_ids)})
 
 
+def finish_after_jump(req: Req, context_length: int) -> None:
+    """Finish checks after jump-forward appended several tokens at once."""
+    p = req.sampling
+    if req.grammar is not None and req.grammar.is_finished():
+        _finish(req, {"type": "stop", "matched": None})
+    elif len(req.output_ids) >= p.max_new_tokens:
+        _finish(req, {"type": "length", "length": p.max_new_tokens})
+    elif len(req.input_ids) + len(req.output_ids) >= context_length:
+        _finish(req, {"type": "length", "length": len(req.output_ids)})
+
+
 def _finish(req: Req, reason: dict, text: str | None = None) -> None:
     if text is None:
         req.detokenizer.flush()

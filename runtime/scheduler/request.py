@@ -65,7 +65,6 @@ class Req:
     retractions: int = 0
     # per-step scratch for the sampler
     banned_ids: list[int] = field(default_factory=list)
-    allowed_mask: torch.Tensor | None = None
 
     @property
     def fill_ids(self) -> list[int]:

@@ -12,13 +12,20 @@ from dataclasses import dataclass, field
 import torch
 
 from ..config import EngineConfig
+from ..constrained.mask import apply_grammar_masks
 from ..forward_batch import ForwardMode
 from ..model_runner import ModelRunner
 from ..sampling.sampler import sample
+from .jump_forward import try_jump_forward
 from .kv_manager import KVManager
 from .policy import order_waiting
-from .postprocess import (append_token, finish_abort, finish_prefill_only, record_input_logprobs,
-                          record_output_logprob)
+from .postprocess import (
+    append_token,
+    finish_abort,
+    finish_prefill_only,
+    record_input_logprobs,
+    record_output_logprob,
+)
 from .request import Req
 
 RESERVE_CLIP = 4096  # no request reserves room for more than this many future tokens
@@ -38,16 +45,15 @@ class ExtendPlan:
 
 class Scheduler:
     def __init__(self, cfg: EngineConfig, kv: KVManager, runner: ModelRunner, context_length: int,
-                 on_update: Callable[[Req], None], generator: torch.Generator,
-                 prepare_sampling: Callable[[list[Req]], None] | None = None) -> None:
+                 on_update: Callable[[Req], None], generator: torch.Generator) -> None:
         self.cfg, self.kv, self.runner = cfg, kv, runner
         self.context_length = context_length
         self.on_update = on_update  # called with a request after each change a caller can see
         self.generator = generator
-        self.prepare_sampling = prepare_sampling  # grammar masks etc., before each sample
         self.waiting: list[Req] = []
         self.running: list[Req] = []
         self.chunked: Req | None = None  # a request in the middle of a chunked prefill
+        self.jumped: list[Req] = []  # running requests whose jump-forward text needs an extend step
         self.new_token_ratio = INIT_NEW_TOKEN_RATIO
         self.stats = {"prefill_tokens": 0, "decode_tokens": 0, "retractions": 0, "steps": 0}
 
@@ -64,7 +70,7 @@ class Scheduler:
         return bool(self.waiting)
 
     def has_work(self) -> bool:
-        return bool(self.waiting or self.running or self.chunked)
+        return bool(self.waiting or self.running or self.chunked or self.jumped)
 
     # ---- prefill -------------------------------------------------------------------------
     def _reserve(self, r: Req) -> float:
@@ -81,12 +87,23 @@ class Scheduler:
         return max(limit, 0)
 
     def schedule_extend(self) -> list[ExtendPlan]:
-        if not self.waiting and self.chunked is None:
+        if not self.waiting and self.chunked is None and not self.jumped:
             return []
         token_budget = self.cfg.max_prefill_tokens
         chunk_cap = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
         room = self.kv.available() - sum(self._reserve(r) for r in self.running)
         plans: list[ExtendPlan] = []
+
+        for r in self.jumped:  # already admitted: compute the jumped-forward tokens
+            take = len(r.fill_ids) - r.kv_len
+            if self.kv.extend(r, take) is None:  # out of memory: retract it like a decode would
+                self.kv.release(r, keep=False)
+                self.waiting.insert(0, r)
+                continue
+            plans.append(ExtendPlan(r, r.kv_len, take))
+            token_budget -= take
+            room -= take
+        self.jumped = []
 
         if self.chunked is not None:  # a chunked prefill continues before anything new
             r = self.chunked
@@ -177,7 +194,8 @@ class Scheduler:
                 record_input_logprobs(r, logits[plan.input_logprob_rows], plan.input_logprob_first)
             if r.kv_len < len(r.fill_ids):
                 continue  # mid-chunk
-            self.kv.cache(r)  # share the prompt with later requests while this one runs
+            if not r.output_ids:
+                self.kv.cache(r)  # share the prompt with later requests while this one runs
             if plan.sample_row is None:
                 finish_prefill_only(r)
                 self.kv.release(r)
@@ -186,8 +204,7 @@ class Scheduler:
                 samplers.append((r, plan.sample_row))
         if samplers:
             rows = [i for _, i in samplers]
-            self._sample_and_append([r for r, _ in samplers], logits[rows])
-            self.running.extend(r for r, _ in samplers if not r.finished)
+            self.running.extend(self._sample_and_append([r for r, _ in samplers], logits[rows]))
 
     # ---- decode --------------------------------------------------------------------------
     def run_decode(self) -> None:
@@ -207,7 +224,7 @@ class Scheduler:
         self.stats["decode_tokens"] += len(reqs)
         self.stats["steps"] += 1
         self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY)
-        self._sample_and_append(reqs, logits)
+        self.running = self._sample_and_append(reqs, logits)
 
     def _make_decode_room(self) -> None:
         """Retracts requests until every running request can get one more slot."""
@@ -228,35 +245,40 @@ class Scheduler:
             self.new_token_ratio = INIT_NEW_TOKEN_RATIO
 
     # ---- sampling and results ------------------------------------------------------------
-    def _sample_and_append(self, reqs: list[Req], logits: torch.Tensor) -> None:
+    def _sample_and_append(self, reqs: list[Req], logits: torch.Tensor) -> list[Req]:
+        """Samples one token per request and applies it. Returns the requests that keep
+        decoding; finished ones are released, jumped-forward ones wait for an extend step."""
         for r in reqs:
             p = r.sampling
             banned = list(p.stop_token_ids) + list(r.eos_ids) if len(r.output_ids) < p.min_new_tokens else []
             r.banned_ids = banned
-        if self.prepare_sampling is not None:
-            self.prepare_sampling(reqs)
+        if any(r.grammar is not None for r in reqs):
+            apply_grammar_masks([r.grammar for r in reqs], logits)
         want_logprobs = [i for i, r in enumerate(reqs) if r.logprob is not None]
         logprobs = torch.log_softmax(logits[want_logprobs], dim=-1) if want_logprobs else None
         next_ids = sample(logits, reqs, self.generator).tolist()
         for j, i in enumerate(want_logprobs):
             record_output_logprob(reqs[i], logprobs[j], next_ids[i])  # type: ignore[index]
-        finished = []
+        continuing = []
+        jump = not self.cfg.disable_jump_forward
         for r, token in zip(reqs, next_ids):
             append_token(r, token, self.context_length)
+            jumped = jump and not r.finished and try_jump_forward(r, self.kv, self.context_length)
             if r.finished:
-                finished.append(r)
-            elif r.stream:
-                self.on_update(r)
-        if finished:
-            gone = set(map(id, finished))
-            self.running = [r for r in self.running if id(r) not in gone]
-            for r in finished:
                 self.kv.release(r)
                 self.on_update(r)
+                continue
+            if jumped:
+                self.jumped.append(r)
+            else:
+                continuing.append(r)
+            if r.stream:
+                self.on_update(r)
+        return continuing
 
     # ---- control -------------------------------------------------------------------------
     def abort(self, rid: str) -> bool:
-        for queue in (self.waiting, self.running):
+        for queue in (self.waiting, self.running, self.jumped):
             for r in queue:
                 if r.rid == rid:
                     queue.remove(r)
@@ -274,7 +296,7 @@ class Scheduler:
         self.on_update(r)
 
     def live_requests(self) -> list[Req]:
-        live = list(self.running)
+        live = self.running + self.jumped
         if self.chunked is not None:
             live.append(self.chunked)
         return live

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from sgl.runtime import Engine
 from sgl.runtime.loader import default_model_path
 

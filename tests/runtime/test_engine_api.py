@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
-
 from sgl.runtime import Engine
 
 GREEDY = {"max_new_tokens": 24, "temperature": 0, "ignore_eos": True}

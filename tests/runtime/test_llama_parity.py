@@ -9,7 +9,6 @@ import random
 import pytest
 import torch
 from llama_fixtures import Reference, save_tiny_checkpoint, tiny_llama_config
-
 from sgl.runtime import Engine
 
 VARIANTS = ["plain", "gqa_llama3_tied_bias"]

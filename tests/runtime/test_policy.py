@@ -7,7 +7,6 @@ import random
 
 import pytest
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
-
 from sgl.runtime import Engine
 from sgl.runtime.cache import RadixCache, SlotAllocator
 from sgl.runtime.scheduler.policy import order_waiting

@@ -6,7 +6,6 @@ from __future__ import annotations
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from sgl.runtime.cache import RadixCache, SlotAllocator
 
 POOL = 400

@@ -1,0 +1,68 @@
+"""Every registered architecture against transformers, on a tiny random checkpoint in float32:
+prompt logprobs within 1e-4 and 16 identical greedy tokens, for a prompt longer than the sliding
+window prefilled in chunks, and for a batch of 3 prompts that share a cached prefix. Also: the
+table in docs/models.md is the one the registry generates."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+import torch
+from llama_fixtures import Reference, save_tiny_checkpoint
+from sgl.runtime import Engine
+from sgl.runtime.models import REGISTRY, markdown_table
+from zoo_configs import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+NEW_TOKENS = 16
+GREEDY = {"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True}
+
+
+@pytest.fixture(scope="module", params=sorted(REGISTRY))
+def zoo(request, tmp_path_factory, default_tokenizer_folder):
+    """(folder, transformers reference) of one architecture, built once."""
+    folder = str(tmp_path_factory.mktemp(request.param))
+    save_tiny_checkpoint(tiny_config(request.param), folder, default_tokenizer_folder)
+    return folder, Reference(folder)
+
+
+def tokens(n: int, seed: int) -> list[int]:
+    rng = random.Random(seed)
+    return [rng.randrange(3, 40000) for _ in range(n)]
+
+
+def assert_logprobs(result: dict, ids: list[int], start: int, ref: Reference) -> None:
+    """Our input logprobs of ids[start + 1:] equal transformers'."""
+    rows = result["meta_info"]["input_token_logprobs"]
+    assert [r[1] for r in rows] == ids[start:]
+    ours = torch.tensor([r[0] for r in rows if r[0] is not None])
+    torch.testing.assert_close(ours, ref.prompt_logprobs(ids)[-len(ours):], atol=1e-4, rtol=0)
+
+
+def test_parity(zoo):
+    folder, ref = zoo
+    with Engine(folder, dtype="float32", max_total_tokens=4096, chunked_prefill_size=16) as engine:
+        # alone: 37 tokens, prefilled in chunks of 16, past every sliding window
+        ids = tokens(37, seed=1)
+        res = engine.generate(input_ids=ids, sampling_params=GREEDY, return_logprob=True)
+        assert_logprobs(res, ids, 0, ref)
+        assert res["output_ids"] == ref.greedy(ids, NEW_TOKENS)
+
+        # a batch of 3 that shares a cached prefix
+        prefix = tokens(20, seed=2)
+        engine.generate(input_ids=prefix, sampling_params={"max_new_tokens": 0})
+        batch = [prefix + tokens(n, seed=3 + n) for n in (3, 7, 12)]
+        results = engine.generate(input_ids=batch, sampling_params=GREEDY, return_logprob=True,
+                                  logprob_start_len=len(prefix))
+        for ids, res in zip(batch, results):
+            assert res["meta_info"]["cached_tokens"] > 0
+            assert_logprobs(res, ids, len(prefix), ref)
+            assert res["output_ids"] == ref.greedy(ids, NEW_TOKENS)
+        engine.check_kv()
+
+
+def test_models_md_is_generated_from_the_registry():
+    with open(os.path.join(ROOT, "docs", "models.md")) as f:
+        assert f.read() == markdown_table(), "run `python -m sgl.runtime.models > docs/models.md`"

@@ -1,0 +1,123 @@
+"""Tiny transformers configs, one per registered architecture, with the features that make the
+architecture differ turned on (sliding windows shorter than the test prompts, soft-capping,
+partial rotary, biases, tied or untied heads, ALiBi, multi-query, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+VOCAB = 49152  # the default model's tokenizer is copied into every checkpoint
+WINDOW = 8  # sliding windows are shorter than every test prompt
+INIT = 0.2  # weights large enough that soft-capping, scalings and biases change the logits
+LLAMA_LIKE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                  bos_token_id=1, eos_token_id=2, pad_token_id=0)
+GPT_LIKE = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=512,
+                bos_token_id=1, eos_token_id=2)
+ALTERNATING = ["sliding_attention", "full_attention"]
+
+
+def _cfg(name: str, **kw: Any) -> Any:
+    import transformers
+
+    return getattr(transformers, name)(**kw)
+
+
+def tiny_config(arch: str) -> Any:
+    """The transformers config of a tiny checkpoint of `arch`."""
+    c = dict(LLAMA_LIKE)
+    if arch == "LlamaForCausalLM":
+        cfg = _cfg("LlamaConfig", attention_bias=True, tie_word_embeddings=True, **c)
+    elif arch == "MistralForCausalLM":
+        cfg = _cfg("MistralConfig", sliding_window=WINDOW, head_dim=32, **c)
+    elif arch == "Qwen2ForCausalLM":
+        cfg = _cfg("Qwen2Config", use_sliding_window=True, sliding_window=WINDOW, max_window_layers=1,
+                   tie_word_embeddings=True, **c)
+    elif arch == "Qwen3ForCausalLM":
+        cfg = _cfg("Qwen3Config", head_dim=32, attention_bias=True, use_sliding_window=True,
+                   sliding_window=WINDOW, max_window_layers=1, **c)
+    elif arch == "GemmaForCausalLM":
+        cfg = _cfg("GemmaConfig", head_dim=32, **c)
+    elif arch == "Gemma2ForCausalLM":
+        cfg = _cfg("Gemma2Config", head_dim=32, sliding_window=WINDOW, query_pre_attn_scalar=24,
+                   attn_logit_softcapping=5.0, final_logit_softcapping=3.0, **c)
+    elif arch == "Gemma3ForCausalLM":
+        cfg = _cfg("Gemma3TextConfig", head_dim=32, sliding_window=WINDOW, query_pre_attn_scalar=24,
+                   layer_types=ALTERNATING, final_logit_softcapping=4.0,
+                   rope_parameters={"sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
+                                    "full_attention": {"rope_type": "linear", "rope_theta": 1e6, "factor": 8.0}},
+                   **c)
+    elif arch == "PhiForCausalLM":
+        c.pop("num_key_value_heads")
+        cfg = _cfg("PhiConfig", partial_rotary_factor=0.5, qk_layernorm=True, **c)
+    elif arch == "Phi3ForCausalLM":
+        cfg = _cfg("Phi3Config", partial_rotary_factor=0.75, original_max_position_embeddings=128,
+                   rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                    "short_factor": [1.0 + i / 10 for i in range(6)],
+                                    "long_factor": [2.0 + i for i in range(6)],
+                                    "original_max_position_embeddings": 128},
+                   **c)
+    elif arch == "GraniteForCausalLM":
+        cfg = _cfg("GraniteConfig", embedding_multiplier=2.0, residual_multiplier=0.5,
+                   attention_multiplier=0.1, logits_scaling=2.0, attention_bias=True, **c)
+    elif arch == "Starcoder2ForCausalLM":
+        cfg = _cfg("Starcoder2Config", sliding_window=WINDOW, use_bias=True, **c)
+    elif arch == "OlmoForCausalLM":
+        cfg = _cfg("OlmoConfig", clip_qkv=0.5, **c)
+    elif arch == "Olmo2ForCausalLM":
+        cfg = _cfg("Olmo2Config", **c)
+    elif arch == "CohereForCausalLM":
+        cfg = _cfg("CohereConfig", logit_scale=0.5, use_qk_norm=True, **c)
+    elif arch == "Cohere2ForCausalLM":
+        cfg = _cfg("Cohere2Config", logit_scale=0.5, sliding_window=WINDOW, layer_types=ALTERNATING, **c)
+    elif arch == "StableLmForCausalLM":
+        cfg = _cfg("StableLmConfig", partial_rotary_factor=0.25, use_qkv_bias=True, qk_layernorm=True,
+                   use_parallel_residual=True, **c)
+    elif arch == "PersimmonForCausalLM":
+        c.pop("num_key_value_heads")
+        cfg = _cfg("PersimmonConfig", partial_rotary_factor=0.5, qk_layernorm=True, **c)
+    elif arch == "GlmForCausalLM":
+        cfg = _cfg("GlmConfig", head_dim=16, partial_rotary_factor=0.5, **c)
+    elif arch == "Glm4ForCausalLM":
+        cfg = _cfg("Glm4Config", head_dim=16, partial_rotary_factor=0.5, **c)
+    elif arch == "Exaone4ForCausalLM":
+        cfg = _cfg("Exaone4Config", sliding_window=WINDOW, layer_types=ALTERNATING, **c)
+    elif arch == "NemotronForCausalLM":
+        cfg = _cfg("NemotronConfig", partial_rotary_factor=0.5, attention_bias=True, mlp_bias=True, **c)
+    elif arch == "ArceeForCausalLM":
+        cfg = _cfg("ArceeConfig", **c)
+    elif arch == "SmolLM3ForCausalLM":
+        cfg = _cfg("SmolLM3Config", no_rope_layers=[1, 0], use_sliding_window=True, sliding_window=WINDOW,
+                   layer_types=ALTERNATING, **c)
+    elif arch == "Ernie4_5ForCausalLM":
+        cfg = _cfg("Ernie4_5Config", use_bias=True, head_dim=16, **c)
+    elif arch == "GPT2LMHeadModel":
+        cfg = _cfg("GPT2Config", **GPT_LIKE)
+    elif arch == "GPTBigCodeForCausalLM":
+        cfg = _cfg("GPTBigCodeConfig", multi_query=True, **GPT_LIKE)
+    elif arch == "GPTJForCausalLM":
+        cfg = _cfg("GPTJConfig", rotary_dim=8, **GPT_LIKE)
+    elif arch == "GPTNeoXForCausalLM":
+        c.pop("num_key_value_heads")
+        cfg = _cfg("GPTNeoXConfig", partial_rotary_factor=0.25, use_parallel_residual=True, **c)
+    elif arch == "FalconForCausalLM":
+        cfg = _cfg("FalconConfig", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   num_kv_heads=2, new_decoder_architecture=True, bias=True, max_position_embeddings=512,
+                   bos_token_id=1, eos_token_id=2)
+    elif arch == "OPTForCausalLM":
+        cfg = _cfg("OPTConfig", vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                   ffn_dim=96, max_position_embeddings=512, bos_token_id=1,
+                   eos_token_id=2, pad_token_id=0)
+    elif arch == "BloomForCausalLM":
+        cfg = _cfg("BloomConfig", vocab_size=VOCAB, hidden_size=64, n_layer=2, n_head=4, bos_token_id=1,
+                   eos_token_id=2)
+    elif arch == "MptForCausalLM":
+        cfg = _cfg("MptConfig", vocab_size=VOCAB, d_model=64, n_heads=4, n_layers=2,
+                   max_seq_len=512, attn_config={"alibi": True, "alibi_bias_max": 8, "clip_qkv": 0.5})
+    else:
+        raise ValueError(f"no tiny config for {arch!r}; add one to tests/runtime/models/zoo_configs.py")
+    cfg.architectures = [arch]
+    cfg.initializer_range = INIT
+    if hasattr(cfg, "init_std"):  # OPT
+        cfg.init_std = INIT
+    return cfg
