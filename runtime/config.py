@@ -25,22 +25,60 @@ class RopeConfig:
     max_position: int = 2048  # the config's max_position_embeddings
 
 
-def _rope_from_hf(hf: Any, head_dim: int, max_position: int) -> RopeConfig:
-    # transformers 5 keeps everything in `rope_parameters`; 4.x split `rope_theta` and `rope_scaling`.
-    params = dict(getattr(hf, "rope_parameters", None) or {})
-    legacy = getattr(hf, "rope_scaling", None)
-    if legacy and not params.get("rope_type"):
-        params.update(legacy)
+def _rope_from_params(params: dict[str, Any], hf: Any, head_dim: int, max_position: int) -> RopeConfig:
+    params = dict(params)
     theta = params.pop("rope_theta", None) or getattr(hf, "rope_theta", None) or 10000.0
     scaling_type = params.pop("rope_type", None) or params.pop("type", None) or "default"
     partial = params.pop("partial_rotary_factor", None) or getattr(hf, "partial_rotary_factor", None) or 1.0
+    rotary_dim = getattr(hf, "rotary_dim", None) or int(head_dim * partial)  # GPT-J: absolute
     if scaling_type == "su":  # Phi-3's early name for longrope
         scaling_type = "longrope"
     if scaling_type not in ("default", "linear", "dynamic", "yarn", "longrope", "llama3"):
         raise ValueError(f"rope type {scaling_type!r} is not supported; supported: default, linear, "
                          "dynamic, yarn, longrope, llama3")
     return RopeConfig(theta=float(theta), scaling_type=scaling_type, params=params,
-                      rotary_dim=int(head_dim * partial), max_position=max_position)
+                      rotary_dim=rotary_dim, max_position=max_position)
+
+
+def _rope_from_hf(hf: Any, head_dim: int, max_position: int) -> tuple[RopeConfig, RopeConfig | None]:
+    """-> (rope of full-attention layers, rope of sliding-window layers when it differs)."""
+    # transformers 5 keeps everything in `rope_parameters`; 4.x split `rope_theta` and `rope_scaling`.
+    params = dict(getattr(hf, "rope_parameters", None) or {})
+    legacy = getattr(hf, "rope_scaling", None)
+    if legacy and not params.get("rope_type"):
+        params.update(legacy)
+    if isinstance(params.get("full_attention"), dict):  # Gemma 3: one rope per layer type
+        local = params.get("sliding_attention")
+        return (_rope_from_params(params["full_attention"], hf, head_dim, max_position),
+                _rope_from_params(local, hf, head_dim, max_position) if local else None)
+    return _rope_from_params(params, hf, head_dim, max_position), None
+
+
+def _field(hf: Any, *names: str) -> Any:
+    """The first of `names` that `hf` sets (HF families spell the same field differently)."""
+    for name in names:
+        value = getattr(hf, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _num_kv_heads(hf: Any, heads: int) -> int:
+    if getattr(hf, "new_decoder_architecture", False):  # Falcon 40B/180B
+        return hf.num_kv_heads
+    if getattr(hf, "multi_query", False):  # Falcon 7B, GPTBigCode
+        return 1
+    return _field(hf, "num_key_value_heads") or heads
+
+
+def _layer_windows(hf: Any, num_layers: int) -> tuple[int | None, ...]:
+    window = getattr(hf, "sliding_window", None)
+    if getattr(hf, "use_sliding_window", True) is False:
+        window = None
+    types = getattr(hf, "layer_types", None)
+    if types:
+        return tuple(window if t == "sliding_attention" else None for t in types)
+    return (window,) * num_layers
 
 
 @dataclass(frozen=True)
@@ -56,15 +94,16 @@ class ModelConfig:
     num_heads: int
     num_kv_heads: int
     head_dim: int
-    rms_norm_eps: float
-    rope: RopeConfig
+    norm_eps: float  # of every norm: rms_norm_eps, layer_norm_eps, layer_norm_epsilon, ...
+    rope: RopeConfig  # of full-attention layers
+    sliding_rope: RopeConfig | None  # of sliding-window layers when it differs (Gemma 3)
     max_position: int
     tie_word_embeddings: bool
     attention_bias: bool
     mlp_bias: bool
     hidden_act: str
     eos_token_ids: tuple[int, ...]
-    sliding_window: int | None
+    layer_windows: tuple[int | None, ...]  # sliding window of each layer, None = full attention
     torch_dtype: torch.dtype | None
     hf: Any = field(repr=False, compare=False, default=None)
 
@@ -77,31 +116,36 @@ class ModelConfig:
                              "e.g. [\"LlamaForCausalLM\"]")
         hidden = text.hidden_size
         heads = text.num_attention_heads
+        layers = text.num_hidden_layers
         head_dim = getattr(text, "head_dim", None) or hidden // heads
-        max_pos = getattr(text, "max_position_embeddings", None) or 2048
+        max_pos = _field(text, "max_position_embeddings", "max_seq_len") or 2048
         eos = getattr(text, "eos_token_id", None)
         eos_ids = tuple(eos) if isinstance(eos, (list, tuple)) else (() if eos is None else (eos,))
-        window = getattr(text, "sliding_window", None)
-        if getattr(text, "use_sliding_window", True) is False:
-            window = None
+        intermediate = _field(text, "intermediate_size", "ffn_dim", "ffn_hidden_size", "n_inner")
+        if intermediate is None:  # GPT-2, Falcon, BLOOM; MPT too (transformers ignores expansion_ratio)
+            intermediate = 4 * hidden
+        rope, sliding_rope = _rope_from_hf(text, head_dim, max_pos)
         return cls(
             architecture=arch,
             vocab_size=text.vocab_size,
             hidden_size=hidden,
-            intermediate_size=getattr(text, "intermediate_size", None) or 4 * hidden,
-            num_layers=text.num_hidden_layers,
+            intermediate_size=int(intermediate),
+            num_layers=layers,
             num_heads=heads,
-            num_kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+            num_kv_heads=_num_kv_heads(text, heads),
             head_dim=head_dim,
-            rms_norm_eps=getattr(text, "rms_norm_eps", None) or getattr(text, "layer_norm_eps", None) or 1e-6,
-            rope=_rope_from_hf(text, head_dim, max_pos),
+            norm_eps=_field(text, "rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon", "norm_epsilon",
+                            "norm_eps") or 1e-6,
+            rope=rope,
+            sliding_rope=sliding_rope,
             max_position=max_pos,
             tie_word_embeddings=bool(getattr(hf, "tie_word_embeddings", False)),
             attention_bias=bool(getattr(text, "attention_bias", False)),
             mlp_bias=bool(getattr(text, "mlp_bias", False)),
-            hidden_act=getattr(text, "hidden_act", None) or "silu",
+            hidden_act=_field(text, "hidden_activation", "hidden_act", "activation_function", "activation")
+            or "silu",
             eos_token_ids=eos_ids,
-            sliding_window=window,
+            layer_windows=_layer_windows(text, layers),
             torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
             hf=text,
         )

@@ -22,6 +22,16 @@ def alibi_slopes(num_heads: int) -> torch.Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
+def mpt_alibi_slopes(num_heads: int, bias_max: float = 8.0) -> torch.Tensor:
+    """MPT's ALiBi slopes: 2^(-bias_max * i / n) over the next power of two n, interleaved when
+    num_heads is not one."""
+    n = 2 ** math.ceil(math.log2(num_heads))
+    slopes = 1.0 / torch.pow(2, torch.arange(1, n + 1, dtype=torch.float32) * (bias_max / n))
+    if n != num_heads:
+        slopes = torch.cat([slopes[1::2], slopes[::2]])[:num_heads]
+    return slopes
+
+
 class Attention(nn.Module):
     """Multi-head attention over the paged KV cache.
 

@@ -14,14 +14,22 @@ def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor) -> None:
     param.data.copy_(loaded)
 
 
-class Linear(nn.Module):
-    """y = x W^T + b, weight (out_features, in_features)."""
+def transposed_weight_loader(param: nn.Parameter, loaded: torch.Tensor, shard: str | int | None = None) -> None:
+    """GPT-2's Conv1D stores (in_features, out_features); ours is (out, in)."""
+    default_weight_loader(param, loaded.t())
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = False) -> None:
+
+class Linear(nn.Module):
+    """y = x W^T + b, weight (out_features, in_features). `transposed=True`: the checkpoint stores
+    the weight as (in_features, out_features) (GPT-2's Conv1D)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, transposed: bool = False) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(out_features), requires_grad=False) if bias else None
+        if transposed:
+            self.weight.weight_loader = transposed_weight_loader  # type: ignore[attr-defined]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
@@ -29,10 +37,16 @@ class Linear(nn.Module):
 
 class PackedLinear(Linear):
     """Several projections of the same input in one matmul. `shards` names each output slice in
-    order with its width, e.g. {"q": 576, "k": 192, "v": 192}; checkpoint tensors load by name."""
+    order with its width, e.g. {"q": 576, "k": 192, "v": 192}; checkpoint tensors load by name.
+    A checkpoint tensor that is already fused loads whole (shard None), through `fused_order`
+    when the checkpoint orders its rows differently, and transposed when `transposed`."""
 
-    def __init__(self, in_features: int, shards: dict[str | int, int], bias: bool = False) -> None:
+    fused_order: torch.Tensor | None = None  # row i of ours = row fused_order[i] of the checkpoint
+
+    def __init__(self, in_features: int, shards: dict[str | int, int], bias: bool = False,
+                 transposed: bool = False) -> None:
         super().__init__(in_features, sum(shards.values()), bias)
+        self.transposed = transposed
         self.shard_offsets: dict[str | int, tuple[int, int]] = {}
         offset = 0
         for name, width in shards.items():
@@ -44,8 +58,10 @@ class PackedLinear(Linear):
                 p.shards = tuple(shards)  # type: ignore[attr-defined]
 
     def _load_shard(self, param: nn.Parameter, loaded: torch.Tensor, shard: str | int | None = None) -> None:
+        if self.transposed and param is self.weight:
+            loaded = loaded.t()
         if shard is None:  # an already-fused checkpoint tensor (e.g. Phi-3's qkv_proj)
-            default_weight_loader(param, loaded)
+            default_weight_loader(param, loaded if self.fused_order is None else loaded[self.fused_order])
             return
         offset, width = self.shard_offsets[shard]
         target = param.data.narrow(0, offset, width)
@@ -58,15 +74,26 @@ class PackedLinear(Linear):
 
 
 class QKVLinear(PackedLinear):
-    """Fused q/k/v projection for `num_heads` query heads and `num_kv_heads` key/value heads."""
+    """Fused q/k/v projection for `num_heads` query heads and `num_kv_heads` key/value heads.
 
-    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool = False) -> None:
+    grouped_checkpoint=True: a fused checkpoint tensor groups its rows per key/value head,
+    (kv_heads, heads // kv_heads + 2, head_dim) = [q heads of the group..., k, v] (GPT-NeoX,
+    Bloom, Persimmon, Falcon); ours is [all q; all k; all v]."""
+
+    def __init__(self, hidden: int, head_dim: int, num_heads: int, num_kv_heads: int, bias: bool = False,
+                 transposed: bool = False, grouped_checkpoint: bool = False) -> None:
         super().__init__(hidden, {"q": num_heads * head_dim, "k": num_kv_heads * head_dim,
-                                  "v": num_kv_heads * head_dim}, bias)
+                                  "v": num_kv_heads * head_dim}, bias, transposed)
+        if grouped_checkpoint:
+            group = num_heads // num_kv_heads
+            rows = torch.arange(num_kv_heads * (group + 2) * head_dim, device="cpu")
+            rows = rows.view(num_kv_heads, group + 2, head_dim)  # checkpoint row of each element
+            q = rows[:, :group].reshape(-1)  # (heads * head_dim,) q rows, head after head
+            self.fused_order = torch.cat((q, rows[:, group].reshape(-1), rows[:, group + 1].reshape(-1)))
 
 
 class GateUpLinear(PackedLinear):
     """Fused gate/up projection of a gated MLP; shard 0 is gate, shard 1 is up."""
 
-    def __init__(self, hidden: int, intermediate: int, bias: bool = False) -> None:
-        super().__init__(hidden, {0: intermediate, 1: intermediate}, bias)
+    def __init__(self, hidden: int, intermediate: int, bias: bool = False, transposed: bool = False) -> None:
+        super().__init__(hidden, {0: intermediate, 1: intermediate}, bias, transposed)

@@ -26,13 +26,35 @@ class RMSNorm(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """Layer norm with optional bias (OLMo has neither weight nor bias: `affine=False`)."""
+    """Layer norm over the last dimension, with optional bias (OLMo has neither weight nor bias:
+    `affine=False`). `offset=1.0` gives Nemotron's `(1 + w)` form. `heads`: one weight per head
+    over (tokens, heads, dim) inputs (Cohere's q/k norm)."""
 
-    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, affine: bool = True) -> None:
+    def __init__(self, dim: int, eps: float = 1e-5, bias: bool = True, affine: bool = True,
+                 offset: float = 0.0, heads: int | None = None) -> None:
         super().__init__()
-        self.dim, self.eps = dim, eps
-        self.weight = nn.Parameter(torch.ones(dim), requires_grad=False) if affine else None
-        self.bias = nn.Parameter(torch.zeros(dim), requires_grad=False) if affine and bias else None
+        self.dim, self.eps, self.offset = dim, eps, offset
+        shape = (heads, dim) if heads else (dim,)
+        self.weight = nn.Parameter(torch.ones(shape), requires_grad=False) if affine else None
+        self.bias = nn.Parameter(torch.zeros(shape), requires_grad=False) if affine and bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(x, (self.dim,), self.weight, self.bias, self.eps)
+        weight = self.weight + self.offset if self.offset and self.weight is not None else self.weight
+        if weight is None or weight.dim() == 1:
+            return F.layer_norm(x, (self.dim,), weight, self.bias, self.eps)
+        x = F.layer_norm(x, (self.dim,), None, None, self.eps) * weight
+        return x if self.bias is None else x + self.bias
+
+
+class PerHeadLayerNorm(nn.Module):
+    """StableLM's q/k norm: one LayerNorm (no bias) per head, over (tokens, heads, dim) inputs,
+    stored as `norms.{head}.weight`."""
+
+    def __init__(self, dim: int, heads: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.dim, self.eps = dim, eps
+        self.norms = nn.ModuleList(LayerNorm(dim, eps, bias=False) for _ in range(heads))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = torch.stack([n.weight for n in self.norms])  # (heads, dim)
+        return F.layer_norm(x, (self.dim,), None, None, self.eps) * weight

@@ -1,4 +1,6 @@
-"""Model registry: `config.architectures[0]` -> model class, imported lazily."""
+"""Model registry: `config.architectures[0]` -> model class, imported lazily.
+
+`python -m sgl.runtime.models` prints the table of supported architectures (docs/models.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,37 @@ from torch import nn
 # architecture name -> (module in runtime/models, class name, example hub id)
 REGISTRY: dict[str, tuple[str, str, str]] = {
     "LlamaForCausalLM": ("llama", "LlamaForCausalLM", "meta-llama/Llama-3.1-8B-Instruct"),
+    "MistralForCausalLM": ("llama", "MistralForCausalLM", "mistralai/Mistral-7B-Instruct-v0.3"),
+    "Qwen2ForCausalLM": ("llama", "Qwen2ForCausalLM", "Qwen/Qwen2.5-7B-Instruct"),
+    "Qwen3ForCausalLM": ("llama", "Qwen3ForCausalLM", "Qwen/Qwen3-8B"),
+    "GemmaForCausalLM": ("gemma", "GemmaForCausalLM", "google/gemma-7b-it"),
+    "Gemma2ForCausalLM": ("gemma", "Gemma2ForCausalLM", "google/gemma-2-9b-it"),
+    "Gemma3ForCausalLM": ("gemma", "Gemma3ForCausalLM", "google/gemma-3-1b-it"),
+    "Phi3ForCausalLM": ("llama", "Phi3ForCausalLM", "microsoft/Phi-3-mini-128k-instruct"),
+    "PhiForCausalLM": ("phi", "PhiForCausalLM", "microsoft/phi-2"),
+    "GraniteForCausalLM": ("llama", "GraniteForCausalLM", "ibm-granite/granite-3.1-8b-instruct"),
+    "Olmo2ForCausalLM": ("llama", "Olmo2ForCausalLM", "allenai/OLMo-2-1124-7B-Instruct"),
+    "OlmoForCausalLM": ("llama", "OlmoForCausalLM", "allenai/OLMo-7B-0724-hf"),
+    "Starcoder2ForCausalLM": ("llama", "Starcoder2ForCausalLM", "bigcode/starcoder2-7b"),
+    "GPT2LMHeadModel": ("gpt2", "GPT2LMHeadModel", "openai-community/gpt2"),
+    "GPTBigCodeForCausalLM": ("gpt2", "GPTBigCodeForCausalLM", "bigcode/gpt_bigcode-santacoder"),
+    "GPTNeoXForCausalLM": ("gpt_neox", "GPTNeoXForCausalLM", "EleutherAI/pythia-1.4b"),
+    "PersimmonForCausalLM": ("gpt_neox", "PersimmonForCausalLM", "adept/persimmon-8b-chat"),
+    "GPTJForCausalLM": ("phi", "GPTJForCausalLM", "EleutherAI/gpt-j-6b"),
+    "CohereForCausalLM": ("llama", "CohereForCausalLM", "CohereForAI/c4ai-command-r-v01"),
+    "Cohere2ForCausalLM": ("llama", "Cohere2ForCausalLM", "CohereForAI/c4ai-command-r7b-12-2024"),
+    "StableLmForCausalLM": ("llama", "StableLmForCausalLM", "stabilityai/stablelm-2-1_6b-chat"),
+    "GlmForCausalLM": ("llama", "GlmForCausalLM", "THUDM/glm-4-9b-chat-hf"),
+    "Glm4ForCausalLM": ("llama", "Glm4ForCausalLM", "THUDM/GLM-4-9B-0414"),
+    "Exaone4ForCausalLM": ("llama", "Exaone4ForCausalLM", "LGAI-EXAONE/EXAONE-4.0-1.2B"),
+    "NemotronForCausalLM": ("llama", "NemotronForCausalLM", "nvidia/Minitron-8B-Base"),
+    "ArceeForCausalLM": ("llama", "ArceeForCausalLM", "arcee-ai/AFM-4.5B"),
+    "SmolLM3ForCausalLM": ("llama", "SmolLM3ForCausalLM", "HuggingFaceTB/SmolLM3-3B"),
+    "Ernie4_5ForCausalLM": ("llama", "Ernie4_5ForCausalLM", "baidu/ERNIE-4.5-0.3B-PT"),
+    "FalconForCausalLM": ("falcon", "FalconForCausalLM", "tiiuae/falcon-7b-instruct"),
+    "OPTForCausalLM": ("opt", "OPTForCausalLM", "facebook/opt-1.3b"),
+    "BloomForCausalLM": ("bloom", "BloomForCausalLM", "bigscience/bloomz-560m"),
+    "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
 }
 
 
@@ -18,3 +51,20 @@ def get_model_class(architecture: str) -> type[nn.Module]:
                          f"{', '.join(sorted(REGISTRY))}")
     module, name, _ = REGISTRY[architecture]
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+def markdown_table() -> str:
+    """docs/models.md: every registered architecture, its model file and an example model id."""
+    lines = [
+        "# Supported models",
+        "",
+        "Generated from `sgl.runtime.models.REGISTRY` by `python -m sgl.runtime.models > docs/models.md`;",
+        "`tests/runtime/models/test_model_zoo.py` fails when this file is out of date, and checks every",
+        "architecture against transformers on a tiny random checkpoint.",
+        "",
+        "| architecture (`config.json` `architectures`) | model file | example model id |",
+        "|---|---|---|",
+    ]
+    for arch, (module, _, example) in sorted(REGISTRY.items(), key=lambda kv: (kv[1][0], kv[0])):
+        lines.append(f"| `{arch}` | `runtime/models/{module}.py` | [`{example}`](https://huggingface.co/{example}) |")
+    return "\n".join(lines) + "\n"
