@@ -1,0 +1,57 @@
+"""`python -m sgl.launch_server` and `sgl serve`: load the engine, then serve it with uvicorn.
+
+    python -m sgl.launch_server --model-path PATH [--host 127.0.0.1] [--port 30000] [--api-key K]
+                                [any engine flag: --max-total-tokens, --schedule-policy, ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..cli import add_engine_args, engine_kwargs
+from .context import DEFAULT_MAX_BODY_BYTES, ServerSettings
+
+logger = logging.getLogger("sgl.server")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sgl serve", description="sgl HTTP server (SGLang-native and OpenAI API)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    parser.add_argument("--port", type=int, default=30000)
+    parser.add_argument("--api-key", default=None, help="require `Authorization: Bearer KEY` on every route but /health")
+    parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
+                        help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
+    parser.add_argument("--served-model-name", default=None, help="model id in the OpenAI API (default: the model path)")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    add_engine_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = ServerSettings(host=args.host, port=args.port, api_key=args.api_key,
+                                  max_body_bytes=args.max_body_bytes, served_model_name=args.served_model_name)
+    except ValueError as e:
+        sys.exit(f"sgl serve: {e}")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        logger.warning("binding %s without --api-key: anyone who can reach this address can use the server",
+                       settings.host)
+
+    import uvicorn
+
+    from ..engine import Engine
+    from .app import create_app
+
+    engine = Engine(**engine_kwargs(args))
+    app = create_app(engine, settings, shutdown_engine=True)
+    print(f"sgl server: {engine.model_path} on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
+                timeout_graceful_shutdown=5)
+
+
+if __name__ == "__main__":
+    main()
