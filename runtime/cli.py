@@ -55,6 +55,12 @@ def _generate(args: argparse.Namespace, chat: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the server parses its own flags (host, port, api key, engine args)
+        from .server.launch import main as serve_main
+
+        serve_main(argv[1:])
+        return
     parser = argparse.ArgumentParser(prog="sgl", description="sgl: structured generation with an embedded engine")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("chat", "generate"):
@@ -63,15 +69,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--max-new-tokens", type=int, default=128)
         p.add_argument("--temperature", type=float, default=0.0)
         add_engine_args(p)
-    serve = sub.add_parser("serve", help="start the HTTP server")
-    serve.add_argument("rest", nargs=argparse.REMAINDER)
+    sub.add_parser("serve", help="start the HTTP server (see `sgl serve --help`)")
     args = parser.parse_args(argv)
-    if args.command == "serve":
-        from .server.launch import main as serve_main
-
-        serve_main(args.rest)
-    else:
-        _generate(args, chat=args.command == "chat")
+    _generate(args, chat=args.command == "chat")
 
 
 if __name__ == "__main__":
