@@ -81,8 +81,8 @@ class RequestFactory:
     def make(self, ids: list[int], params: dict | None, rid: str | None, return_logprob: bool,
              logprob_start_len: int | None, top_logprobs_num: int, with_text: bool, stream: bool) -> RequestGroup:
         sp = params if isinstance(params, SamplingParams) else SamplingParams.from_dict(params)
-        if not isinstance(top_logprobs_num, int) or top_logprobs_num < 0:
-            raise ValueError("top_logprobs_num must be an integer >= 0")
+        if not isinstance(top_logprobs_num, int) or not 0 <= top_logprobs_num <= self.vocab_size:
+            raise ValueError(f"top_logprobs_num must be an integer in [0, {self.vocab_size}]")
         if logprob_start_len is not None and not isinstance(logprob_start_len, int):
             raise ValueError("logprob_start_len must be an integer")
         grammar = self._compile(sp)
@@ -93,7 +93,7 @@ class RequestFactory:
         start = min(start, len(ids) - 1)
 
         def one(seed: int | None, n_params: SamplingParams) -> Req:
-            gen = torch.Generator().manual_seed(seed) if seed is not None else None
+            gen = torch.Generator().manual_seed(seed % 2**64) if seed is not None else None
             return Req(
                 rid=rid, input_ids=ids, sampling=n_params,
                 detokenizer=IncrementalDetokenizer(self.tokenizer, ids, n_params.skip_special_tokens,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,7 +92,8 @@ class SamplingParams:
         for name in ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim"):
             check(isinstance(getattr(self, name), bool), name, "must be true or false")
         check(is_int(self.n) and 1 <= self.n <= 128, "n", "must be an integer in [1, 128]")
-        check(self.seed is None or is_int(self.seed), "seed", "must be an integer")
+        check(self.seed is None or (is_int(self.seed) and -(2**63) <= self.seed < 2**64), "seed",
+              "must be an integer that fits in 64 bits")
         check(self.regex is None or isinstance(self.regex, str), "regex", "must be a string")
         check(self.json_schema is None or isinstance(self.json_schema, str), "json_schema", "must be a JSON string or object")
         check(self.choices is None or (isinstance(self.choices, list) and self.choices
@@ -102,7 +104,13 @@ class SamplingParams:
             raise ValueError(f"sampling_params: {' and '.join(constraints)} are mutually exclusive; give only one")
         if self.logit_bias is not None:
             check(isinstance(self.logit_bias, dict), "logit_bias", "must map token ids to numbers")
-            self.logit_bias = {int(k): float(v) for k, v in self.logit_bias.items()}
+            try:
+                bias = {int(k): float(v) for k, v in self.logit_bias.items()}
+            except (TypeError, ValueError):
+                bias = None
+            check(bias is not None and all(math.isfinite(v) for v in bias.values()), "logit_bias",
+                  "must map integer token ids to finite numbers")
+            self.logit_bias = bias
 
     @property
     def greedy(self) -> bool:
