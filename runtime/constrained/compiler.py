@@ -1,0 +1,82 @@
+"""``GrammarCompiler``: spec -> shared ``CompiledGrammar``, cached, built off the caller's thread.
+
+The scheduler calls ``compile_async`` when a constrained request arrives and keeps scheduling
+other requests until the future is done (building an index walks the whole vocabulary once per
+DFA state: ~1-10 ms per state on 49k tokens).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from .grammar import CompiledGrammar, Grammar
+from .json_schema import SchemaOptions
+from .specs import GrammarSpec, to_regex
+from .vocabulary import TokenizerInfo
+
+
+class GrammarCompiler:
+    def __init__(self, tokenizer: Any, vocab_size: int | None = None, *,
+                 eos_token_ids: set[int] | None = None, schema_options: SchemaOptions | None = None,
+                 cache_size: int = 256, max_workers: int = 1) -> None:
+        self.info = tokenizer if isinstance(tokenizer, TokenizerInfo) else TokenizerInfo.from_hf(
+            tokenizer, vocab_size, eos_token_ids)
+        self.schema_options = schema_options or SchemaOptions()
+        self._vocabulary = self.info.outlines_vocabulary()
+        self._cache: OrderedDict[GrammarSpec, Future[CompiledGrammar]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
+
+    def compile_async(self, kind: str, key: Any) -> Future[CompiledGrammar]:
+        """Future of the compiled grammar; failures (ConstraintError) surface from ``result()``.
+
+        ``kind``: "regex" (key: pattern) or "json_schema" (key: str, dict or pydantic class).
+        """
+        spec = _spec(kind, key)
+        with self._lock:
+            fut = self._cache.get(spec)
+            if fut is not None:
+                self._cache.move_to_end(spec)
+                return fut
+            fut = self._pool.submit(self._build, spec)
+            self._cache[spec] = fut
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        fut.add_done_callback(lambda f: self._forget_failure(spec, f))
+        return fut
+
+    def compile(self, kind: str, key: Any) -> CompiledGrammar:
+        return self.compile_async(kind, key).result()
+
+    def grammar(self, kind: str, key: Any) -> Grammar:
+        """A fresh per-request matcher (blocks until compiled)."""
+        return Grammar(self.compile(kind, key))
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _build(self, spec: GrammarSpec) -> CompiledGrammar:
+        return CompiledGrammar(to_regex(spec, self.schema_options), self.info, self._vocabulary)
+
+    def _forget_failure(self, spec: GrammarSpec, fut: Future[CompiledGrammar]) -> None:
+        if fut.exception() is not None:  # NOTE: errors are not cached; a retry recompiles
+            with self._lock:
+                if self._cache.get(spec) is fut:
+                    del self._cache[spec]
+
+
+def _spec(kind: str, key: Any) -> GrammarSpec:
+    from .specs import grammar_spec
+
+    if kind == "regex":
+        spec = grammar_spec(regex=key)
+    elif kind == "json_schema":
+        spec = grammar_spec(json_schema=key)
+    else:
+        raise ValueError(f"unknown grammar kind {kind!r}; use 'regex' or 'json_schema'")
+    assert spec is not None
+    return spec

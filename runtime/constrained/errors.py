@@ -1,0 +1,39 @@
+"""Errors raised by constrained decoding.
+
+Every error is a ``ValueError`` so callers that validate user input (``sgl.gen``, the HTTP
+server) can catch one type and answer 400. Messages name the field and say how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class ConstraintError(ValueError):
+    """Base class: a constraint (regex, JSON schema, dtype, choices) cannot be used."""
+
+
+class InvalidRegexError(ConstraintError):
+    """The ``regex`` does not parse, or uses a construct a DFA cannot express."""
+
+
+class InvalidSchemaError(ConstraintError):
+    """The ``json_schema`` is not valid JSON / not a JSON Schema object."""
+
+
+class UnsupportedSchemaError(ConstraintError):
+    """The schema is valid but uses a keyword that cannot be enforced while decoding."""
+
+    def __init__(self, keyword: str, pointer: str, reason: str = "") -> None:
+        self.keyword = keyword
+        self.pointer = pointer or "#"
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"keyword {keyword!r} at {self.pointer} cannot be enforced{why}; remove it"
+        )
+
+
+class ConflictingConstraintsError(ConstraintError):
+    """More than one of ``regex`` / ``json_schema`` / ``dtype`` / ``choices`` was given."""
+
+
+class GrammarStateError(ConstraintError):
+    """A token was advanced that the grammar does not allow (an engine bug, not user input)."""
