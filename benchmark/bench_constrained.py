@@ -7,8 +7,8 @@ Reports:
   outputs (p50 / p99 in µs), with every state's mask already cached (steady state) and from cold;
 - compile: schema -> regex -> outlines-core index over the full vocabulary (p50 / max, s).
 
-The engine-level section (JSON decoding throughput with jump-forward on/off vs unconstrained) is
-``bench_decoding``; it needs ``sgl.runtime.Engine`` and is added once the engine exists.
+- decoding (--decoding): wall time of greedy JSON decoding on the default model with
+  jump-forward on, off, and unconstrained decoding of the same number of tokens (median of runs).
 """
 
 from __future__ import annotations
@@ -110,15 +110,57 @@ def _reference_fill(vocab: int, n: int = 2000) -> list[float]:
     return xs
 
 
-def bench_decoding(engine: object) -> None:  # pragma: no cover - filled in with the engine
-    """JSON decoding throughput: unconstrained vs constrained, jump-forward on/off."""
-    raise NotImplementedError("needs sgl.runtime.Engine")
+DECODING_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 16}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "city": {"type": "string", "maxLength": 16}, "is_student": {"type": "boolean"},
+        "favorite_color": {"enum": ["red", "green", "blue"]},
+    },
+    "required": ["name", "age", "city", "is_student", "favorite_color"],
+}
+
+
+def bench_decoding(repeats: int) -> None:
+    """Greedy JSON decoding: jump-forward on vs off vs unconstrained decoding of as many tokens."""
+    from sgl.runtime import Engine
+
+    schema = json.dumps(DECODING_SCHEMA)
+    rows = []
+    with Engine() as on, Engine(disable_jump_forward=True) as off:
+        prompt = on.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Describe a student as JSON."}], tokenize=False, add_generation_prompt=True)
+        params = {"max_new_tokens": 128, "temperature": 0, "json_schema": schema}
+        for engine in (on, off):
+            engine.generate(prompt, params)  # compile and warm up
+        for name, engine in (("json, jump-forward on", on), ("json, jump-forward off", off)):
+            times, out = [], {}
+            for _ in range(repeats):
+                on.flush_cache(), off.flush_cache()
+                start = time.perf_counter()
+                out = engine.generate(prompt, params)
+                times.append(time.perf_counter() - start)
+            rows.append((name, statistics.median(times), out["meta_info"]["completion_tokens"],
+                         out["meta_info"].get("jump_forward_tokens", 0)))
+        n = rows[0][2]
+        times = []
+        for _ in range(repeats):
+            on.flush_cache()
+            start = time.perf_counter()
+            on.generate(prompt, {"max_new_tokens": n, "temperature": 0, "ignore_eos": True})
+            times.append(time.perf_counter() - start)
+        rows.append(("unconstrained, same token count", statistics.median(times), n, 0))
+    print(f"\nJSON decoding, default model, median of {repeats}:")
+    for name, t, tokens, jumped in rows:
+        print(f"  {name:<34} {t:6.2f}s  {tokens:4d} tokens ({jumped} jumped)  {tokens / t:6.1f} tok/s  "
+              f"{rows[-1][1] / t:5.2f}x unconstrained")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schemas", type=int, default=len(SCHEMAS))
     parser.add_argument("--repeats", type=int, default=20, help="cached passes over each instance")
+    parser.add_argument("--decoding", action="store_true", help="also time JSON decoding on the engine")
     args = parser.parse_args()
     torch.set_num_threads(1)
     from transformers import AutoTokenizer
@@ -134,6 +176,9 @@ def main() -> None:
     for name, xs in masks.items():
         print(f"mask per token, {name} ({len(xs)} steps): p50 {percentile(xs, 0.5):.1f}µs  "
               f"p99 {percentile(xs, 0.99):.1f}µs")
+    if args.decoding:
+        torch.set_num_threads(os.cpu_count() or 1)
+        bench_decoding(repeats=3)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ the ratio column is ours / transformers (for wall time: transformers / ours).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -27,9 +28,8 @@ def median_time(fn, repeats: int) -> float:
 
 def load_transformers(path: str, num_heads: int, num_kv_heads: int):
     """transformers' own Llama with the very weights our loader reads from the GGUF."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-
     from sgl.runtime.loader.gguf_file import converted_folder, iterate_gguf_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(converted_folder(path))
     model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
@@ -37,6 +37,41 @@ def load_transformers(path: str, num_heads: int, num_kv_heads: int):
     model.load_state_dict(state, strict=False)
     model.tie_weights()
     return model.eval()
+
+
+def overhead_row(engine, n_dec: int, repeats: int) -> tuple[str, float, float, str]:
+    """Per-step framework overhead: batch-1 decode on a copy of the default model's shape (same
+    30 layers, heads, vocab) with hidden size 64, where the matmuls cost next to nothing."""
+    import shutil
+    import tempfile
+
+    from sgl.runtime import Engine
+    from sgl.runtime.loader.gguf_file import converted_folder
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    source = converted_folder(engine.model_path)
+    config = AutoConfig.from_pretrained(source)
+    config.hidden_size, config.intermediate_size, config.head_dim = 64, 128, 8
+    config.num_attention_heads, config.num_key_value_heads = 8, 2
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(folder)
+        for name in os.listdir(source):
+            if name.startswith("tokenizer") or name.endswith(".jinja"):
+                shutil.copy(os.path.join(source, name), folder)
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        ids = torch.randint(100, 40000, (16,)).tolist()
+        with Engine(folder, dtype="float32") as tiny:
+            ours = median_time(lambda: tiny.generate(input_ids=ids, sampling_params={
+                "max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}), repeats) / n_dec
+
+            def hf_decode() -> None:
+                with torch.inference_mode():
+                    hf.generate(torch.tensor([ids]), attention_mask=torch.ones(1, 16, dtype=torch.long),
+                                max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
+
+            theirs = median_time(hf_decode, repeats) / n_dec
+    return ("per-step overhead, batch 1 (30 layers, hidden 64): ms", ours * 1e3, theirs * 1e3, "lower")
 
 
 def main() -> None:
@@ -77,11 +112,11 @@ def main() -> None:
         prompts = [torch.randint(100, vocab, (16,)).tolist() for _ in range(bs)]
         params = {"max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}
 
-        def ours_decode() -> None:
+        def ours_decode(prompts=prompts, params=params) -> None:
             engine.flush_cache()
             engine.generate(input_ids=prompts, sampling_params=params)
 
-        def hf_decode() -> None:
+        def hf_decode(prompts=prompts, bs=bs) -> None:
             with torch.inference_mode():
                 hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
                             max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
@@ -109,6 +144,8 @@ def main() -> None:
     theirs = median_time(hf_shared, max(1, args.repeats - 1)) if hf else None
     rows.append(("64 requests, shared 1,000-token prefix: wall s", ours, theirs, "lower"))
 
+    if hf is not None:
+        rows.append(overhead_row(engine, n_dec, args.repeats))
     print(f"\nmodel: {engine.model_path} ({engine.dtype}), threads: {torch.get_num_threads()}, "
           f"median of {args.repeats}")
     print(f"{'workload':<52}{'sgl':>12}{'transformers':>14}{'ratio':>8}")

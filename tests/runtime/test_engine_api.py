@@ -170,3 +170,17 @@ def test_invalid_parameters_name_the_field(engine):
         engine.generate(input_ids=[10**9])
     assert engine.generate("still alive", {"max_new_tokens": 2})["meta_info"]["completion_tokens"] == 2
     engine.check_kv()
+
+
+def test_async_generate_and_stream(engine):
+    import asyncio
+
+    ids = random_prompts(1, seed=22)[0]
+
+    async def run() -> tuple[dict, list[dict]]:
+        whole = await engine.async_generate(input_ids=ids, sampling_params=GREEDY)
+        pieces = [c async for c in engine.async_stream(input_ids=ids, sampling_params=GREEDY)]
+        return whole, pieces
+
+    whole, pieces = asyncio.run(run())
+    assert pieces[-1]["output_ids"] == whole["output_ids"] and pieces[-1]["text"] == whole["text"]
