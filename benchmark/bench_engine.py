@@ -26,13 +26,13 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def load_transformers(path: str, num_heads: int, num_kv_heads: int):
+def load_transformers(path: str, num_heads: int, num_kv_heads: int, dtype: torch.dtype):
     """transformers' own Llama with the very weights our loader reads from the GGUF."""
     from sgl.runtime.loader.gguf_file import converted_folder, iterate_gguf_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(converted_folder(path))
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     state = dict(iterate_gguf_weights(path, num_heads, num_kv_heads))
     model.load_state_dict(state, strict=False)
     model.tie_weights()
@@ -79,14 +79,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
+                    help="both engines' dtype (bf16 is emulated, and slow, on CPUs without AVX-512 BF16)")
     args = ap.parse_args()
 
     from sgl.runtime import Engine
 
-    engine = Engine(dtype="bfloat16")
+    engine = Engine(dtype=args.dtype)
     tok = engine.tokenizer
     mc = engine.model_config
-    hf = None if args.skip_transformers else load_transformers(engine.model_path, mc.num_heads, mc.num_kv_heads)
+    hf = None if args.skip_transformers else load_transformers(engine.model_path, mc.num_heads, mc.num_kv_heads,
+                                                                   getattr(torch, args.dtype))
     torch.manual_seed(0)
     vocab = 40000  # ordinary tokens; stays clear of special ids
     prompt512 = torch.randint(100, vocab, (512,)).tolist()
