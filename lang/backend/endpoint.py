@@ -19,9 +19,9 @@ from typing import Any
 
 import requests
 from sgl.backend.base import BaseBackend
-from sgl.backend.scoring import choice_spans, score_rows
+from sgl.backend.scoring import select_by_logprobs
 from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template, match_chat_template
-from sgl.choices import ChoicesDecision, ChoicesSamplingMethod, normalized_logprob
+from sgl.choices import ChoicesDecision, ChoicesSamplingMethod
 from sgl.global_config import global_config
 from sgl.ir import SamplingParams
 
@@ -123,30 +123,9 @@ class RuntimeEndpoint(BaseBackend):
     def select(
         self, state: Any, choices: Sequence[str], temperature: float, choices_method: ChoicesSamplingMethod
     ) -> ChoicesDecision:
-        # NOTE: mirrors Runtime.select, with the tokenizer and the engine behind HTTP.
+        # NOTE: as Runtime.select, with the tokenizer (through /tokenize) and the engine behind HTTP.
         texts = [state.text_] + [state.text_ + c for c in choices]
-        spans = choice_spans(_ServerTokens(self, texts), state.text_, choices)
-        start = max(min(sp.boundary for sp in spans) - 1, 0)
-        outs = self._generate({
-            "input_ids": [sp.input_ids for sp in spans],
-            "sampling_params": {**_PREFILL_ONLY, "temperature": 0.0},
-            "return_logprob": True, "logprob_start_len": start, "return_text_in_logprobs": True,
-        })
-        rows = [score_rows(o["meta_info"]["input_token_logprobs"], start, sp) for o, sp in zip(outs, spans)]
-        unconditional = None
-        if choices_method.requires_unconditional_logprobs:
-            outs_u = self._generate({
-                "input_ids": [sp.choice_ids for sp in spans], "sampling_params": dict(_PREFILL_ONLY),
-                "return_logprob": True, "logprob_start_len": 0, "return_text_in_logprobs": True,
-            })
-            unconditional = [o["meta_info"]["input_token_logprobs"] for o in outs_u]
-        return choices_method(
-            choices=list(choices),
-            normalized_prompt_logprobs=[normalized_logprob(r) for r in rows],
-            input_token_logprobs=rows,
-            output_token_logprobs=[o["meta_info"].get("output_token_logprobs", []) for o in outs],
-            unconditional_token_logprobs=unconditional,
-        )
+        return select_by_logprobs(self._generate, _ServerTokens(self, texts), state.text_, choices, choices_method)
 
     def commit_lazy_operations(self, state: Any) -> None:
         self._generate({"text": state.text_, "sampling_params": dict(_PREFILL_ONLY)})

@@ -15,7 +15,7 @@ so every choice is scored over exactly the tokens where it differs from the prom
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,3 +64,34 @@ def score_rows(input_rows: Sequence[Sequence[Any]], start: int, span: ChoiceSpan
             f"{len(span.input_ids) - start} for a {len(span.input_ids)}-token input"
         )
     return rows
+
+
+def select_by_logprobs(generate: Callable[[dict[str, Any]], list[dict[str, Any]]], tokenizer: Any,
+                       prompt: str, choices: Sequence[str], method: Any) -> Any:
+    """Scores every choice as a continuation of `prompt` and lets `method` decide.
+
+    `generate` takes a native /generate body (list input) and returns its results. All choices go
+    in ONE prefill-only call, sharing the prompt's cached prefix; rows start one token before the
+    earliest boundary (that row has no logprob). Methods that need unconditional logprobs get a
+    second call on the choice tokens alone.
+    """
+    from sgl.choices import normalized_logprob
+
+    spans = choice_spans(tokenizer, prompt, choices)
+    start = max(min(sp.boundary for sp in spans) - 1, 0)
+    common = {"return_logprob": True, "return_text_in_logprobs": True}
+    outs = generate({**common, "input_ids": [sp.input_ids for sp in spans], "logprob_start_len": start,
+                     "sampling_params": {"max_new_tokens": 0, "temperature": 0.0}})
+    rows = [score_rows(o["meta_info"]["input_token_logprobs"], start, sp) for o, sp in zip(outs, spans)]
+    unconditional = None
+    if method.requires_unconditional_logprobs:
+        outs_u = generate({**common, "input_ids": [sp.choice_ids for sp in spans], "logprob_start_len": 0,
+                           "sampling_params": {"max_new_tokens": 0}})
+        unconditional = [o["meta_info"]["input_token_logprobs"] for o in outs_u]
+    return method(
+        choices=list(choices),
+        normalized_prompt_logprobs=[normalized_logprob(r) for r in rows],
+        input_token_logprobs=rows,
+        output_token_logprobs=[o["meta_info"].get("output_token_logprobs", []) for o in outs],
+        unconditional_token_logprobs=unconditional,
+    )

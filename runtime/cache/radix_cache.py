@@ -75,17 +75,23 @@ class RadixCache:
         returned node covers exactly the matched tokens. Touches the path (LRU)."""
         if self.disable or not key:
             return MatchResult(torch.empty(0, dtype=torch.int64), self.root)
-        node, pos, parts = self.root, 0, []
+        node, path = self._walk(key)
+        slots = torch.cat([n.value for n in path]) if path else torch.empty(0, dtype=torch.int64)
+        return MatchResult(slots, node)
+
+    def _walk(self, key: list[int]) -> tuple[TreeNode, list[TreeNode]]:
+        """Follows `key` down the tree, splitting the last edge where the match ends inside it.
+        Returns the deepest matched node and the matched nodes below the root, touching each."""
+        node, pos, path = self.root, 0, []
         while pos < len(key) and key[pos] in node.children:
             child = node.children[key[pos]]
             n = _common_len(child.key, key[pos:])
             if n < len(child.key):
                 child = self._split(child, n)
             child.last_access = next(_clock)
-            parts.append(child.value)
+            path.append(child)
             node, pos = child, pos + n
-        slots = torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64)
-        return MatchResult(slots, node)
+        return node, path
 
     def _split(self, child: TreeNode, n: int) -> TreeNode:
         """Splits `child` after its first n tokens; returns the new upper node."""
@@ -104,15 +110,8 @@ class RadixCache:
         ownership of the rest. With the cache disabled the tree takes nothing."""
         if self.disable:
             return len(key)
-        node, pos = self.root, 0
-        node.last_access = next(_clock)
-        while pos < len(key) and key[pos] in node.children:
-            child = node.children[key[pos]]
-            n = _common_len(child.key, key[pos:])
-            if n < len(child.key):
-                child = self._split(child, n)
-            child.last_access = next(_clock)
-            node, pos = child, pos + n
+        node, path = self._walk(key)
+        pos = sum(len(n.key) for n in path)
         if pos < len(key):
             new = TreeNode(node, key[pos:], slots[pos:].clone())
             node.children[key[pos]] = new

@@ -9,7 +9,7 @@ slots. The request then has several tokens without KV and goes through one exten
 from __future__ import annotations
 
 from .kv_manager import KVManager
-from .postprocess import finish_after_jump
+from .postprocess import check_finished
 from .request import Req
 
 
@@ -33,5 +33,5 @@ def try_jump_forward(req: Req, kv: KVManager, context_length: int) -> bool:
     req.output_ids.extend(jump.token_ids)
     req.detokenizer.reset(req.output_ids)
     req.extra["jump_forward_tokens"] = req.extra.get("jump_forward_tokens", 0) + len(jump.token_ids)
-    finish_after_jump(req, context_length)
+    check_finished(req, context_length)
     return True

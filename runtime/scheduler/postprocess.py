@@ -52,16 +52,11 @@ def append_token(req: Req, token: int, context_length: int) -> None:
             end = m.start + (len(m.matched) if p.no_stop_trim else 0)
             _finish(req, {"type": "stop", "matched": m.matched}, text=req.detokenizer.text[:end])
             return
-    if req.grammar is not None and req.grammar.is_finished():
-        _finish(req, {"type": "stop", "matched": None})
-    elif len(req.output_ids) >= p.max_new_tokens:
-        _finish(req, {"type": "length", "length": p.max_new_tokens})
-    elif len(req.input_ids) + len(req.output_ids) >= context_length:
-        _finish(req, {"type": "length", "length": len(req.output_ids)})
+    check_finished(req, context_length)
 
 
-def finish_after_jump(req: Req, context_length: int) -> None:
-    """Finish checks after jump-forward appended several tokens at once."""
+def check_finished(req: Req, context_length: int) -> None:
+    """Grammar and length checks, after one sampled token or a jump-forward run of tokens."""
     p = req.sampling
     if req.grammar is not None and req.grammar.is_finished():
         _finish(req, {"type": "stop", "matched": None})

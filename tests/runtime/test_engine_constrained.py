@@ -90,22 +90,32 @@ def test_regexes_always_match(engine):
             assert re.fullmatch(pattern, res["text"]), (name, res["text"])
 
 
-def test_jump_forward_gives_the_same_json(engine):
-    schema = json.dumps(SCHEMAS[6])
-    prompt = chat(engine, "Who wrote Hamlet? Answer in JSON.")
-    on = engine.generate(prompt, {"max_new_tokens": 80, "temperature": 0, "json_schema": schema})
-    assert on["meta_info"]["jump_forward_tokens"] > 0
+def test_jump_forward_output_is_valid_and_saves_steps(engine):
+    """Jump-forward appends forced text in the tokenizer's own tokenization. Without it, greedy
+    decoding may split the same forced text differently (e.g. `",` + `"` instead of `","`), and a
+    135M model then continues differently: outputs agree on about half of the 20 schemas (see the
+    closing note of the constrained-decoding issue). Both must always be valid."""
+    schemas = [s for s in SCHEMAS if "format" not in json.dumps(s)]  # time/date-time fractions are unbounded
+    prompts = [chat(engine, f"Reply with JSON for this schema: {json.dumps(s)}") for s in schemas]
+    params = [{"max_new_tokens": 160, "temperature": 0, "json_schema": json.dumps(s)} for s in schemas]
+    on = engine.generate(prompts, params)
     with Engine(disable_jump_forward=True) as plain:
-        off = plain.generate(prompt, {"max_new_tokens": 80, "temperature": 0, "json_schema": schema})
-        assert "jump_forward_tokens" not in off["meta_info"]
-    assert json.loads(on["text"]) == json.loads(off["text"])
+        off = plain.generate(prompts, params)
+    for schema, a, b in zip(schemas, on, off):
+        jsonschema.validate(json.loads(a["text"]), schema)
+        jsonschema.validate(json.loads(b["text"]), schema)
+        assert "jump_forward_tokens" not in b["meta_info"]
+    assert sum(a["meta_info"].get("jump_forward_tokens", 0) for a in on) > 2 * len(schemas)
+    # every jumped token is a forward step saved: fewer steps for the same (or longer) output
+    assert sum(a["meta_info"]["completion_tokens"] - a["meta_info"].get("jump_forward_tokens", 0) for a in on) \
+        < sum(b["meta_info"]["completion_tokens"] for b in off)
 
 
 def test_bad_constraints_fail_alone(engine):
     with pytest.raises(ValueError, match="regex"):
         engine.generate("x", {"regex": "(unclosed"})
-    with pytest.raises(ValueError, match="patternProperties"):
-        engine.generate("x", {"json_schema": json.dumps({"type": "object", "patternProperties": {"a": {}}})})
+    with pytest.raises(ValueError, match="contains"):
+        engine.generate("x", {"json_schema": json.dumps({"type": "array", "contains": {"type": "integer"}})})
     with pytest.raises(ValueError, match="json_schema"):
         engine.generate("x", {"json_schema": "{not json"})
     with pytest.raises(ValueError, match="regex and json_schema"):
