@@ -19,8 +19,10 @@ class KVPool:
 
     def store(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Writes k, v (tokens, kv_heads, head_dim) into `slots` (tokens,) of `layer`."""
-        self.k[layer][slots] = k
-        self.v[layer][slots] = v
+        # NOTE: index_copy_ is a plain loop; `buf[slots] = k` (index_put_) goes through a
+        # parallel kernel that costs milliseconds when another process holds the second core.
+        self.k[layer].index_copy_(0, slots, k)
+        self.v[layer].index_copy_(0, slots, v)
 
     @staticmethod
     def bytes_per_token(num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
