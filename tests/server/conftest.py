@@ -128,3 +128,10 @@ def oai(server):
     import openai
 
     return openai.OpenAI(base_url=server.url + "/v1", api_key="EMPTY", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="session")
+def small_body_limit() -> int:
+    """The secure server's --max-body-bytes (a fixture: test modules can't import conftest
+    reliably, several test folders have one)."""
+    return SMALL_BODY_LIMIT

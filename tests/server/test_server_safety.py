@@ -10,7 +10,6 @@ import threading
 from urllib.parse import urlparse
 
 import requests
-from conftest import SMALL_BODY_LIMIT
 from sgl.runtime.server.launch import build_parser
 
 PROMPT = "The capital of France is"
@@ -56,8 +55,8 @@ def test_openai_client_with_api_key(secure_server, auth):
         pass
 
 
-def test_body_limit(secure_server, auth):
-    big = {"text": "x" * (SMALL_BODY_LIMIT + 10)}
+def test_body_limit(secure_server, auth, small_body_limit):
+    big = {"text": "x" * (small_body_limit + 10)}
     r = requests.post(secure_server.url + "/generate", json=big, headers=auth, timeout=30)
     assert r.status_code == 413 and "limit" in r.json()["error"]["message"]
 
