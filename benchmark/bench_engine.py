@@ -79,6 +79,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=64)
     ap.add_argument("--skip-transformers", action="store_true")
+    ap.add_argument("--only", default="prefill,decode,shared,overhead",
+                    help="comma-separated workloads to run: prefill, decode, shared, overhead")
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"],
                     help="both engines' dtype (bf16 is emulated, and slow, on CPUs without AVX-512 BF16)")
     args = ap.parse_args()
@@ -94,6 +96,7 @@ def main() -> None:
     vocab = 40000  # ordinary tokens; stays clear of special ids
     prompt512 = torch.randint(100, vocab, (512,)).tolist()
     n_dec = args.decode_tokens
+    only = set(args.only.split(","))
     rows: list[tuple[str, float, float | None, str]] = []
 
     # -- prefill: 512 tokens, one output token, cache flushed so nothing is reused --------------
@@ -105,13 +108,14 @@ def main() -> None:
         with torch.inference_mode():
             hf.generate(torch.tensor([prompt512]), max_new_tokens=1, do_sample=False)
 
-    ours = 512 / median_time(ours_prefill, args.repeats)
-    theirs = 512 / median_time(hf_prefill, args.repeats) if hf else None
-    rows.append(("prefill tokens/s (512-token prompt)", ours, theirs, "higher"))
-    print(rows[-1], flush=True)
+    if "prefill" in only:
+        ours = 512 / median_time(ours_prefill, args.repeats)
+        theirs = 512 / median_time(hf_prefill, args.repeats) if hf else None
+        rows.append(("prefill tokens/s (512-token prompt)", ours, theirs, "higher"))
+        print(rows[-1], flush=True)
 
     # -- decode at batch 1 and 16: short distinct prompts, fixed output length ----------------------
-    for bs in (1, 16):
+    for bs in (1, 16) if "decode" in only else ():
         prompts = [torch.randint(100, vocab, (16,)).tolist() for _ in range(bs)]
         params = {"max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}
 
@@ -143,11 +147,12 @@ def main() -> None:
             for i in range(0, 64, 16):
                 hf.generate(torch.tensor(shared[i : i + 16]), max_new_tokens=16, min_new_tokens=16, do_sample=False)
 
-    ours = median_time(ours_shared, args.repeats)
-    theirs = median_time(hf_shared, max(1, args.repeats - 1)) if hf else None
-    rows.append(("64 requests, shared 1,000-token prefix: wall s", ours, theirs, "lower"))
+    if "shared" in only:
+        ours = median_time(ours_shared, args.repeats)
+        theirs = median_time(hf_shared, max(1, args.repeats - 1)) if hf else None
+        rows.append(("64 requests, shared 1,000-token prefix: wall s", ours, theirs, "lower"))
 
-    if hf is not None:
+    if hf is not None and "overhead" in only:
         rows.append(overhead_row(engine, n_dec, args.repeats))
     print(f"\nmodel: {engine.model_path} ({engine.dtype}), threads: {torch.get_num_threads()}, "
           f"median of {args.repeats}")

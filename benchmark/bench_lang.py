@@ -5,7 +5,7 @@ the same max_new_tokens and the stop string "\\n". Model loading is not timed. s
 programs concurrently on the in-process engine (radix cache: the header is prefilled once;
 continuous batching: decodes run together); transformers runs `generate` per prompt.
 
-Run: python benchmark/bench_lang.py [--num 32] [--max-new-tokens 16]
+Run: python benchmark/bench_lang.py [--num 32] [--max-new-tokens 16] [--dtype bfloat16|float32]
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ def few_shot_qa(s, country):
     s += sgl.gen("answer", stop="\n")
 
 
-def run_sgl(countries: list[str], max_new_tokens: int) -> tuple[float, list[str], dict]:
-    rt = sgl.Runtime()
+def run_sgl(countries: list[str], max_new_tokens: int, dtype: str) -> tuple[float, list[str], dict]:
+    rt = sgl.Runtime(dtype=dtype)
     few_shot_qa.run(country="Chad", max_new_tokens=2, temperature=0, backend=rt).sync()  # warm-up
     rt.flush_cache()
     t0 = time.perf_counter()
@@ -100,18 +100,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--num", type=int, default=32, help="programs in the batch")
     p.add_argument("--max-new-tokens", type=int, default=16)
-    p.add_argument("--hf-dtype", default="bfloat16", choices=["bfloat16", "float32"])
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="both sides' dtype")
     args = p.parse_args()
     countries = (COUNTRIES * (args.num // len(COUNTRIES) + 1))[: args.num]
 
-    t_sgl, a_sgl, info = run_sgl(countries, args.max_new_tokens)
-    t_hf, a_hf = run_transformers(countries, args.max_new_tokens, getattr(torch, args.hf_dtype))
+    t_sgl, a_sgl, info = run_sgl(countries, args.max_new_tokens, args.dtype)
+    t_hf, a_hf = run_transformers(countries, args.max_new_tokens, getattr(torch, args.dtype))
     same = sum(x.strip() == y.strip() for x, y in zip(a_sgl, a_hf))
 
     print(f"few-shot QA, {args.num} programs, 5-shot header, max_new_tokens={args.max_new_tokens}, greedy")
     print(f"{'system':<34} {'seconds':>8} {'programs/s':>11}")
     print(f"{'sgl run_batch (engine ' + info['dtype'] + ')':<34} {t_sgl:>8.2f} {args.num / t_sgl:>11.2f}")
-    print(f"{'transformers generate, one by one (' + args.hf_dtype + ')':<34} {t_hf:>8.2f} {args.num / t_hf:>11.2f}")
+    print(f"{'transformers generate, one by one (' + args.dtype + ')':<34} {t_hf:>8.2f} {args.num / t_hf:>11.2f}")
     print(f"speedup: {t_hf / t_sgl:.1f}x   (same answers: {same}/{args.num}, sgl errors: {info['errors']})")
     for c, x, y in list(zip(countries, a_sgl, a_hf))[:5]:
         print(f"  {c:>10}: sgl {x.strip()!r:<14} transformers {y.strip()!r}")

@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .linear import linear
+
 
 class VocabEmbedding(nn.Module):
     """(tokens,) ids -> (tokens, hidden). `scale` multiplies the output (Gemma: sqrt(hidden))."""
@@ -32,4 +34,4 @@ class LMHead(nn.Module):
         self.bias = nn.Parameter(torch.empty(vocab_size), requires_grad=False) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)

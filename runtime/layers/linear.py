@@ -7,6 +7,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..device_caps import emulated_bf16
+
+# A bfloat16 product on a CPU without bf16 units: up to this many rows it stays in bf16, where
+# reading the weight dominates and bf16 halves the bytes (batch-1 decode runs ~2.5x float32);
+# above it the emulated bf16 GEMM is 4-8x slower than float32, so the weight is widened to
+# float32 for the product (bf16 storage, float32 compute, output cast back).
+BF16_NATIVE_MAX_ROWS = 4
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """F.linear, with the bf16 policy above for CPUs that lack bf16 units."""
+    if x.numel() > BF16_NATIVE_MAX_ROWS * x.shape[-1] and emulated_bf16(weight):
+        wide_bias = None if bias is None else bias.float()
+        return F.linear(x.float(), weight.float(), wide_bias).to(x.dtype)
+    return F.linear(x, weight, bias)
+
 
 def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor) -> None:
     if param.shape != loaded.shape:
@@ -32,7 +48,7 @@ class Linear(nn.Module):
             self.weight.weight_loader = transposed_weight_loader  # type: ignore[attr-defined]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
 
 
 class PackedLinear(Linear):

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch.nn import functional as F
 
+from ..device_caps import emulated_bf16
 from ..forward_batch import ForwardBatch, ForwardMode
 
 if TYPE_CHECKING:
@@ -82,6 +83,8 @@ class TorchNativeBackend:
         else:
             queries = q.index_select(0, meta["q_index"]).view(batch.batch_size, -1, *q.shape[1:]).transpose(1, 2)
 
+        if emulated_bf16(q):  # bf16 SDPA over gathered keys runs ~4x slower than float32 there
+            queries, keys, values = queries.float(), keys.float(), values.float()
         needs_mask = not (meta["dense_decode"] and window is None)
         mask = self._mask(batch, window) if needs_mask else None
         if layer.softcap is None and layer.alibi is None:
@@ -90,6 +93,7 @@ class TorchNativeBackend:
         else:
             out = self._explicit(queries, keys, values, mask, layer, batch)
 
+        out = out.to(q.dtype)
         # out: (batch, heads, max_q, dv) -> packed (tokens, heads, dv)
         if batch.mode == ForwardMode.DECODE:
             return out[:, :, 0, :]

@@ -61,23 +61,13 @@ def resolve_model_path(path: str | None, revision: str | None = None) -> str:
                       "check the id and your network, or pass a local folder or .gguf file") from None
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def resolve_dtype(name: str, device: torch.device, model_config: ModelConfig) -> torch.dtype:
     if name == "auto":
-        # CPU: bfloat16 where the CPU has native bf16 (AVX-512 BF16 matmuls run ~4x float32);
-        # without it bf16 is emulated and ~3x slower than float32, so float32. float16 is
-        # unusably slow on CPUs either way.
+        # CPU: bfloat16. With native bf16 units its matmuls run ~4x float32; without them,
+        # decode-sized products stream half the weight bytes and larger ones are widened to
+        # float32 (layers/linear.py), so bf16 is never slower. float16 is unusably slow on CPUs.
         if device.type == "cpu":
-            return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+            return torch.bfloat16
         return model_config.torch_dtype if model_config.torch_dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
     return getattr(torch, name)
 
