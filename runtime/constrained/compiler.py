@@ -2,7 +2,13 @@
 
 The scheduler calls ``compile_async`` when a constrained request arrives and keeps scheduling
 other requests until the future is done (building an index walks the whole vocabulary once per
-DFA state: ~1-10 ms per state on 49k tokens).
+DFA state: ~1-10 ms per state on 49k tokens; then every state's mask row is packed, see
+state_table.py).
+
+The cache keeps at most ``cache_size`` grammars and, counting their mask tables (6 KB per state at
+49k vocab, up to state_table.MAX_TABLE_BYTES each), at most ``cache_bytes``; the least recently
+used go first (checked as each new grammar is added). Requests already holding an evicted
+grammar keep it alive until they finish.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ from .vocabulary import TokenizerInfo
 class GrammarCompiler:
     def __init__(self, tokenizer: Any, vocab_size: int | None = None, *,
                  eos_token_ids: set[int] | None = None, schema_options: SchemaOptions | None = None,
-                 cache_size: int = 256, max_workers: int = 1) -> None:
+                 cache_size: int = 256, cache_bytes: int = 1 << 30, max_workers: int = 1) -> None:
         self.info = tokenizer if isinstance(tokenizer, TokenizerInfo) else TokenizerInfo.from_hf(
             tokenizer, vocab_size, eos_token_ids)
         self.schema_options = schema_options or SchemaOptions()
         self._vocabulary = self.info.outlines_vocabulary()
+        self.info.prefix_index  # noqa: B018  NOTE: built now, not on the scheduler's first jump
         self._cache: OrderedDict[GrammarSpec, Future[CompiledGrammar]] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_size, self._cache_bytes = cache_size, cache_bytes
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
 
@@ -44,10 +51,21 @@ class GrammarCompiler:
                 return fut
             fut = self._pool.submit(self._build, spec)
             self._cache[spec] = fut
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._evict()
         fut.add_done_callback(lambda f: self._forget_failure(spec, f))
         return fut
+
+    def _evict(self) -> None:
+        """Drops least recently used entries over the count or byte budget (lock held)."""
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        sizes = [_table_bytes(f) for f in self._cache.values()]
+        total = sum(sizes)
+        for spec, size in zip(list(self._cache), sizes):
+            if total <= self._cache_bytes or len(self._cache) == 1:
+                break
+            del self._cache[spec]
+            total -= size
 
     def compile(self, kind: str, key: Any) -> CompiledGrammar:
         return self.compile_async(kind, key).result()
@@ -60,13 +78,21 @@ class GrammarCompiler:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _build(self, spec: GrammarSpec) -> CompiledGrammar:
-        return CompiledGrammar(to_regex(spec, self.schema_options), self.info, self._vocabulary)
+        compiled = CompiledGrammar(to_regex(spec, self.schema_options), self.info, self._vocabulary)
+        compiled.char_fsm  # noqa: B018  NOTE: built here so the scheduler thread never waits on it
+        return compiled
 
     def _forget_failure(self, spec: GrammarSpec, fut: Future[CompiledGrammar]) -> None:
         if fut.exception() is not None:  # NOTE: errors are not cached; a retry recompiles
             with self._lock:
                 if self._cache.get(spec) is fut:
                     del self._cache[spec]
+
+
+def _table_bytes(fut: Future[CompiledGrammar]) -> int:
+    if not fut.done() or fut.cancelled() or fut.exception() is not None:
+        return 0
+    return fut.result().table.nbytes
 
 
 def _spec(kind: str, key: Any) -> GrammarSpec:

@@ -3,32 +3,34 @@
 Token-level states come from an outlines-core ``Index`` over ``SENTINEL(regex)END`` (see
 regex_text: the sentinel keeps the DFA build linear, END works around delayed match states);
 the request starts in the state after the sentinel token, and a state is final when the END
-token leads to outlines' final state. Per-state vocab masks are cached on the compiled grammar,
-so a state seen before costs one dict lookup.
+token leads to outlines' final state. Every state's vocab mask is packed at compile time
+(state_table.py), so the scheduler thread never asks outlines-core for a token list.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from typing import NamedTuple
+from collections.abc import Callable
+from functools import cached_property
 
 import numpy as np
 import torch
 from outlines_core import Index
 
 from .errors import GrammarStateError, InvalidRegexError
-from .jump_forward import CharCursor, CharFSM, jump_and_retokenize
+from .jump_forward import CharCursor, CharFSM, forced_tokens
 from .regex_text import END, SENTINEL
+from .state_table import MAX_TABLE_BYTES, StateTable
 from .vocabulary import TokenizerInfo
 
-BIAS_CACHE_STATES = 512  # per compiled grammar: at most ~100 MB of fp32 biases at 49k vocab
+MaskKey = tuple[str, int]  # see Grammar.mask_key
+FORCED_CACHE = 16384  # states with cached forced tokens per compiled grammar; cleared when full
 
 
 class CompiledGrammar:
-    """Immutable after construction except for caches (masks, the lazily built char DFA)."""
+    """Immutable after construction except for caches (lazy mask rows, forced tokens)."""
 
-    def __init__(self, regex: str, info: TokenizerInfo, vocabulary: object | None = None) -> None:
+    def __init__(self, regex: str, info: TokenizerInfo, vocabulary: object | None = None,
+                 max_table_bytes: int = MAX_TABLE_BYTES) -> None:
         self.regex = regex
         self.info = info
         try:
@@ -39,16 +41,8 @@ class CompiledGrammar:
         if start is None:
             raise InvalidRegexError(f"regex {regex[:200]!r} matches nothing any token can produce")
         self.start: int = start
-        self._blocked: dict[tuple[int, str], torch.Tensor] = {}  # (state, device) -> (vocab,) bool
-        self._packed: dict[int, np.ndarray] = {}  # state -> (ceil(vocab/32),) int32
-        # (state, device, dtype) -> (vocab,) additive bias, 0 allowed / -inf not; LRU-bounded
-        # because each is vocab * 4 bytes (196 KB at 49k).
-        self._bias: OrderedDict[tuple[int, str, torch.dtype], torch.Tensor] = OrderedDict()
-        self._final: dict[int, bool] = {}
-        self._has_text: dict[int, bool] = {}
-        self._is_text = np.array([bool(b) for b in info.token_bytes], dtype=bool)  # by token id
-        self._char_fsm: CharFSM | None | bool = False  # False: not built yet; None: unavailable
-        self._lock = threading.Lock()
+        self.table = StateTable(self.index, info, start, max_table_bytes)  # every state's mask
+        self._forced: dict[int, list[int]] = {}  # state -> forced tokens
 
     # --- per state ------------------------------------------------------------------------------
     def next_state(self, state: int, token_id: int) -> int | None:
@@ -57,95 +51,65 @@ class CompiledGrammar:
         return self.index.get_next_state(state, token_id)
 
     def is_final(self, state: int) -> bool:
-        final = self._final.get(state)
-        if final is None:
-            after = self.index.get_next_state(state, self.info.end_id)
-            final = self._final[state] = after is not None and self.index.is_final_state(after)
-        return final
-
-    def _text_ids(self, state: int) -> np.ndarray:
-        """Allowed ids that are text tokens (not special, not holes), as int64, vectorized:
-        a state inside a JSON string allows ~49k tokens, which a Python loop takes ~10 ms over."""
-        allowed = np.asarray(self.index.get_allowed_tokens(state), dtype=np.int64)
-        allowed = allowed[allowed < len(self._is_text)]
-        return allowed[self._is_text[allowed]]
-
-    def text_token_ids(self, state: int) -> list[int]:
-        return self._text_ids(state).tolist()
+        return self.table.lookup(state)[1]
 
     def has_text_tokens(self, state: int) -> bool:
-        has = self._has_text.get(state)
-        if has is None:
-            has = self._has_text[state] = bool(len(self._text_ids(state)))
-        return has
-
-    def allowed_ids(self, state: int) -> list[int]:
-        eos = sorted(self.info.eos_token_ids) if self.is_final(state) else []
-        return sorted(self.text_token_ids(state)) + eos
-
-    def blocked_mask(self, state: int, device: torch.device | str = "cpu") -> torch.Tensor:
-        """(vocab_size,) bool, True where the token is NOT allowed; cached per state and device."""
-        key = (state, str(device))
-        mask = self._blocked.get(key)
-        if mask is None:
-            mask = torch.ones(self.info.vocab_size, dtype=torch.bool)
-            mask[torch.from_numpy(self._text_ids(state))] = False
-            if self.is_final(state):
-                mask[sorted(self.info.eos_token_ids)] = False
-            mask = mask.to(device)
-            self._blocked[key] = mask
-        return mask
-
-    def bias(self, state: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(vocab_size,) 0 / -inf, to ``add_`` to logits.
-
-        NOTE: an add over the row is ~10 µs for 49k on one CPU core; ``masked_fill_`` with a
-        bool mask measured ~20x slower (it is not vectorized for scattered masks).
-        """
-        key = (state, str(device), dtype)
-        bias = self._bias.get(key)
-        if bias is None:
-            blocked = self.blocked_mask(state)
-            bias = torch.zeros(self.info.vocab_size, dtype=dtype).masked_fill_(blocked, float("-inf"))
-            bias = bias.to(device)
-            self._bias[key] = bias
-            if len(self._bias) > BIAS_CACHE_STATES:
-                self._bias.popitem(last=False)
-        else:
-            self._bias.move_to_end(key)
-        return bias
+        return self.table.lookup(state)[2]
 
     def packed_mask(self, state: int) -> np.ndarray:
-        """Allowed tokens as a little-endian bitmask: bit (t % 32) of word t // 32."""
-        packed = self._packed.get(state)
-        if packed is None:
-            allowed = ~self.blocked_mask(state).numpy()
-            words = (self.info.vocab_size + 31) // 32
-            bits = np.zeros(words * 32, dtype=bool)
-            bits[: allowed.size] = allowed
-            packed = np.packbits(bits, bitorder="little").view(np.int32)
-            self._packed[state] = packed
-        return packed
+        """(ceil(vocab/32),) int32, allowed tokens (EOS included where final): bit (t % 32) of
+        word t // 32. Shared: do not mutate."""
+        return self.table.row(state)
 
+    def allowed_ids(self, state: int) -> list[int]:
+        """Every token the grammar allows in ``state`` (EOS included where final), sorted."""
+        return np.flatnonzero(self.unpack(self.packed_mask(state))).tolist()
+
+    def blocked_mask(self, state: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(vocab_size,) bool, True where the grammar does NOT allow the token in ``state``."""
+        return torch.from_numpy(~self.unpack(self.packed_mask(state))).to(device)
+
+    def unpack(self, packed: np.ndarray) -> np.ndarray:
+        """(words,) int32 packed row -> (vocab_size,) bool."""
+        bits = np.unpackbits(packed.view(np.uint8), count=self.info.vocab_size, bitorder="little")
+        return bits.view(bool)
+
+    @cached_property
     def char_fsm(self) -> CharFSM | None:
-        if self._char_fsm is False:
-            with self._lock:
-                if self._char_fsm is False:
-                    try:
-                        self._char_fsm = CharFSM(self.regex)
-                    except Exception:  # interegular rejects some syntax: no jump-forward then
-                        self._char_fsm = None
-        return self._char_fsm  # type: ignore[return-value]
+        """The character DFA behind forced text; None where interegular rejects the regex (no
+        forced text then). NOTE: up to ~100 ms; GrammarCompiler builds it on the compile thread."""
+        try:
+            return CharFSM(self.regex)
+        except Exception:
+            return None
 
+    def forced_tokens(self, state: int, forced_text: Callable[[], str]) -> list[int]:
+        """``jump_forward.forced_tokens`` of ``state``, cached per state: called every step, and
+        a state recurs (each array item, each object in a list) while encoding costs ~20-50 µs.
+        ``forced_text()`` gives the state's forced text on a miss. Do not mutate the result.
 
-class JumpForward(NamedTuple):
-    n_rollback: int  # output tokens to drop (their KV too)
-    token_ids: list[int]  # tokens to append after dropping
-    text: str  # the forced text
+        NOTE: forced text is a function of the token-level state (which fixes the language of
+        continuations), so the first request to reach a state answers for all. Where the regex
+        dialects disagree (a request whose text left interegular's DFA has no forced text) that
+        first answer wins.
+        """
+        tokens = self._forced.get(state)
+        if tokens is None:
+            if len(self._forced) >= FORCED_CACHE:
+                self._forced.clear()
+            tokens = self._forced[state] = forced_tokens(self, state, forced_text())
+        return tokens
 
 
 class Grammar:
     """Per-request matcher state (outlines-core ``Guide``-like).
+
+    Two views of "allowed": ``accepts_token`` / ``advance`` are the grammar's language (any
+    tokenization of a valid text); the decoding mask (``allowed_token_ids``, ``packed_mask``,
+    ``fill_bitmask``, ``blocked_mask``) narrows it where the grammar forces text: there only the
+    next of ``forced_tokens()`` is allowed, so forced text is always tokenized the tokenizer's
+    own way, whether jump-forward appends it in one step or the model decodes it token by token
+    (which is what makes greedy outputs the same with and without jump-forward).
 
     NOTE: ``states[i]`` is the state after ``tokens[:i]``; ``states[0]`` is the start state.
     """
@@ -156,6 +120,7 @@ class Grammar:
         self.tokens: list[int] = []
         self.terminated = False  # EOS was advanced
         self._cursor: CharCursor | None = None
+        self._forced: tuple[int, list[int]] = (-1, [])  # (position computed at, tokens from there)
 
     @property
     def state(self) -> int:
@@ -189,16 +154,37 @@ class Grammar:
         if n:
             del self.states[-n:]
             del self.tokens[-n:]
+            self._forced = (-1, [])
+            if self._cursor is not None and self._cursor.consumed > len(self.tokens):
+                self._cursor.reset()
 
+    # --- the decoding mask ----------------------------------------------------------------------
     def allowed_token_ids(self) -> list[int]:
-        return [] if self.terminated else self.compiled.allowed_ids(self.state)
+        if self.terminated:
+            return []
+        return self.forced_tokens()[:1] or self.compiled.allowed_ids(self.state)
 
-    def blocked_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
-        return self.compiled.blocked_mask(self.state, device)
+    def mask_key(self) -> MaskKey:
+        """What the decoding mask is: ("eos", 0) once terminated, ("token", id) where a token is
+        forced, else ("state", state)."""
+        if self.terminated:
+            return ("eos", 0)
+        forced = self.forced_tokens()
+        return ("token", forced[0]) if forced else ("state", self.state)
+
+    def packed_mask(self) -> np.ndarray:
+        """(ceil(vocab/32),) int32 bits of the decoding mask. Shared: do not mutate."""
+        kind, i = self.mask_key()
+        table = self.compiled.table
+        return table.eos_row if kind == "eos" else table.one_hot(i) if kind == "token" else table.row(i)
 
     def fill_bitmask(self, bitmask: torch.Tensor, row: int) -> None:
-        """Write the allowed set into ``bitmask[row]``: int32 (batch, ceil(vocab/32)), CPU."""
-        bitmask[row].copy_(torch.from_numpy(self.compiled.packed_mask(self.state)))
+        """Write the decoding mask into ``bitmask[row]``: int32 (batch, ceil(vocab/32)), CPU."""
+        bitmask[row].copy_(torch.from_numpy(self.packed_mask()))
+
+    def blocked_mask(self, device: torch.device | str = "cpu") -> torch.Tensor:
+        """(vocab_size,) bool, True where the decoding mask blocks the token."""
+        return torch.from_numpy(~self.compiled.unpack(self.packed_mask())).to(device)
 
     def accepts_eos(self) -> bool:
         """True if the output so far is a complete match (the request may stop here)."""
@@ -213,12 +199,13 @@ class Grammar:
         other.states = list(self.states)
         other.tokens = list(self.tokens)
         other.terminated = self.terminated
+        other._forced = self._forced  # NOTE: never mutated in place, only replaced
         return other
 
-    # --- jump-forward -------------------------------------------------------------------------
+    # --- forced text (jump-forward) -------------------------------------------------------------
     def jump_forward_string(self) -> str:
         """Text every valid continuation starts with ("" if none, or if unknown here)."""
-        fsm = self.compiled.char_fsm()
+        fsm = self.compiled.char_fsm
         if fsm is None or self.terminated:
             return ""
         if self._cursor is None:
@@ -228,25 +215,22 @@ class Grammar:
             return ""
         return fsm.forced(self._cursor.state)
 
-    def jump_forward(self, lookback: int = 8) -> JumpForward | None:
-        """Append the forced text, retokenized with the last tokens; None if nothing is forced.
+    def forced_tokens(self) -> list[int]:
+        """Tokens the decoding mask forces from here on, in order; [] where the model chooses.
 
-        Mutates the grammar (rollback + advance). The caller mirrors it on the request: drop
-        ``n_rollback`` output tokens, then append ``token_ids``.
+        Jump-forward appends them all at once (then one extend step); without it the model
+        decodes them one by one under one-hot masks. Either way the same tokens.
+
+        NOTE: a pure function of the tokens so far, so both paths agree: a list is computed
+        (``forced_tokens`` in jump_forward.py) where none is pending, i.e. at a position after a
+        free choice, and then consumed; a rollback drops it.
         """
-        forced = self.jump_forward_string()
-        if not forced:
-            return None
-        retok = jump_and_retokenize(self.tokens, forced, self.compiled.info, lookback)
-        if retok is None or not retok.new_ids:
-            return None
-        dropped = self.tokens[len(self.tokens) - retok.n_drop:]
-        self.rollback(retok.n_drop)
-        for i, tid in enumerate(retok.new_ids):
-            if not self.accepts_token(tid) or tid in self.compiled.info.eos_token_ids:
-                self.rollback(i)  # NOTE: the regex dialects disagreed; restore and skip the jump
-                for t in dropped:
-                    self.advance(t)
-                return None
-            self.advance(tid)
-        return JumpForward(retok.n_drop, retok.new_ids, forced)
+        if self.terminated:
+            return []
+        p = len(self.tokens)
+        q, tokens = self._forced
+        if 0 <= q <= p and (p == q or p - q < len(tokens)) and self.tokens[q:p] == tokens[: p - q]:
+            return tokens[p - q:]
+        tokens = self.compiled.forced_tokens(self.state, self.jump_forward_string)
+        self._forced = (p, tokens)
+        return tokens

@@ -20,8 +20,10 @@ _MONTH_DAY = (
     "|02-(0[1-9]|1[0-9]|2[0-8]))"
 )
 DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"  # exact, leap years included
-# NOTE: leap second ":60" is not generated (its validity depends on the offset).
-TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([zZ]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+# NOTE: leap second ":60" is not generated (its validity depends on the offset). Fractional
+# seconds are bounded to nanoseconds (RFC 3339 allows more), as whitespace is: a sampling model
+# can otherwise append digits until the token budget runs out, and a cut-off output cannot parse.
+TIME = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([zZ]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 _HEX = "[0-9a-fA-F]"
 _ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -8,10 +8,13 @@ allowed exactly when the grammar can end.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
+import numpy as np
 from outlines_core import Vocabulary
 
 from .regex_text import END, SENTINEL
@@ -112,6 +115,22 @@ class TokenizerInfo:
         by_bytes.setdefault(END.encode(), []).append(self.end_id)
         # outlines-core requires an EOS id outside the map; the grammar handles real EOS itself.
         return Vocabulary(self.end_id + 1, by_bytes)
+
+    @cached_property
+    def prefix_index(self) -> tuple[list[bytes], np.ndarray]:
+        """Text tokens sorted by their bytes: (bytes, ids as int64); tokens sharing a prefix are
+        contiguous. NOTE: ~130 ms at 49k tokens; GrammarCompiler builds it up front."""
+        pairs = sorted((b, t) for t, b in enumerate(self.token_bytes) if b)
+        return [b for b, _ in pairs], np.array([t for _, t in pairs], dtype=np.int64)
+
+    def extensions(self, token_id: int) -> np.ndarray:
+        """Ids of the text tokens whose bytes strictly extend ``token_id``'s (``":`` -> ``":"``)."""
+        keys, ids = self.prefix_index
+        b = self.token_bytes[token_id] or b""
+        lo = bisect.bisect_right(keys, b)  # NOTE: b itself (and duplicates) sort first
+        stem = b.rstrip(b"\xff")
+        hi = bisect.bisect_left(keys, stem[:-1] + bytes([stem[-1] + 1]), lo) if stem else len(keys)
+        return ids[lo:hi]
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))

@@ -1,37 +1,31 @@
-"""Jump-forward: when the grammar admits exactly one continuation (a run of forced characters
-such as `{"name": "`), append it without sampling.
+"""Jump-forward: when the grammar forces text (such as `{"name":"`), append its tokens without
+sampling.
 
-The forced text is retokenized together with the last few output tokens, so the token sequence
-is the one the tokenizer would produce for the combined text; dropped tokens give back their KV
-slots. The request then has several tokens without KV and goes through one extend step.
+The tokens are the grammar's ``forced_tokens()``: the ones its decoding mask would force one by
+one anyway (the tokenizer's own split of the forced text), so jumping changes the number of
+forward steps, not the output. They are appended exactly as sampled tokens are (grammar, stop and
+length checks included); the request then has several tokens without KV and goes through one
+extend step.
 """
 
 from __future__ import annotations
 
-from .kv_manager import KVManager
-from .postprocess import check_finished
+from .postprocess import append_token
 from .request import Req
 
 
-def try_jump_forward(req: Req, kv: KVManager, context_length: int) -> bool:
-    """Returns True when text was appended (the request then needs an extend step, or is
-    finished). Not used with logprobs: jumped tokens have no sampled logprob."""
+def try_jump_forward(req: Req, context_length: int) -> bool:
+    """Returns True when tokens were appended (the request then needs an extend step, or is
+    finished). Not used with logprobs: jumped tokens have no sampled logprob. Tokens are only
+    ever appended, never replaced, so no KV slot is given back."""
     if req.grammar is None or req.finished or req.logprob is not None:
         return False
-    jump = req.grammar.jump_forward()
-    if jump is None:
-        return False
-    keep = len(req.output_ids) - jump.n_rollback
-    new_kv_len = min(req.kv_len, len(req.input_ids) + keep)
-    if new_kv_len < req.tree_len:  # would drop cached tokens (a resumed request): undo
-        req.grammar.rollback(len(jump.token_ids))
-        for t in req.output_ids[keep:]:
-            req.grammar.advance(t)
-        return False
-    kv.truncate(req, new_kv_len)
-    del req.output_ids[keep:]
-    req.output_ids.extend(jump.token_ids)
-    req.detokenizer.reset(req.output_ids)
-    req.extra["jump_forward_tokens"] = req.extra.get("jump_forward_tokens", 0) + len(jump.token_ids)
-    check_finished(req, context_length)
-    return True
+    n = 0
+    for t in req.grammar.forced_tokens():
+        append_token(req, t, context_length)
+        n += 1
+        if req.finished:
+            break
+    if n:
+        req.extra["jump_forward_tokens"] = req.extra.get("jump_forward_tokens", 0) + n
+    return n > 0

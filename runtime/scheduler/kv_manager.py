@@ -51,12 +51,6 @@ class KVManager:
             self.table.write(req.row, req.kv_len, slots)  # type: ignore[arg-type]
         return slots
 
-    def truncate(self, req: Req, kv_len: int) -> None:
-        """Forgets req's KV from position kv_len on (>= tree_len) and frees those slots."""
-        assert req.tree_len <= kv_len <= req.kv_len
-        self.allocator.free(self.table.read(req.row, req.kv_len)[kv_len:].clone())  # type: ignore[arg-type]
-        req.kv_len = kv_len
-
     def cache(self, req: Req) -> None:
         """Moves req's computed tokens into the tree and re-locks the longer path, so requests
         that share them hit the cache while this one keeps running. No-op when the cache is off."""

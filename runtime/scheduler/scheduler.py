@@ -263,7 +263,7 @@ class Scheduler:
         jump = not self.cfg.disable_jump_forward
         for r, token in zip(reqs, next_ids):
             append_token(r, token, self.context_length)
-            jumped = jump and not r.finished and try_jump_forward(r, self.kv, self.context_length)
+            jumped = jump and not r.finished and try_jump_forward(r, self.context_length)
             if r.finished:
                 self.kv.release(r)
                 self.on_update(r)

@@ -67,14 +67,17 @@ def serialize(data: object) -> str:
 
 
 def token_walk(compiled: CompiledGrammar, token_ids: list[int]) -> bool:
-    """True if every token is allowed by the mask in turn and EOS is allowed at the end."""
+    """True if every token is allowed by the grammar's mask in turn and EOS is allowed at the end.
+
+    NOTE: the grammar's (language) mask, not the decoding mask, which narrows forced runs to the
+    tokenizer's own split of them: a valid text may be tokenized another way."""
     g = Grammar(compiled)
     for t in token_ids:
-        if bool(g.blocked_mask()[t]) or not g.accepts_token(t):
+        if bool(compiled.blocked_mask(g.state)[t]) or not g.accepts_token(t):
             return False
         g.advance(t)
     eos = min(compiled.info.eos_token_ids)
-    return g.accepts_eos() and not bool(g.blocked_mask()[eos])
+    return g.accepts_eos() and not bool(compiled.blocked_mask(g.state)[eos])
 
 
 def groups(suite: str = SUITE):
