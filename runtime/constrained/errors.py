@@ -6,6 +6,8 @@ server) can catch one type and answer 400. Messages name the field and say how t
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ConstraintError(ValueError):
     """Base class: a constraint (regex, JSON schema, dtype, choices) cannot be used."""
@@ -37,3 +39,14 @@ class ConflictingConstraintsError(ConstraintError):
 
 class GrammarStateError(ConstraintError):
     """A token was advanced that the grammar does not allow (an engine bug, not user input)."""
+
+
+def count_keyword(schema: dict[str, Any], key: str, pointer: str) -> int | None:
+    """The value of a count keyword (minLength, maxItems, ...): None when absent; raises unless
+    it is a non-negative integer."""
+    value = schema.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise UnsupportedSchemaError(key, pointer, "must be a non-negative integer")
+    return int(value)

@@ -6,7 +6,7 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from .errors import UnsupportedSchemaError
+from .errors import UnsupportedSchemaError, count_keyword
 from .regex_text import (
     END,
     RAW_STRING_CHAR,
@@ -27,20 +27,11 @@ if TYPE_CHECKING:
 _TRIVIAL = (True, {})
 
 
-def _count(s: dict[str, Any], key: str, pointer: str) -> int | None:
-    v = s.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0 or v != int(v):
-        raise UnsupportedSchemaError(key, pointer, "must be a non-negative integer")
-    return int(v)
-
-
 # --- arrays -----------------------------------------------------------------------------------
 def array_regex(tr: SchemaTranslator, s: dict[str, Any], pointer: str, depth: int) -> Pattern:
     ws = tr.options.whitespace
-    lo = _count(s, "minItems", pointer) or 0
-    hi = _count(s, "maxItems", pointer)
+    lo = count_keyword(s, "minItems", pointer) or 0
+    hi = count_keyword(s, "maxItems", pointer)
     if "contains" in s:
         raise UnsupportedSchemaError("contains", pointer)
     if s.get("uniqueItems") is True and (hi is None or hi > 1):
@@ -159,7 +150,7 @@ def object_regex(tr: SchemaTranslator, s: dict[str, Any], pointer: str, depth: i
 
 
 def _check_counts(s: dict[str, Any], pointer: str, extras: bool, kept: list[str], required: set[str]) -> None:
-    lo, hi = _count(s, "minProperties", pointer), _count(s, "maxProperties", pointer)
+    lo, hi = count_keyword(s, "minProperties", pointer), count_keyword(s, "maxProperties", pointer)
     if lo is not None and lo > len(required & set(kept)):
         raise UnsupportedSchemaError("minProperties", pointer, "more than the required properties")
     if hi is not None and (extras or hi < len(kept)):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .ecma_pattern import pattern_to_content
-from .errors import UnsupportedSchemaError
+from .errors import UnsupportedSchemaError, count_keyword
 from .regex_text import STRING_CHAR, Pattern, repeat, seq
 
 _YEAR = "[0-9]{4}"
@@ -42,15 +42,6 @@ FORMATS: dict[str, str] = {
 _STRING_KEYWORDS = ("minLength", "maxLength", "pattern", "format")
 
 
-def _count(schema: dict[str, Any], key: str, pointer: str) -> int | None:
-    value = schema.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
-        raise UnsupportedSchemaError(key, pointer, "must be a non-negative integer")
-    return int(value)
-
-
 def string_regex(schema: dict[str, Any], pointer: str) -> Pattern:
     """Regex for a JSON string (quotes included) obeying the string keywords of ``schema``."""
     present = [k for k in _STRING_KEYWORDS if k in schema]
@@ -69,6 +60,6 @@ def string_regex(schema: dict[str, Any], pointer: str) -> Pattern:
         if not isinstance(schema["pattern"], str):
             raise UnsupportedSchemaError("pattern", pointer, "must be a string")
         return seq('"', pattern_to_content(schema["pattern"], pointer + "/pattern"), '"')
-    lo = _count(schema, "minLength", pointer) or 0
-    hi = _count(schema, "maxLength", pointer)
+    lo = count_keyword(schema, "minLength", pointer) or 0
+    hi = count_keyword(schema, "maxLength", pointer)
     return seq('"', repeat(STRING_CHAR, lo, hi), '"')
