@@ -33,7 +33,7 @@ class LMHead(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(vocab_size), requires_grad=False) if bias else None
-        self._wide: torch.Tensor | None = None  # float32 copy of weight, made on first use
+        self._wide: torch.Tensor | None = None  # float32 copy of weight, made on first use (after loading)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] > BF16_NATIVE_MAX_ROWS and emulated_bf16(self.weight):

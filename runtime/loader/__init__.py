@@ -64,8 +64,9 @@ def resolve_model_path(path: str | None, revision: str | None = None) -> str:
 def resolve_dtype(name: str, device: torch.device, model_config: ModelConfig) -> torch.dtype:
     if name == "auto":
         # CPU: bfloat16. With native bf16 units its matmuls run ~4x float32; without them,
-        # decode-sized products stream half the weight bytes and larger ones are widened to
-        # float32 (layers/linear.py), so bf16 is never slower. float16 is unusably slow on CPUs.
+        # decode-sized products stream half the weight bytes (batch-1 decode is faster than
+        # float32) and larger ones are widened to float32 (layers/linear.py), which costs some
+        # speed on batched work against plain float32. float16 is unusably slow on CPUs.
         if device.type == "cpu":
             return torch.bfloat16
         return model_config.torch_dtype if model_config.torch_dtype in (torch.float16, torch.bfloat16) else torch.bfloat16
