@@ -18,11 +18,18 @@ import torch
 
 
 def median_time(fn, repeats: int) -> float:
+    """Median wall time of fn. After each run the main thread's OpenMP workers are freed, so each
+    side runs with only its own pool alive (transformers runs on this thread, our model on the
+    engine's scheduler thread, which frees its pool when idle): see runtime/openmp.py."""
+    from sgl.runtime.openmp import release_thread_pool
+
     times = []
     for _ in range(repeats):
+        release_thread_pool()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
+    release_thread_pool()
     return statistics.median(times)
 
 

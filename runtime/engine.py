@@ -22,6 +22,7 @@ from .config import EngineConfig
 from .loader import load_model
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
+from .openmp import release_thread_pool
 from .requests import RequestFactory
 from .results import build_result
 from .scheduler.kv_manager import KVManager
@@ -65,12 +66,18 @@ class Engine:
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
         self._thread.start()
+        release_thread_pool()  # the model runs on the scheduler thread: see openmp.py
 
     # ---- scheduler thread ----------------------------------------------------------------
     @torch.inference_mode()
     def _loop(self) -> None:
+        busy = False  # whether this thread ran steps since its OpenMP pool was last freed
         while not self._stopped:
-            self._drain_inbox(block=not self._scheduler.has_work())
+            idle = not self._scheduler.has_work()
+            if idle and busy:
+                busy = not release_thread_pool()  # idle: let the caller's torch work have the CPUs
+            self._drain_inbox(block=idle)
+            busy = True
             try:
                 self._scheduler.step()
             except Exception as e:  # a bug or a kernel failure: fail the live requests, keep serving
