@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from sgl.kernels.attention import kv_store_bf16
 
 
 class KVPool:
@@ -19,6 +20,8 @@ class KVPool:
 
     def store(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         """Writes k, v (tokens, kv_heads, head_dim) into `slots` (tokens,) of `layer`."""
+        if kv_store_bf16(self.k[layer], self.v[layer], slots, k, v):  # one call, strided rows read in place
+            return
         # NOTE: index_copy_ is a plain loop; `buf[slots] = k` (index_put_) goes through a
         # parallel kernel that costs milliseconds when another process holds the second core.
         self.k[layer].index_copy_(0, slots, k)

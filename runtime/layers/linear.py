@@ -4,6 +4,7 @@ load each checkpoint shard into its slice, so model files only declare the packi
 from __future__ import annotations
 
 import torch
+from sgl.kernels.linear import fast_linear_available, linear_bf16
 from torch import nn
 from torch.nn import functional as F
 
@@ -17,7 +18,10 @@ BF16_NATIVE_MAX_ROWS = 4
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """F.linear, with the bf16 policy above for CPUs that lack bf16 units."""
+    """F.linear; a few bf16 rows on a CPU with AVX-512 BF16 (decode) take the streaming kernel
+    of kernels/cpu/linear_bf16.c; the bf16 policy above on CPUs that lack bf16 units."""
+    if fast_linear_available(x, weight):
+        return linear_bf16(x, weight, bias)
     if x.numel() > BF16_NATIVE_MAX_ROWS * x.shape[-1] and emulated_bf16(weight):
         wide_bias = None if bias is None else bias.float()
         return F.linear(x.float(), weight.float(), wide_bias).to(x.dtype)

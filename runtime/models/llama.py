@@ -20,6 +20,7 @@ from ..forward_batch import ForwardBatch
 from ..layers.activation import gated, get_activation
 from ..layers.attention import Attention
 from ..layers.embedding import LMHead, VocabEmbedding
+from ..layers.fused_decoder import FusedDecoder, fused_decoder_applies
 from ..layers.linear import GateUpLinear, Linear, QKVLinear
 from ..layers.logits import LogitsProcessor
 from ..layers.norm import LayerNorm, PerHeadLayerNorm, RMSNorm
@@ -209,6 +210,8 @@ class LlamaModel(nn.Module):
         self.embed_norm = make_norm(flags.norm, c.hidden_size, c.norm_eps) if flags.embed_norm else None
         self.layers = nn.ModuleList(LlamaDecoderLayer(c, flags, i, ropes[i]) for i in range(c.num_layers))
         self.norm = make_norm(flags.norm, config.hidden_size, config.norm_eps)
+        # a few bf16 rows on the CPU (decode): every layer in one C call, same kernels and rounding
+        self.fused = FusedDecoder(self.layers, c) if fused_decoder_applies(c, flags) else None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         x = self.embed_tokens(batch.input_ids)  # (tokens, hidden)
@@ -216,6 +219,8 @@ class LlamaModel(nn.Module):
             x = x + self.embed_positions(batch.positions + self.position_offset)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
+        if self.fused is not None and self.fused.accepts(x, batch):
+            return self.norm(self.fused(x, batch))
         for layer in self.layers:
             x = layer(batch.positions, x, batch)
         return self.norm(x)

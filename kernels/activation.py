@@ -1,0 +1,28 @@
+"""silu(gate) * up for a fused gate/up bf16 tensor on the CPU (kernels/cpu/activation_bf16.c)."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .cpu import library
+
+
+def silu_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
+
+
+def silu_mul_bf16_available(gate_up: torch.Tensor) -> bool:
+    return (gate_up.dtype == torch.bfloat16 and gate_up.device.type == "cpu" and gate_up.dim() == 2
+            and gate_up.is_contiguous() and library() is not None)
+
+
+def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
+    """gate_up (M, 2 * I) bf16 contiguous -> (M, I)."""
+    lib = library()
+    assert lib is not None and silu_mul_bf16_available(gate_up), (gate_up.dtype, gate_up.shape)
+    m, width = gate_up.shape
+    out = torch.empty(m, width // 2, dtype=torch.bfloat16)
+    lib.sgl_silu_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
+    return out

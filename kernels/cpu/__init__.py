@@ -1,0 +1,93 @@
+"""C kernels for the CPU, built on first use with the system's C compiler and called through
+ctypes (Triton has no CPU backend). Each has a torch reference beside its wrapper in
+`sgl.kernels`; without a compiler, or with SGL_CPU_KERNELS=0, callers use the reference.
+
+The library is compiled for this machine (-march=native) into
+$SGL_CACHE_DIR/kernels (default ~/.cache/sgl/kernels), keyed by the sources, the compiler and
+the CPU's flags, so a rebuild happens only when one of them changes (~1 s).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch  # noqa: F401  (loads torch's libgomp first: the library's libgomp.so.1 resolves to it)
+
+logger = logging.getLogger("sgl.kernels")
+SOURCES = ("linear_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c", "attention_bf16.c",
+           "decoder_bf16.c")
+HEADERS = ("bf16.h", "kernels.h")
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+
+P, I64, F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
+SIGNATURES = {  # function -> (argtypes, restype)
+    "sgl_has_avx512_bf16": ([], ctypes.c_int),
+    "sgl_linear_bf16": ([P, P, P, P, I64, I64, I64], None),
+    "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
+    "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
+    "sgl_rope_neox_bf16": ([P, I64, I64, I64, I64, I64, P, P], None),
+    "sgl_attention_rows_bf16": ([P, I64, P, P, P, I64, P, P, P, P, I64, I64, I64, I64, I64, I64, F32, I64], None),
+    "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
+    "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, I64, P, P, I64,
+                               P, P], None),
+}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("SGL_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "sgl")
+    return Path(root) / "kernels"
+
+
+def _cpu_flags() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return ""
+
+
+def _build(compiler: str) -> Path:
+    here = Path(__file__).parent
+    sources = [here / name for name in SOURCES]
+    texts = [(here / name).read_text() for name in (*SOURCES, *HEADERS)]
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
+    key = hashlib.sha256("\0".join([*texts, version, _cpu_flags(), *FLAGS]).encode())
+    target = _cache_dir() / f"sgl_cpu_{key.hexdigest()[:16]}.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: atomic
+        out = Path(tmp) / target.name
+        done = subprocess.run([compiler, *FLAGS, f"-I{here}", *map(str, sources), "-lm", "-o", str(out)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{compiler} failed:\n{done.stderr}")
+        os.replace(out, target)
+    return target
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None where they cannot be built (reason logged once)."""
+    if os.environ.get("SGL_CPU_KERNELS", "1") == "0":
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        logger.warning("no C compiler found: CPU kernels fall back to torch")
+        return None
+    try:
+        lib = ctypes.CDLL(str(_build(compiler)))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        logger.warning("CPU kernels unavailable, falling back to torch: %s", e)
+        return None
+    for name, (argtypes, restype) in SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.argtypes, fn.restype = argtypes, restype
+    return lib

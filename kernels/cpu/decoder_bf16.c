@@ -1,0 +1,60 @@
+/* A whole stack of Llama decoder layers for a few rows, in one call.
+ *
+ * Decode at batch 1 is bound by weight bytes plus per-op overhead: in eager PyTorch each of
+ * the 30 layers costs ~20 ops and ~15 module calls (~300 us of Python), more than the layer's
+ * arithmetic. This runs the same kernels the layers call one by one (norm, qkv, rope, KV
+ * store, attention, o, residual, norm, gate/up, silu * up, down, residual), in the same order
+ * and with the same rounding, so its output is bit for bit what the module path gives with
+ * these kernels.
+ *
+ * Layout per row: x (M, hidden) is the residual stream, updated in place. Query rows are
+ * "single rows" as in attention_bf16.c: row i sees kv_len[i] tokens of table row q_req[i]. */
+#include <stdlib.h>
+#include "bf16.h"
+#include "kernels.h"
+
+typedef struct {
+    const uint16_t *input_norm, *qkv_w, *qkv_b, *o_w, *o_b, *post_norm, *gate_up_w, *down_w;
+    uint16_t *k_pool, *v_pool;
+    int64_t window; /* 0: full attention */
+} sgl_layer;
+
+static void add_in_place(uint16_t *x, const uint16_t *y, int64_t n) { /* x = bf16(x + y) */
+#pragma omp simd
+    for (int64_t i = 0; i < n; i++) x[i] = f32_to_bf16(bf16_to_f32(x[i]) + bf16_to_f32(y[i]));
+}
+
+/* scratch: bf16, at least M * (2 * hidden + qkv_width + 3 * inter) elements;
+ * scores: float32, M * heads * max_len. */
+void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int64_t L, int64_t hidden,
+                           int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, float eps,
+                           float scale, int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin,
+                           const int64_t *out_slots, const int64_t *table, int64_t table_stride,
+                           const int64_t *q_req, const int64_t *kv_len, int64_t max_len, uint16_t *scratch,
+                           float *scores) {
+    const int64_t q_width = heads * head_dim, kv_width = kv_heads * head_dim;
+    const int64_t qkv_width = q_width + 2 * kv_width;
+    uint16_t *h = scratch;                  /* (M, hidden)    normed input */
+    uint16_t *qkv = h + M * hidden;         /* (M, qkv_width) */
+    uint16_t *attn = qkv + M * qkv_width;   /* (M, q_width)   attention output */
+    uint16_t *proj = attn + M * q_width;    /* (M, hidden)    o / down output */
+    uint16_t *gate_up = proj + M * hidden;  /* (M, 2 * inter) */
+    uint16_t *act = gate_up + M * 2 * inter; /* (M, inter) */
+    for (int64_t l = 0; l < L; l++) {
+        const sgl_layer *w = layers + l;
+        sgl_rmsnorm_bf16(x, hidden, w->input_norm, h, M, hidden, eps);
+        sgl_linear_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden);
+        sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, cos, sin);
+        sgl_kv_store_bf16(w->k_pool, w->v_pool, qkv + q_width, qkv + q_width + kv_width, qkv_width, out_slots, M,
+                          kv_width, kv_width);
+        sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
+                                scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
+        sgl_linear_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width);
+        add_in_place(x, proj, M * hidden);
+        sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
+        sgl_linear_bf16(h, w->gate_up_w, NULL, gate_up, M, 2 * inter, hidden);
+        sgl_silu_mul_bf16(gate_up, act, M, inter);
+        sgl_linear_bf16(act, w->down_w, NULL, proj, M, hidden, inter);
+        add_in_place(x, proj, M * hidden);
+    }
+}

@@ -1,0 +1,20 @@
+/* The CPU kernels' entry points, for the fused decoder (decoder_bf16.c) that chains them. */
+#ifndef SGL_KERNELS_H
+#define SGL_KERNELS_H
+#include <stdint.h>
+
+void sgl_linear_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
+                     int64_t M, int64_t N, int64_t K);
+void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
+                      int64_t M, int64_t D, float eps);
+void sgl_silu_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_t I);
+void sgl_rope_neox_bf16(uint16_t *qkv, int64_t row_stride, int64_t T, int64_t heads, int64_t head_dim,
+                        int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin);
+void sgl_attention_rows_bf16(const uint16_t *q, int64_t q_stride, const uint16_t *k_pool,
+                             const uint16_t *v_pool, const int64_t *table, int64_t table_stride,
+                             const int64_t *q_req, const int64_t *kv_len, uint16_t *out, float *scores,
+                             int64_t Tq, int64_t Hq, int64_t Hk, int64_t D, int64_t Dv, int64_t max_len,
+                             float scale, int64_t window);
+void sgl_kv_store_bf16(uint16_t *k_pool, uint16_t *v_pool, const uint16_t *k, const uint16_t *v,
+                       int64_t kv_stride, const int64_t *slots, int64_t T, int64_t k_width, int64_t v_width);
+#endif

@@ -1,0 +1,26 @@
+/* RMS norm of bf16 rows, as transformers' LlamaRMSNorm computes it in bf16:
+ *   out = bf16(w * bf16(x * rsqrt(mean(x^2) + eps)))   with x, the mean and rsqrt in float32.
+ * One call replaces the eight torch ops of layers/norm.py (~30 us a row at decode: ~2 ms a
+ * step over the 61 norms of a 30-layer model). */
+#include <math.h>
+#include "bf16.h"
+
+/* x (M, D) with row stride x_stride, weight (D,), out (M, D) contiguous. */
+void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
+                      int64_t M, int64_t D, float eps) {
+#pragma omp parallel for schedule(static) if (M * D >= SGL_PARALLEL_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t *row = x + m * x_stride;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int64_t d = 0; d < D; d++) {
+            const float v = bf16_to_f32(row[d]);
+            sum += v * v;
+        }
+        const float scale = 1.0f / sqrtf(sum / (float)D + eps);
+        uint16_t *o = out + m * D;
+#pragma omp simd
+        for (int64_t d = 0; d < D; d++)
+            o[d] = f32_to_bf16(bf16_to_f32(weight[d]) * round_bf16(bf16_to_f32(row[d]) * scale));
+    }
+}

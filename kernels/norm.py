@@ -1,0 +1,32 @@
+"""RMS norm of bf16 rows on the CPU (kernels/cpu/norm_bf16.c) and its torch reference."""
+
+from __future__ import annotations
+
+import torch
+
+from .cpu import library
+
+
+def rmsnorm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' LlamaRMSNorm: float32 inside, the normalized rows rounded to x's dtype
+    before the weight multiplies them."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def rmsnorm_bf16_available(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    return (x.dtype == weight.dtype == torch.bfloat16 and x.device.type == "cpu" and x.stride(-1) == 1
+            and weight.is_contiguous() and library() is not None)
+
+
+def rmsnorm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """x (..., D) bf16, rows may be strided -> (..., D) contiguous."""
+    lib = library()
+    assert lib is not None and rmsnorm_bf16_available(x, weight), (x.dtype, x.stride())
+    d = x.shape[-1]
+    rows = x if x.dim() == 2 else x.reshape(-1, d)
+    out = torch.empty(rows.shape, dtype=torch.bfloat16)
+    lib.sgl_rmsnorm_bf16(rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(),
+                         out.data_ptr(), rows.shape[0], d, eps)
+    return out.view(x.shape)

@@ -1,0 +1,28 @@
+"""Rotary embedding in place on the CPU, GPT-NeoX layout (kernels/cpu/rope_bf16.c), and its
+torch reference."""
+
+from __future__ import annotations
+
+import torch
+
+from .cpu import library
+
+
+def rope_neox_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
+    """x (tokens, heads, head_dim); cos/sin (tokens, rotary_dim // 2) in x's dtype."""
+    rot, rest = x[..., :rotary_dim], x[..., rotary_dim:]
+    x1, x2 = rot.chunk(2, dim=-1)
+    c, s = cos[:, None, :], sin[:, None, :]
+    return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s, rest), dim=-1)
+
+
+def rope_neox_bf16_(heads: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> None:
+    """Rotates `heads` (tokens, n, head_dim) in place: bf16, each token's n heads contiguous,
+    tokens at any stride (q and k heads side by side in the fused qkv output)."""
+    lib = library()
+    assert lib is not None and heads.dtype == cos.dtype == sin.dtype == torch.bfloat16
+    tokens, n, head_dim = heads.shape
+    assert heads.stride(2) == 1 and heads.stride(1) == head_dim, heads.stride()
+    assert cos.is_contiguous() and sin.is_contiguous() and cos.shape == (tokens, rotary_dim // 2), cos.shape
+    lib.sgl_rope_neox_bf16(heads.data_ptr(), heads.stride(0), tokens, n, head_dim, rotary_dim,
+                           cos.data_ptr(), sin.data_ptr())

@@ -1,0 +1,101 @@
+"""The decoder stack of a plain Llama in one C call, for forwards of a few bf16 rows on the CPU.
+
+At batch-1 decode the 30 layers of SmolLM2-135M cost ~20 torch ops and ~15 module calls each,
+~10 ms of Python a step on top of ~14 ms of weight streaming. kernels/cpu/decoder_bf16.c runs
+the layers' own kernels back to back instead, with the same rounding, so its result is what the
+module path computes with those kernels. Everything else (bigger batches, prefill, any variant
+flag) takes the module path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+
+import torch
+from sgl.kernels.cpu import library
+from torch import nn
+
+from ..forward_batch import ForwardBatch, ForwardMode
+
+MAX_ROWS = 4  # the small-batch linear kernel's limit (kernels/linear.py)
+
+
+class LayerPointers(ctypes.Structure):
+    """sgl_layer in kernels/cpu/decoder_bf16.c."""
+
+    _fields_ = [(name, ctypes.c_void_p) for name in
+                ("input_norm", "qkv_w", "qkv_b", "o_w", "o_b", "post_norm", "gate_up_w", "down_w",
+                 "k_pool", "v_pool")] + [("window", ctypes.c_int64)]
+
+
+def fused_decoder_applies(config, flags) -> bool:
+    """Whether a model with these flags is the plain Llama decoder the C stack implements:
+    pre-norm RMS, rope (GPT-NeoX layout) on every layer, gated SiLU MLP without bias, optional
+    q/k/v and o biases; no multipliers, caps, q/k norms or ALiBi."""
+    from ..models.llama import LlamaFlags
+
+    plain = dataclasses.replace(flags, qkv_bias=None, o_bias=None) == LlamaFlags()
+    act = flags.hidden_act or config.hidden_act
+    mlp_bias = config.mlp_bias if flags.mlp_bias is None else flags.mlp_bias
+    return plain and act in ("silu", "swish") and not mlp_bias and config.sliding_rope is None
+
+
+class FusedDecoder:
+    """Runs `layers` (LlamaDecoderLayer list) for a batch of <= MAX_ROWS bf16 tokens."""
+
+    def __init__(self, layers: nn.ModuleList, config) -> None:
+        self.layers, self.config = layers, config
+        self._pointers: tuple[int, ctypes.Array] | None = None  # (id of the KV pool, layer structs)
+
+    def accepts(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
+        return (x.shape[0] <= MAX_ROWS and x.dtype == torch.bfloat16 and x.device.type == "cpu"
+                and self.layers[0].self_attn.qkv_proj.weight.dtype == torch.bfloat16
+                and (lib := library()) is not None and bool(lib.sgl_has_avx512_bf16()))
+
+    def _layer_structs(self, batch: ForwardBatch) -> ctypes.Array:
+        pool = batch.kv_pool
+        if self._pointers is None or self._pointers[0] != id(pool):
+            structs = (LayerPointers * len(self.layers))()
+            for i, layer in enumerate(self.layers):
+                attn, mlp = layer.self_attn, layer.mlp
+                bias = attn.qkv_proj.bias
+                structs[i] = LayerPointers(
+                    layer.input_layernorm.weight.data_ptr(), attn.qkv_proj.weight.data_ptr(),
+                    None if bias is None else bias.data_ptr(), attn.o_proj.weight.data_ptr(),
+                    None if attn.o_proj.bias is None else attn.o_proj.bias.data_ptr(),
+                    layer.post_attention_layernorm.weight.data_ptr(), mlp.gate_up_proj.weight.data_ptr(),
+                    mlp.down_proj.weight.data_ptr(), pool.k[i].data_ptr(), pool.v[i].data_ptr(),
+                    attn.attn.sliding_window or 0)
+            self._pointers = (id(pool), structs)
+        return self._pointers[1]
+
+    def __call__(self, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """x (tokens, hidden) embeddings -> (tokens, hidden) residual stream after every layer."""
+        c, lib = self.config, library()
+        assert lib is not None
+        tokens = x.shape[0]
+        # one query row per token: token j of request b sees its prefix and new tokens up to j
+        if batch.mode == ForwardMode.DECODE:
+            q_req, kv_len = batch.req_rows, torch.tensor(batch.seq_lens)
+        else:
+            q_req = torch.repeat_interleave(batch.req_rows, torch.tensor(batch.extend_lens))
+            kv_len = torch.tensor([p + j + 1 for p, e in zip(batch.prefix_lens, batch.extend_lens) for j in range(e)])
+        q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
+        max_len = int(kv_len.max())
+        rotary = self.layers[0].self_attn.rotary
+        cos, sin = rotary._cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
+        attn0 = self.layers[0].self_attn
+        q_width, kv_width = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
+        scratch = torch.empty(tokens * (2 * c.hidden_size + q_width + 2 * kv_width + q_width + 3 * c.intermediate_size),
+                              dtype=torch.bfloat16)
+        scores = torch.empty(tokens * c.num_heads * max_len, dtype=torch.float32)
+        x = x.contiguous()
+        table = batch.req_to_token
+        slots = batch.out_slots.contiguous()
+        lib.sgl_llama_layers_bf16(
+            x.data_ptr(), tokens, self._layer_structs(batch), len(self.layers), c.hidden_size, c.num_heads,
+            c.num_kv_heads, c.head_dim, c.intermediate_size, c.norm_eps, attn0.attn.scaling, rotary.rotary_dim,
+            cos.data_ptr(), sin.data_ptr(), slots.data_ptr(), table.data_ptr(), table.stride(0), q_req.data_ptr(),
+            kv_len.data_ptr(), max_len, scratch.data_ptr(), scores.data_ptr())
+        return x

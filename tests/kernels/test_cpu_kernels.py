@@ -1,0 +1,93 @@
+"""Each C kernel of kernels/cpu against its torch reference, on bf16 tensors of the default
+model's shapes; and the property jump-forward relies on: a row's result does not depend on
+the other rows in the call."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from sgl.kernels.activation import silu_mul_bf16, silu_mul_reference
+from sgl.kernels.attention import attention_rows_bf16, attention_rows_reference, kv_store_bf16
+from sgl.kernels.cpu import library
+from sgl.kernels.linear import linear_bf16, linear_reference
+from sgl.kernels.norm import rmsnorm_bf16, rmsnorm_reference
+from sgl.kernels.rope import rope_neox_bf16_, rope_neox_reference
+
+pytestmark = pytest.mark.skipif(library() is None, reason="no C compiler: the CPU kernels are not built")
+BF16 = torch.bfloat16
+
+
+def bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest difference in units of b's bf16 spacing (2^-7 relative)."""
+    scale = b.float().abs().clamp_min(1e-2) * 2**-7
+    return ((a.float() - b.float()).abs() / scale).max().item()
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 4])
+@pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (49, 70)])  # odd sizes: tails and remainders
+def test_linear_matches_reference_and_is_row_invariant(rows, shape) -> None:
+    torch.manual_seed(rows)
+    n, k = shape
+    x, w, b = torch.randn(rows, k, dtype=BF16), torch.randn(n, k, dtype=BF16), torch.randn(n, dtype=BF16)
+    out = linear_bf16(x, w, b)
+    assert bf16_ulps(out, linear_reference(x, w, b)) <= 1.0
+    for i in range(rows):
+        assert torch.equal(linear_bf16(x[i : i + 1], w, b), out[i : i + 1])
+
+
+def test_rmsnorm_matches_reference_on_strided_rows() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(5, 2 * 576, dtype=BF16)[:, :576]  # strided rows
+    w = torch.randn(576, dtype=BF16)
+    assert torch.equal(rmsnorm_bf16(x, w, 1e-5), rmsnorm_reference(x, w, 1e-5))
+
+
+def test_silu_mul_matches_reference() -> None:
+    torch.manual_seed(0)
+    gate_up = torch.randn(3, 2 * 1536, dtype=BF16)
+    assert bf16_ulps(silu_mul_bf16(gate_up), silu_mul_reference(gate_up)) <= 1.0
+
+
+@pytest.mark.parametrize("rotary_dim", [64, 32])
+def test_rope_in_place_matches_reference(rotary_dim) -> None:
+    torch.manual_seed(0)
+    tokens, q_heads, kv_heads, d = 4, 9, 3, 64
+    qkv = torch.randn(tokens, (q_heads + 2 * kv_heads) * d, dtype=BF16)
+    heads = qkv[:, : (q_heads + kv_heads) * d].view(tokens, q_heads + kv_heads, d)
+    angles = torch.rand(tokens, rotary_dim // 2) * 6
+    cos, sin = angles.cos().to(BF16), angles.sin().to(BF16)
+    expected = rope_neox_reference(heads.clone(), cos, sin, rotary_dim)
+    v_before = qkv[:, (q_heads + kv_heads) * d :].clone()
+    rope_neox_bf16_(heads, cos, sin, rotary_dim)
+    assert torch.equal(heads, expected)
+    assert torch.equal(qkv[:, (q_heads + kv_heads) * d :], v_before)  # v untouched
+
+
+@pytest.mark.parametrize("window", [None, 7])
+def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(window) -> None:
+    torch.manual_seed(0)
+    heads, kv_heads, d, slots = 9, 3, 64, 200
+    k_pool, v_pool = torch.randn(slots, kv_heads, d, dtype=BF16), torch.randn(slots, kv_heads, d, dtype=BF16)
+    table = torch.stack([torch.randperm(slots - 1)[:60] + 1 for _ in range(3)])  # (3 requests, 60 slots)
+    q = torch.randn(6, heads, d, dtype=BF16)
+    q_req = torch.tensor([0, 1, 1, 1, 2, 0])
+    kv_len = torch.tensor([5, 40, 41, 42, 60, 1])
+    out = attention_rows_bf16(q, k_pool, v_pool, table, q_req, kv_len, 60, 0.125, window)
+    ref = attention_rows_reference(q, k_pool, v_pool, table, q_req, kv_len, 0.125, window)
+    assert (out.float() - ref.float()).abs().max() < 2e-2
+    for i in range(6):  # a decode row (alone) equals the same query inside an extend
+        alone = attention_rows_bf16(q[i : i + 1], k_pool, v_pool, table, q_req[i : i + 1], kv_len[i : i + 1],
+                                    int(kv_len[i]), 0.125, window)
+        assert torch.equal(alone, out[i : i + 1])
+
+
+def test_kv_store_writes_strided_rows_into_their_slots() -> None:
+    torch.manual_seed(0)
+    k_pool, v_pool = torch.zeros(10, 3, 8, dtype=BF16), torch.zeros(10, 3, 8, dtype=BF16)
+    qkv = torch.randn(4, 9 * 8 + 2 * 3 * 8, dtype=BF16)
+    k = qkv[:, 72:96].view(4, 3, 8)
+    v = qkv[:, 96:].view(4, 3, 8)
+    slots = torch.tensor([7, 2, 9, 4])
+    assert kv_store_bf16(k_pool, v_pool, slots, k, v)
+    assert torch.equal(k_pool[slots], k) and torch.equal(v_pool[slots], v)
+    assert k_pool[[0, 1, 3, 5, 6, 8]].abs().sum() == 0

@@ -1,0 +1,108 @@
+"""The fused C decoder stack (runtime/layers/fused_decoder.py) on a tiny bf16 Llama: it agrees
+with the module path, and a token gets bit-identical logits whether it is decoded alone, in a
+batch, or inside a short extend (what keeps jump-forward's greedy output unchanged)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
+from sgl.kernels.cpu import library
+from sgl.runtime import Engine
+from sgl.runtime.forward_batch import ForwardMode
+
+pytestmark = pytest.mark.skipif(library() is None or not library().sgl_has_avx512_bf16(),
+                                reason="needs the CPU kernels with AVX-512 BF16")
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory, default_tokenizer_folder):
+    folder = save_tiny_checkpoint(tiny_llama_config("gqa_llama3_tied_bias"), str(tmp_path_factory.mktemp("tiny")),
+                                  default_tokenizer_folder)
+    with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
+        assert e._scheduler.runner.model.model.fused is not None
+        yield e
+
+
+class Driver:
+    """Runs forwards on the engine's model directly, each request on its own table row."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.runner = engine._scheduler.runner
+        self.table = self.runner.table.table
+        self.next_slot = 1000
+
+    def _slots(self, n: int) -> torch.Tensor:
+        s = torch.arange(self.next_slot, self.next_slot + n)
+        self.next_slot += n
+        return s
+
+    def extend(self, row: int, tokens: list[int], start: int) -> torch.Tensor:
+        s = self._slots(len(tokens))
+        self.table[row, start : start + len(tokens)] = s
+        return self.runner.forward(ForwardMode.EXTEND, tokens, list(range(start, start + len(tokens))), [row],
+                                   [start], [len(tokens)], s, list(range(len(tokens))))
+
+    def decode(self, rows: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
+        s = self._slots(len(rows))
+        for r, p, slot in zip(rows, positions, s.tolist()):
+            self.table[r, p] = slot
+        return self.runner.forward(ForwardMode.DECODE, tokens, positions, rows, positions, [1] * len(rows), s,
+                                   list(range(len(rows))))
+
+
+def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_a_short_extend(engine) -> None:
+    torch.manual_seed(0)
+    prompt = torch.randint(3, 40000, (24,)).tolist()
+    model = engine._scheduler.runner.model.model
+    fused, calls = model.fused, []
+
+    class Counting:  # the fused decoder, counting the rows of each forward it runs
+        accepts = fused.accepts
+
+        def __call__(self, x, batch):
+            calls.append(x.shape[0])
+            return fused(x, batch)
+
+    def run() -> None:
+        d = Driver(engine)
+        d.extend(0, prompt[:20], 0)  # 20 tokens: the module path
+        alone = [d.decode([0], [prompt[p]], [p])[0] for p in range(20, 24)]
+        d.extend(1, prompt[:20], 0)
+        in_extend = d.extend(1, prompt[20:23], 20)  # 3 tokens after a cached prefix: the fused path
+        d.extend(2, prompt[:20], 0)
+        d.extend(3, prompt[:9], 0)
+        for p in range(20, 24):  # decoded in a batch of 2 with a request of another length
+            batch = d.decode([2, 3], [prompt[p], prompt[p - 11]], [p, p - 11])
+            assert torch.equal(batch[0], alone[p - 20])
+        for j in range(3):
+            assert torch.equal(in_extend[j], alone[j])
+
+    model.fused = Counting()
+    try:
+        engine._call(run)
+    finally:
+        model.fused = fused
+    assert sorted(calls) == [1] * 4 + [2] * 4 + [3]  # the decodes and the short extend; prefills are longer
+
+
+def test_fused_decoder_agrees_with_the_module_path(engine) -> None:
+    torch.manual_seed(1)
+    prompt = torch.randint(3, 40000, (30,)).tolist()
+    model = engine._scheduler.runner.model.model
+
+    def run() -> None:
+        d = Driver(engine)
+        d.extend(0, prompt[:26], 0)
+        fused = torch.stack([d.decode([0], [prompt[p]], [p])[0] for p in range(26, 30)])
+        fused_decoder, model.fused = model.fused, None
+        try:
+            d.extend(1, prompt[:26], 0)
+            modules = torch.stack([d.decode([1], [prompt[p]], [p])[0] for p in range(26, 30)])
+        finally:
+            model.fused = fused_decoder
+        fused_lp, modules_lp = fused.log_softmax(-1), modules.log_softmax(-1)
+        assert (fused_lp - modules_lp).abs().max() < 0.15  # bf16: the attention kernels round differently
+        assert torch.equal(fused.argmax(-1), modules.argmax(-1))
+
+    engine._call(run)
