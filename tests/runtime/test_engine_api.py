@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -40,8 +41,18 @@ def test_64_concurrent_requests_with_quarter_of_the_memory(folder):
             solo.append(solo_engine.generate(input_ids=ids, sampling_params=GREEDY)["output_ids"])
             solo_engine.flush_cache()
     with Engine(folder, dtype="float32", max_total_tokens=demand // 4) as engine:
-        with ThreadPoolExecutor(64) as pool:  # 64 callers at once: the scheduler batches them
-            results = list(pool.map(lambda ids: engine.generate(input_ids=ids, sampling_params=GREEDY), batch))
+        with ThreadPoolExecutor(65) as pool:  # 64 callers at once: the scheduler batches them
+            # NOTE: the scheduler thread waits on `gate` until all 64 requests are queued, so it
+            # admits them together however the callers' threads are timed (else a fast engine
+            # serves early callers before late ones arrive, and nothing needs retracting).
+            gate = threading.Event()
+            held = pool.submit(engine._call, gate.wait)
+            futures = [pool.submit(engine.generate, input_ids=ids, sampling_params=GREEDY) for ids in batch]
+            while engine._inbox.qsize() < len(batch):
+                time.sleep(0.01)
+            gate.set()
+            held.result()
+            results = [f.result() for f in futures]
         assert [r["output_ids"] for r in results] == solo
         info = engine.get_server_info()
         assert info["retractions"] > 0
