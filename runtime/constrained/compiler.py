@@ -79,7 +79,7 @@ class GrammarCompiler:
 
     def _build(self, spec: GrammarSpec) -> CompiledGrammar:
         compiled = CompiledGrammar(to_regex(spec, self.schema_options), self.info, self._vocabulary)
-        compiled.char_fsm  # noqa: B018  NOTE: built here so the scheduler thread never waits on it
+        compiled.precompute_forced_tokens()  # builds the char DFA too: the scheduler thread never waits on it
         return compiled
 
     def _forget_failure(self, spec: GrammarSpec, fut: Future[CompiledGrammar]) -> None:

@@ -118,3 +118,36 @@ def test_greedy_tokens_same_with_and_without_jump_forward(compiler, info, schema
         if g.is_finished():
             break
         g.advance(rng.choice(g.allowed_token_ids()))
+
+
+@pytest.mark.parametrize("schema", SCHEMAS)
+def test_forced_tokens_are_precomputed_on_the_compile_thread(compiler, info, schema, monkeypatch):
+    """A state's first visit on the scheduler thread is a lookup, not a tokenizer call (only
+    states without forced text, such as the middle of a multi-byte character, are left lazy),
+    and the precomputed answers are the ones a request would compute on demand."""
+    import sgl.runtime.constrained.grammar as grammar_module
+
+    compiled = compiler.compile("json_schema", schema)
+    assert len(compiled._forced) > 5
+    encoded = []  # forced texts tokenized after compilation
+    real = grammar_module.forced_tokens
+    monkeypatch.setattr(grammar_module, "forced_tokens", lambda c, s, text: (text and encoded.append(text)) or real(c, s, text))
+    rng = random.Random(1)
+    walks = []
+    for _ in range(5):  # random walks over the decoding mask: first visits of many states
+        g, steps = Grammar(compiled), []
+        for _ in range(40):
+            if g.is_finished():
+                break
+            steps.append(list(g.forced_tokens()))
+            g.advance(rng.choice(g.allowed_token_ids()))
+        walks.append((g.tokens, steps))
+    assert encoded == []
+    monkeypatch.undo()
+    lazy = grammar_module.CompiledGrammar(compiled.regex, info)  # no precompute: forced tokens on demand
+    assert lazy._forced == {}
+    for tokens, steps in walks:
+        g = Grammar(lazy)
+        for token, forced in zip(tokens, steps):
+            assert g.forced_tokens() == forced
+            g.advance(token)
