@@ -71,24 +71,25 @@ class Engine:
     # ---- scheduler thread ----------------------------------------------------------------
     @torch.inference_mode()
     def _loop(self) -> None:
-        busy = False  # whether this thread ran steps since its OpenMP pool was last freed
+        busy = False  # whether this thread ran work since its OpenMP pool was last freed
         while not self._stopped:
             idle = not self._scheduler.has_work()
             if idle and busy:
-                busy = not release_thread_pool()  # idle: let the caller's torch work have the CPUs
-            self._drain_inbox(block=idle)
-            busy = True
+                release_thread_pool()  # idle: let the caller's torch work have the CPUs
+                busy = False
+            busy = self._drain_inbox(block=idle) or busy  # calls may run torch work too
             try:
                 self._scheduler.step()
             except Exception as e:  # a bug or a kernel failure: fail the live requests, keep serving
                 logger.exception("engine step failed")
                 self._fail_all(f"engine error: {type(e).__name__}: {e}")
 
-    def _drain_inbox(self, block: bool) -> None:
+    def _drain_inbox(self, block: bool) -> bool:
+        """Takes every queued item; returns whether there was any."""
         try:
             item = self._inbox.get(timeout=0.5) if block else self._inbox.get_nowait()
         except queue.Empty:
-            return
+            return False
         while True:
             kind, payload = item
             if kind == "add":
@@ -105,7 +106,7 @@ class Engine:
             try:
                 item = self._inbox.get_nowait()
             except queue.Empty:
-                return
+                return True
 
     def _fail_all(self, message: str) -> None:
         s = self._scheduler

@@ -38,6 +38,9 @@ class ForwardBatch:
     attn_backend: Any = None
     attn_meta: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # per-model inputs (e.g. image embeddings)
+    # compute every token as decode would, one row each (jump-forward's extends; see
+    # layers/fused_decoder.py): its values then do not depend on how it was batched
+    rowwise: bool = False
 
     @property
     def batch_size(self) -> int:

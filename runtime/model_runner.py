@@ -18,7 +18,7 @@ class ModelRunner:
     @torch.inference_mode()
     def forward(self, mode: ForwardMode, input_ids: list[int], positions: list[int], rows: list[int],
                 prefix_lens: list[int], extend_lens: list[int], out_slots: torch.Tensor,
-                logit_rows: list[int], extra: dict | None = None) -> torch.Tensor:
+                logit_rows: list[int], extra: dict | None = None, rowwise: bool = False) -> torch.Tensor:
         """Runs one forward; returns (len(logit_rows), vocab) float32 logits."""
         dev = self.device
         batch = ForwardBatch(
@@ -34,6 +34,7 @@ class ModelRunner:
             logit_rows=torch.tensor(logit_rows, dtype=torch.int64, device=dev),
             attn_backend=self.attn_backend,
             extra=extra or {},
+            rowwise=rowwise,
         )
         self.attn_backend.prepare(batch)
         return self.model(batch).float()

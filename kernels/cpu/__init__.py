@@ -31,6 +31,8 @@ P, I64, F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_has_avx512_bf16": ([], ctypes.c_int),
     "sgl_linear_bf16": ([P, P, P, P, I64, I64, I64], None),
+    "sgl_amx_init": ([], ctypes.c_int),
+    "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
     "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
     "sgl_rope_neox_bf16": ([P, I64, I64, I64, I64, I64, P, P], None),

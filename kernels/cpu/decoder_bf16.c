@@ -24,8 +24,9 @@ static void add_in_place(uint16_t *x, const uint16_t *y, int64_t n) { /* x = bf1
     for (int64_t i = 0; i < n; i++) x[i] = f32_to_bf16(bf16_to_f32(x[i]) + bf16_to_f32(y[i]));
 }
 
-/* scratch: bf16, at least M * (2 * hidden + qkv_width + 3 * inter) elements;
- * scores: float32, M * heads * max_len. */
+/* M <= 32 (the tile kernel's rows per pass). scratch: bf16, at least
+ * M * (2 * hidden + qkv_width + q_width + 3 * inter) + 32 * max(hidden, inter, q_width)
+ * elements; scores: float32, M * heads * max_len. */
 void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int64_t L, int64_t hidden,
                            int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, float eps,
                            float scale, int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin,
@@ -40,21 +41,22 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
     uint16_t *proj = attn + M * q_width;    /* (M, hidden)    o / down output */
     uint16_t *gate_up = proj + M * hidden;  /* (M, 2 * inter) */
     uint16_t *act = gate_up + M * 2 * inter; /* (M, inter) */
+    uint16_t *packed = act + M * inter;      /* x packed for the tile kernel: 2 * K * 16 */
     for (int64_t l = 0; l < L; l++) {
         const sgl_layer *w = layers + l;
         sgl_rmsnorm_bf16(x, hidden, w->input_norm, h, M, hidden, eps);
-        sgl_linear_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden);
+        sgl_linear_rows_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden, packed);
         sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, cos, sin);
         sgl_kv_store_bf16(w->k_pool, w->v_pool, qkv + q_width, qkv + q_width + kv_width, qkv_width, out_slots, M,
                           kv_width, kv_width);
         sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
                                 scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
-        sgl_linear_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width);
+        sgl_linear_rows_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width, packed);
         add_in_place(x, proj, M * hidden);
         sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
-        sgl_linear_bf16(h, w->gate_up_w, NULL, gate_up, M, 2 * inter, hidden);
+        sgl_linear_rows_bf16(h, w->gate_up_w, NULL, gate_up, M, 2 * inter, hidden, packed);
         sgl_silu_mul_bf16(gate_up, act, M, inter);
-        sgl_linear_bf16(act, w->down_w, NULL, proj, M, hidden, inter);
+        sgl_linear_rows_bf16(act, w->down_w, NULL, proj, M, hidden, inter, packed);
         add_in_place(x, proj, M * hidden);
     }
 }

@@ -5,6 +5,11 @@
 
 void sgl_linear_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                      int64_t M, int64_t N, int64_t K);
+void sgl_linear_amx_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
+                         int64_t M, int64_t N, int64_t K, uint16_t *packed);
+int sgl_amx_init(void);
+void sgl_linear_rows_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
+                          int64_t M, int64_t N, int64_t K, uint16_t *packed);
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
                       int64_t M, int64_t D, float eps);
 void sgl_silu_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_t I);

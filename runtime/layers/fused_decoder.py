@@ -1,10 +1,15 @@
-"""The decoder stack of a plain Llama in one C call, for forwards of a few bf16 rows on the CPU.
+"""The decoder stack of a plain Llama in one C call per 32 rows, for decode on the CPU in bf16.
 
 At batch-1 decode the 30 layers of SmolLM2-135M cost ~20 torch ops and ~15 module calls each,
 ~10 ms of Python a step on top of ~14 ms of weight streaming. kernels/cpu/decoder_bf16.c runs
-the layers' own kernels back to back instead, with the same rounding, so its result is what the
-module path computes with those kernels. Everything else (bigger batches, prefill, any variant
-flag) takes the module path.
+the layers' own kernels back to back instead, with the same rounding.
+
+Every token is a row of its own there: its attention reads the KV pool up to its position and
+every kernel computes it the same way whatever else is in the call. So a token gets the same
+logits decoded alone, in a batch of any size, or inside a jump-forward extend (which the
+scheduler marks `rowwise`), and greedy output does not depend on batch composition or on
+jump-forward. Prefill and other extends (many tokens: oneDNN's GEMMs and SDPA are faster) and
+every variant flag take the module path.
 """
 
 from __future__ import annotations
@@ -14,11 +19,12 @@ import dataclasses
 
 import torch
 from sgl.kernels.cpu import library
+from sgl.kernels.linear import max_rows
 from torch import nn
 
 from ..forward_batch import ForwardBatch, ForwardMode
 
-MAX_ROWS = 4  # the small-batch linear kernel's limit (kernels/linear.py)
+ROWS_PER_CALL = 32  # the tile kernel's rows per pass (kernels/cpu/linear_bf16.c)
 
 
 class LayerPointers(ctypes.Structure):
@@ -42,16 +48,21 @@ def fused_decoder_applies(config, flags) -> bool:
 
 
 class FusedDecoder:
-    """Runs `layers` (LlamaDecoderLayer list) for a batch of <= MAX_ROWS bf16 tokens."""
+    """Runs `layers` (LlamaDecoderLayer list) for decode and rowwise batches of bf16 tokens."""
 
     def __init__(self, layers: nn.ModuleList, config) -> None:
         self.layers, self.config = layers, config
         self._pointers: tuple[int, ctypes.Array] | None = None  # (id of the KV pool, layer structs)
 
     def accepts(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
-        return (x.shape[0] <= MAX_ROWS and x.dtype == torch.bfloat16 and x.device.type == "cpu"
-                and self.layers[0].self_attn.qkv_proj.weight.dtype == torch.bfloat16
-                and (lib := library()) is not None and bool(lib.sgl_has_avx512_bf16()))
+        if x.dtype != torch.bfloat16 or x.device.type != "cpu":
+            return False
+        if self.layers[0].self_attn.qkv_proj.weight.dtype != torch.bfloat16:
+            return False
+        limit = max_rows(self.config.hidden_size)  # 32 with the tile unit, 4 without, 0: no kernels
+        if limit >= ROWS_PER_CALL and (batch.mode == ForwardMode.DECODE or batch.rowwise):
+            return True  # any size, in calls of 32 rows
+        return x.shape[0] <= limit
 
     def _layer_structs(self, batch: ForwardBatch) -> ctypes.Array:
         pool = batch.kv_pool
@@ -86,16 +97,25 @@ class FusedDecoder:
         rotary = self.layers[0].self_attn.rotary
         cos, sin = rotary._cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
         attn0 = self.layers[0].self_attn
+        rows = min(tokens, ROWS_PER_CALL)
         q_width, kv_width = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
-        scratch = torch.empty(tokens * (2 * c.hidden_size + q_width + 2 * kv_width + q_width + 3 * c.intermediate_size),
-                              dtype=torch.bfloat16)
-        scores = torch.empty(tokens * c.num_heads * max_len, dtype=torch.float32)
+        widest = max(c.hidden_size, c.intermediate_size, q_width)
+        scratch = torch.empty(rows * (2 * c.hidden_size + 2 * q_width + 2 * kv_width + 3 * c.intermediate_size)
+                              + 32 * widest, dtype=torch.bfloat16)
+        scores = torch.empty(rows * c.num_heads * max_len, dtype=torch.float32)
         x = x.contiguous()
         table = batch.req_to_token
         slots = batch.out_slots.contiguous()
-        lib.sgl_llama_layers_bf16(
-            x.data_ptr(), tokens, self._layer_structs(batch), len(self.layers), c.hidden_size, c.num_heads,
-            c.num_kv_heads, c.head_dim, c.intermediate_size, c.norm_eps, attn0.attn.scaling, rotary.rotary_dim,
-            cos.data_ptr(), sin.data_ptr(), slots.data_ptr(), table.data_ptr(), table.stride(0), q_req.data_ptr(),
-            kv_len.data_ptr(), max_len, scratch.data_ptr(), scores.data_ptr())
+        cos, sin = cos.contiguous(), sin.contiguous()
+        structs = self._layer_structs(batch)
+        # NOTE: calls go in token order, so a request's later tokens (in a later call) find the
+        # keys of its earlier ones in the pool, every layer's
+        for start in range(0, tokens, ROWS_PER_CALL):
+            n = min(ROWS_PER_CALL, tokens - start)
+            lib.sgl_llama_layers_bf16(
+                x[start].data_ptr(), n, structs, len(self.layers), c.hidden_size, c.num_heads, c.num_kv_heads,
+                c.head_dim, c.intermediate_size, c.norm_eps, attn0.attn.scaling, rotary.rotary_dim,
+                cos[start].data_ptr(), sin[start].data_ptr(), slots[start].data_ptr(), table.data_ptr(),
+                table.stride(0), q_req[start].data_ptr(), kv_len[start].data_ptr(), max_len, scratch.data_ptr(),
+                scores.data_ptr())
         return x

@@ -41,6 +41,7 @@ class ExtendPlan:
     input_logprob_first: int = 0  # first position whose logits feed input logprobs
     input_logprob_rows: list[int] = field(default_factory=list)  # indices into logits
     sample_row: int | None = None  # index into logits of the next-token row
+    jumped: bool = False  # jump-forward tokens of a running request (computed rowwise)
 
 
 class Scheduler:
@@ -100,10 +101,10 @@ class Scheduler:
                 self.kv.release(r, keep=False)
                 self.waiting.insert(0, r)
                 continue
-            plans.append(ExtendPlan(r, r.kv_len, take))
-            token_budget -= take
-            room -= take
+            plans.append(ExtendPlan(r, r.kv_len, take, jumped=True))
         self.jumped = []
+        if plans:  # NOTE: alone, so the forward is rowwise: each jumped token gets the values a
+            return plans  # decode step would give it (greedy output is the same without jumping)
 
         if self.chunked is not None:  # a chunked prefill continues before anything new
             r = self.chunked
@@ -182,7 +183,8 @@ class Scheduler:
                 logit_rows.append(offset + plan.length - 1)
         logits = self.runner.forward(
             ForwardMode.EXTEND, input_ids, positions, [p.req.row for p in plans],
-            [p.start for p in plans], [p.length for p in plans], torch.cat(out_slots), logit_rows)
+            [p.start for p in plans], [p.length for p in plans], torch.cat(out_slots), logit_rows,
+            rowwise=all(p.jumped for p in plans))
         self.stats["prefill_tokens"] += len(input_ids)
         self.stats["steps"] += 1
 

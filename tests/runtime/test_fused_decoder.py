@@ -37,11 +37,11 @@ class Driver:
         self.next_slot += n
         return s
 
-    def extend(self, row: int, tokens: list[int], start: int) -> torch.Tensor:
+    def extend(self, row: int, tokens: list[int], start: int, rowwise: bool = False) -> torch.Tensor:
         s = self._slots(len(tokens))
         self.table[row, start : start + len(tokens)] = s
         return self.runner.forward(ForwardMode.EXTEND, tokens, list(range(start, start + len(tokens))), [row],
-                                   [start], [len(tokens)], s, list(range(len(tokens))))
+                                   [start], [len(tokens)], s, list(range(len(tokens))), rowwise=rowwise)
 
     def decode(self, rows: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
         s = self._slots(len(rows))
@@ -51,9 +51,9 @@ class Driver:
                                    list(range(len(rows))))
 
 
-def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_a_short_extend(engine) -> None:
+def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -> None:
     torch.manual_seed(0)
-    prompt = torch.randint(3, 40000, (24,)).tolist()
+    prompt = torch.randint(3, 40000, (120,)).tolist()
     model = engine._scheduler.runner.model.model
     fused, calls = model.fused, []
 
@@ -66,10 +66,16 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_a_short_extend(engi
 
     def run() -> None:
         d = Driver(engine)
-        d.extend(0, prompt[:20], 0)  # 20 tokens: the module path
+        long = prompt[24:]
+        d.extend(4, long[:40], 0)  # 40 tokens: the module path
+        long_alone = [d.decode([4], [long[p]], [p])[0] for p in range(40, 84)]
+        d.extend(5, long[:40], 0)
+        rowwise = d.extend(5, long[40:84], 40, rowwise=True)  # 44 rows: two calls of the fused path
+        assert all(torch.equal(rowwise[j], long_alone[j]) for j in range(44))
+        d.extend(0, prompt[:20], 0)
         alone = [d.decode([0], [prompt[p]], [p])[0] for p in range(20, 24)]
         d.extend(1, prompt[:20], 0)
-        in_extend = d.extend(1, prompt[20:23], 20)  # 3 tokens after a cached prefix: the fused path
+        in_extend = d.extend(1, prompt[20:23], 20)  # 3 tokens after a cached prefix
         d.extend(2, prompt[:20], 0)
         d.extend(3, prompt[:9], 0)
         for p in range(20, 24):  # decoded in a batch of 2 with a request of another length
@@ -83,7 +89,8 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_a_short_extend(engi
         engine._call(run)
     finally:
         model.fused = fused
-    assert sorted(calls) == [1] * 4 + [2] * 4 + [3]  # the decodes and the short extend; prefills are longer
+    # the decodes and every forward of up to 32 tokens; the 44-token rowwise extend in two calls
+    assert sorted(calls) == sorted([1] * 48 + [2] * 4 + [3, 9, 20, 20, 20, 44])
 
 
 def test_fused_decoder_agrees_with_the_module_path(engine) -> None:
