@@ -24,7 +24,7 @@ import torch  # noqa: F401  (loads torch's libgomp first: the library's libgomp.
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c", "attention_bf16.c",
            "decoder_bf16.c")
-HEADERS = ("bf16.h", "kernels.h")
+HEADERS = ("bf16.h", "kernels.h", "simd.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 
 P, I64, F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
