@@ -21,15 +21,18 @@ OMP_PAUSE_SOFT = 1  # omp_pause_resource_t: free the threads, keep the settings
 RUNTIME_NAMES = ("libgomp", "libomp", "libiomp")
 
 
-def _pause_functions() -> list[ctypes._CFuncPtr]:
+@functools.cache
+def _pause_functions() -> tuple[ctypes._CFuncPtr, ...]:
     """omp_pause_resource_all of every OpenMP runtime this process has loaded. There can be
-    several: torch's libgomp, and private copies that wheels bundle (sentencepiece has one)."""
+    several: torch's libgomp, and private copies that wheels bundle (sentencepiece has one).
+    NOTE: looked up once (reading /proc/self/maps costs ~1 ms): the engine first calls after
+    loading the model and its tokenizer, when every runtime it uses is in."""
     try:
         with open("/proc/self/maps") as maps:
             paths = {line.split()[-1] for line in maps if any(n in line for n in RUNTIME_NAMES)}
     except OSError:  # not Linux: nothing to do
-        return []
-    return [fn for fn in map(_pause_function, sorted(paths)) if fn is not None]
+        return ()
+    return tuple(fn for fn in map(_pause_function, sorted(paths)) if fn is not None)
 
 
 @functools.cache
