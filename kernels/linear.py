@@ -51,7 +51,7 @@ def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     m, k = x.shape
     n = weight.shape[0]
     out = torch.empty(m, n, dtype=torch.bfloat16)
-    packed = torch.empty(32 * k, dtype=torch.bfloat16)  # x in the tile kernel's layout
+    packed = torch.empty((m + 31) // 32 * 32 * k, dtype=torch.bfloat16)  # x in the tile kernel's layout
     lib.sgl_linear_rows_bf16(x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
                              out.data_ptr(), m, n, k, packed.data_ptr())
     return out

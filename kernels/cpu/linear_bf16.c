@@ -128,29 +128,30 @@ static void configure_tiles(void) {
     _tile_loadconfig(&cfg);
 }
 
-/* x rows [m0, m0 + 32) -> packed[block][chunk][pair][row][2], zeros past M. */
-static void pack_x(const uint16_t *x, uint16_t *packed, int64_t M, int64_t K, int64_t m0) {
-    const int64_t chunks = K / 32;
-    memset(packed, 0, (size_t)2 * chunks * 512 * sizeof(uint16_t));
-    for (int64_t m = m0; m < M && m < m0 + AMX_ROWS; m++) {
-        const int64_t b = (m - m0) / 16, r = (m - m0) % 16;
-        for (int64_t k = 0; k < K; k += 2) {
-            uint16_t *dst = packed + ((b * chunks + k / 32) * 16 + (k % 32) / 2) * 32 + r * 2;
-            dst[0] = x[m * K + k], dst[1] = x[m * K + k + 1];
+/* x (M, K) -> packed[pass][block][chunk][pair][row][2]: each pass holds 32 rows as two B
+ * blocks of 16, zeros past M. A row's 32-column chunk is 16 column pairs, scattered 64 bytes
+ * apart (one per pair row of the tile). */
+static void pack_x(const uint16_t *x, uint16_t *packed, int64_t M, int64_t K) {
+    const int64_t chunks = K / 32, passes = (M + AMX_ROWS - 1) / AMX_ROWS;
+    if (M % AMX_ROWS) /* the last pass has rows past M: they must be zeros */
+        memset(packed + (passes - 1) * 2 * chunks * 512, 0, (size_t)2 * chunks * 512 * sizeof(uint16_t));
+    const __m512i pair_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                 _mm512_set1_epi32(16));
+#pragma omp parallel for schedule(static) if (M * K >= SGL_PARALLEL_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        const int64_t b = m / 16, r = m % 16; /* b counts blocks of 16 across passes */
+        for (int64_t c = 0; c < chunks; c++) {
+            uint32_t *dst = (uint32_t *)packed + (b * chunks + c) * 256 + r;
+            _mm512_i32scatter_epi32(dst, pair_rows, _mm512_loadu_si512(x + m * K + c * 32), 4);
         }
     }
 }
 
 /* 32 weight rows from n0 (a zero-padded copy where fewer are left) against the packed rows. */
-static void amx_block(const uint16_t *packed, const uint16_t *w, const uint16_t *bias, uint16_t *y,
-                      int64_t M, int64_t N, int64_t K, int64_t m0, int64_t n0, uint16_t *pad) {
+static void amx_block(const uint16_t *packed, const uint16_t *a, const uint16_t *bias, uint16_t *y,
+                      int64_t M, int64_t N, int64_t K, int64_t m0, int64_t n0) {
     const int64_t chunks = K / 32, stride = K * 2;
-    const uint16_t *a = w + n0 * K;
-    if (N - n0 < 32) { /* the last rows: copy them into a zeroed block so tile loads stay in bounds */
-        memset(pad, 0, (size_t)32 * K * 2);
-        memcpy(pad, a, (size_t)(N - n0) * K * 2);
-        a = pad;
-    }
+    packed += (m0 / 16) * chunks * 512; /* this pass's two blocks */
     _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
     for (int64_t c = 0; c < chunks; c++) {
         _tile_loadd(6, packed + (0 * chunks + c) * 512, 64);
@@ -165,30 +166,45 @@ static void amx_block(const uint16_t *packed, const uint16_t *w, const uint16_t 
     float out[4][16][16]; /* [2j + b][weight row][x row] */
     _tile_stored(0, out[0], 64); _tile_stored(1, out[1], 64);
     _tile_stored(2, out[2], 64); _tile_stored(3, out[3], 64);
-    for (int64_t m = m0; m < M && m < m0 + AMX_ROWS; m++) {
-        const int64_t b = (m - m0) / 16, r = (m - m0) % 16;
-        for (int64_t n = n0; n < N && n < n0 + 32; n++)
-            store(y, bias, N, m, n, out[2 * ((n - n0) / 16) + b][(n - n0) % 16][r]);
+    const __m512i column = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                              _mm512_set1_epi32(16));
+    for (int64_t j = 0; j < 2; j++) { /* 16 weight rows: 16 outputs of each x row */
+        const int64_t n = n0 + 16 * j;
+        if (n >= N) break;
+        const __mmask16 keep = N - n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (N - n)) - 1);
+        const __m512 b16 = bias ? _mm512_castsi512_ps(_mm512_slli_epi32(
+                                      _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(keep, bias + n)), 16))
+                                : _mm512_setzero_ps();
+        for (int64_t m = m0; m < M && m < m0 + AMX_ROWS; m++) {
+            const int64_t b = (m - m0) / 16, r = (m - m0) % 16;
+            const __m512 sums = _mm512_add_ps(_mm512_i32gather_ps(column, &out[2 * j + b][0][r], 4), b16);
+            _mm256_mask_storeu_epi16(y + m * N + n, keep, (__m256i)_mm512_cvtneps_pbh(sums));
+        }
     }
 }
 
-/* As sgl_linear_bf16, for K % 32 == 0; packed: 2 * K * 16 bf16 scratch. */
+/* As sgl_linear_bf16, for K % 32 == 0; packed: ceil(M / 32) * 32 * K bf16 scratch.
+ * Each thread takes blocks of 32 weight rows and runs every pass of 32 x rows against one
+ * block while it is in cache, so the weights stream from memory once whatever M is. */
 void sgl_linear_amx_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                          int64_t M, int64_t N, int64_t K, uint16_t *packed) {
-    for (int64_t m0 = 0; m0 < M; m0 += AMX_ROWS) {
-        pack_x(x, packed, M, K, m0);
+    pack_x(x, packed, M, K);
 #pragma omp parallel
-        {
-            configure_tiles();
-            uint16_t *pad = NULL;
+    {
+        configure_tiles();
+        uint16_t *pad = NULL;
 #pragma omp for schedule(static)
-            for (int64_t n0 = 0; n0 < N; n0 += 32) {
-                if (N - n0 < 32 && pad == NULL) pad = malloc((size_t)32 * K * 2);
-                amx_block(packed, w, bias, y, M, N, K, m0, n0, pad);
+        for (int64_t n0 = 0; n0 < N; n0 += 32) {
+            const uint16_t *a = w + n0 * K;
+            if (N - n0 < 32) { /* the last rows: a zeroed copy, so tile loads stay in bounds */
+                pad = calloc((size_t)32 * K, 2);
+                memcpy(pad, a, (size_t)(N - n0) * K * 2);
+                a = pad;
             }
-            free(pad);
-            _tile_release();
+            for (int64_t m0 = 0; m0 < M; m0 += AMX_ROWS) amx_block(packed, a, bias, y, M, N, K, m0, n0);
         }
+        free(pad);
+        _tile_release();
     }
 }
 #else
@@ -210,7 +226,7 @@ int sgl_has_avx512_bf16(void) {
 
 /* The kernel for a product of this shape, the same one whatever M is (so rows stay
  * invariant): the tile unit where this process may use it and K is a multiple of 32, else
- * the dot-product loop. packed: 2 * K * 16 bf16 scratch. */
+ * the dot-product loop. packed: ceil(M / 32) * 32 * K bf16 scratch. */
 void sgl_linear_rows_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                           int64_t M, int64_t N, int64_t K, uint16_t *packed) {
     if (K % 32 == 0 && sgl_amx_init() == 1) sgl_linear_amx_bf16(x, w, bias, y, M, N, K, packed);
