@@ -23,8 +23,8 @@ def bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs() / scale).max().item()
 
 
-@pytest.mark.parametrize("rows", [1, 2, 3, 4])
-@pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (49, 70)])  # odd sizes: tails and remainders
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 17, 33, 70])  # past 16 and 32: more tile blocks and passes
+@pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (100, 64), (49, 70)])  # tails; K % 32 != 0
 def test_linear_matches_reference_and_is_row_invariant(rows, shape) -> None:
     torch.manual_seed(rows)
     n, k = shape
