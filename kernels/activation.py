@@ -14,8 +14,11 @@ def silu_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
 
 
 def silu_mul_bf16_available(gate_up: torch.Tensor) -> bool:
+    """bf16 CPU rows, on a CPU with AVX-512 BF16: the portable fallback calls libm's expf per
+    element and is slower than torch at prefill sizes."""
+    lib = library()
     return (gate_up.dtype == torch.bfloat16 and gate_up.device.type == "cpu" and gate_up.dim() == 2
-            and gate_up.is_contiguous() and library() is not None)
+            and gate_up.is_contiguous() and lib is not None and bool(lib.sgl_has_avx512_bf16()))
 
 
 def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
