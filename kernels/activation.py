@@ -1,4 +1,5 @@
-"""silu(gate) * up for a fused gate/up bf16 tensor on the CPU (kernels/cpu/activation_bf16.c)."""
+"""Elementwise bf16 kernels on the CPU (kernels/cpu/activation_bf16.c): silu(gate) * up for a
+fused gate/up tensor, and the residual add."""
 
 from __future__ import annotations
 
@@ -28,4 +29,16 @@ def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
     m, width = gate_up.shape
     out = torch.empty(m, width // 2, dtype=torch.bfloat16)
     lib.sgl_silu_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
+    return out
+
+
+def add_bf16(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
+    """a + b for contiguous bf16 CPU tensors of one shape (torch's rounding); None, doing
+    nothing, for anything else or where the AVX-512 path is not built."""
+    lib = library()
+    if (lib is None or a.dtype != torch.bfloat16 or b.dtype != torch.bfloat16 or a.device.type != "cpu"
+            or a.shape != b.shape or not a.is_contiguous() or not b.is_contiguous() or not lib.sgl_has_avx512_bf16()):
+        return None
+    out = torch.empty_like(a)
+    lib.sgl_add_bf16(a.data_ptr(), b.data_ptr(), out.data_ptr(), a.numel())
     return out

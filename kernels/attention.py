@@ -66,3 +66,22 @@ def kv_store_bf16(k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tenso
     lib.sgl_kv_store_bf16(k_pool.data_ptr(), v_pool.data_ptr(), k.data_ptr(), v.data_ptr(), k.stride(0),
                           slots.data_ptr(), tokens, k_width, v_width)
     return True
+
+
+def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tensor,
+                           prefix: int, scale: float, out: torch.Tensor) -> bool:
+    """Causal attention of one request's new tokens on the tile unit: q (tokens, heads, d) at
+    positions prefix.. (rows may be strided), keys and values of slots[:prefix + tokens] in the
+    pools; writes out (tokens, heads, d), contiguous. Returns False, writing nothing, where the
+    kernel does not apply (no AMX, d % 32 != 0, other dtypes): the reference is
+    `attention_rows_reference` with one row per token."""
+    lib = library()
+    if lib is None or q.dtype != torch.bfloat16 or k_pool.dtype != torch.bfloat16 or q.device.type != "cpu":
+        return False
+    tokens, heads, d = q.shape
+    if q.stride(2) != 1 or q.stride(1) != d or v_pool.shape[2] != d or not out.is_contiguous():
+        return False
+    assert slots.dtype == torch.int64 and slots.is_contiguous() and slots.shape[0] >= prefix + tokens
+    return bool(lib.sgl_prefill_attention_bf16(q.data_ptr(), q.stride(0), k_pool.data_ptr(), v_pool.data_ptr(),
+                                               slots.data_ptr(), prefix, tokens, heads, k_pool.shape[1], d, scale,
+                                               out.data_ptr()))

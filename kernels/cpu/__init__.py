@@ -23,7 +23,7 @@ import torch  # noqa: F401  (loads torch's libgomp first: the library's libgomp.
 
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c", "attention_bf16.c",
-           "decoder_bf16.c")
+           "decoder_bf16.c", "prefill_attention_bf16.c")
 HEADERS = ("bf16.h", "kernels.h", "simd.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 
@@ -35,9 +35,11 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
     "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
+    "sgl_add_bf16": ([P, P, P, I64], None),
     "sgl_rope_neox_bf16": ([P, I64, I64, I64, I64, I64, P, P], None),
     "sgl_attention_rows_bf16": ([P, I64, P, P, P, I64, P, P, P, P, I64, I64, I64, I64, I64, I64, F32, I64], None),
     "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
+    "sgl_prefill_attention_bf16": ([P, I64, P, P, P, I64, I64, I64, I64, I64, F32, P], ctypes.c_int),
     "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, I64, P, P, I64,
                                P, P], None),
 }

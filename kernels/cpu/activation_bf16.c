@@ -6,6 +6,22 @@
 #include "bf16.h"
 #include "simd.h"
 
+/* out = bf16(a + b), n elements (the residual add). */
+void sgl_add_bf16(const uint16_t *a, const uint16_t *b, uint16_t *out, int64_t n) {
+    const int64_t block = 4096; /* elements per task: whole vectors, and enough work to split */
+#pragma omp parallel for schedule(static) if (n >= SGL_PARALLEL_MIN)
+    for (int64_t start = 0; start < n; start += block) {
+        const int64_t end = start + block < n ? start + block : n;
+        int64_t i = start;
+#ifdef __AVX512BF16__
+        for (; i + 16 <= end; i += 16)
+            _mm256_storeu_si256((__m256i *)(out + i),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(load_bf16(a + i), load_bf16(b + i))));
+#endif
+        for (; i < end; i++) out[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
+    }
+}
+
 static inline float silu(float g) { return g / (1.0f + expf(-g)); }
 
 /* gate_up (M, 2 * I) contiguous: gate = [:, :I], up = [:, I:]; out (M, I). */

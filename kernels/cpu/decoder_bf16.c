@@ -19,11 +19,6 @@ typedef struct {
     int64_t window; /* 0: full attention */
 } sgl_layer;
 
-static void add_in_place(uint16_t *x, const uint16_t *y, int64_t n) { /* x = bf16(x + y) */
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) x[i] = f32_to_bf16(bf16_to_f32(x[i]) + bf16_to_f32(y[i]));
-}
-
 /* M <= 32 (the tile kernel's rows per pass). scratch: bf16, at least
  * M * (2 * hidden + qkv_width + q_width + 3 * inter) + 32 * max(hidden, inter, q_width)
  * elements; scores: float32, M * heads * max_len. */
@@ -52,11 +47,11 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
         sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
                                 scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
         sgl_linear_rows_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width, packed);
-        add_in_place(x, proj, M * hidden);
+        sgl_add_bf16(x, proj, x, M * hidden);
         sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
         sgl_linear_rows_bf16(h, w->gate_up_w, NULL, gate_up, M, 2 * inter, hidden, packed);
         sgl_silu_mul_bf16(gate_up, act, M, inter);
         sgl_linear_rows_bf16(act, w->down_w, NULL, proj, M, hidden, inter, packed);
-        add_in_place(x, proj, M * hidden);
+        sgl_add_bf16(x, proj, x, M * hidden);
     }
 }

@@ -8,10 +8,12 @@ void sgl_linear_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias,
 void sgl_linear_amx_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                          int64_t M, int64_t N, int64_t K, uint16_t *packed);
 int sgl_amx_init(void);
+void sgl_amx_configure(void);
 void sgl_linear_rows_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                           int64_t M, int64_t N, int64_t K, uint16_t *packed);
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
                       int64_t M, int64_t D, float eps);
+void sgl_add_bf16(const uint16_t *a, const uint16_t *b, uint16_t *out, int64_t n);
 void sgl_silu_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_t I);
 void sgl_rope_neox_bf16(uint16_t *qkv, int64_t row_stride, int64_t T, int64_t heads, int64_t head_dim,
                         int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin);

@@ -120,13 +120,16 @@ int sgl_amx_init(void) { /* once per process: the kernel must let this process u
     return amx_permitted;
 }
 
-static void configure_tiles(void) {
-    tile_config cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.palette_id = 1;
-    for (int t = 0; t < 8; t++) cfg.rows[t] = 16, cfg.colsb[t] = 64;
-    _tile_loadconfig(&cfg);
-}
+/* Every tile 16 rows x 64 bytes. NOTE: a static object, so all 64 bytes are defined: built on
+ * the stack, the compiler dropped the memset of the unused tiles' fields (it cannot see
+ * LDTILECFG read them) and stack garbage there made LDTILECFG fault. */
+static const tile_config TILES_16_BY_64 __attribute__((aligned(64))) = {
+    .palette_id = 1,
+    .colsb = {64, 64, 64, 64, 64, 64, 64, 64},
+    .rows = {16, 16, 16, 16, 16, 16, 16, 16},
+};
+
+void sgl_amx_configure(void) { _tile_loadconfig(&TILES_16_BY_64); } /* per thread, before tile ops */
 
 /* x (M, K) -> packed[pass][block][chunk][pair][row][2]: each pass holds 32 rows as two B
  * blocks of 16, zeros past M. A row's 32-column chunk is 16 column pairs, scattered 64 bytes
@@ -191,7 +194,7 @@ void sgl_linear_amx_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *b
     pack_x(x, packed, M, K);
 #pragma omp parallel
     {
-        configure_tiles();
+        sgl_amx_configure();
         uint16_t *pad = NULL;
 #pragma omp for schedule(static)
         for (int64_t n0 = 0; n0 < N; n0 += 32) {

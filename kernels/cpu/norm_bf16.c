@@ -4,6 +4,7 @@
  * step over the 61 norms of a 30-layer model). */
 #include <math.h>
 #include "bf16.h"
+#include "simd.h"
 
 /* x (M, D) with row stride x_stride, weight (D,), out (M, D) contiguous. */
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
@@ -11,16 +12,30 @@ void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weigh
 #pragma omp parallel for schedule(static) if (M * D >= SGL_PARALLEL_MIN)
     for (int64_t m = 0; m < M; m++) {
         const uint16_t *row = x + m * x_stride;
+        uint16_t *o = out + m * D;
+        int64_t d = 0;
         float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t d = 0; d < D; d++) {
+#ifdef __AVX512BF16__
+        __m512 squares = _mm512_setzero_ps();
+        for (; d + 16 <= D; d += 16) {
+            const __m512 v = load_bf16(row + d);
+            squares = _mm512_fmadd_ps(v, v, squares);
+        }
+        sum = _mm512_reduce_add_ps(squares);
+#endif
+        for (; d < D; d++) {
             const float v = bf16_to_f32(row[d]);
             sum += v * v;
         }
         const float scale = 1.0f / sqrtf(sum / (float)D + eps);
-        uint16_t *o = out + m * D;
-#pragma omp simd
-        for (int64_t d = 0; d < D; d++)
-            o[d] = f32_to_bf16(bf16_to_f32(weight[d]) * round_bf16(bf16_to_f32(row[d]) * scale));
+        d = 0;
+#ifdef __AVX512BF16__
+        const __m512 s16 = _mm512_set1_ps(scale);
+        for (; d + 16 <= D; d += 16) {
+            const __m512 y = _mm512_mul_ps(load_bf16(weight + d), round_bf16_ps(_mm512_mul_ps(load_bf16(row + d), s16)));
+            _mm256_storeu_si256((__m256i *)(o + d), (__m256i)_mm512_cvtneps_pbh(y));
+        }
+#endif
+        for (; d < D; d++) o[d] = f32_to_bf16(bf16_to_f32(weight[d]) * round_bf16(bf16_to_f32(row[d]) * scale));
     }
 }

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from sgl.kernels.attention import prefill_attention_bf16
 from torch.nn import functional as F
 
 from ..device_caps import emulated_bf16
@@ -65,6 +66,10 @@ class TorchNativeBackend:
         """q (tokens, heads, d), k/v (tokens, kv_heads, d) of the new tokens -> (tokens, heads, dv)."""
         meta = batch.attn_meta
         window = layer.sliding_window
+        if batch.mode == ForwardMode.EXTEND and window is None and layer.alibi is None and layer.softcap is None:
+            out = self._tile_prefill(q, layer, batch)
+            if out is not None:
+                return out
         if meta["self_causal"] and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
             out = F.scaled_dot_product_attention(
                 q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
@@ -100,6 +105,21 @@ class TorchNativeBackend:
         if batch.batch_size == 1:
             return out[0].transpose(0, 1)
         return out.transpose(1, 2).flatten(0, 1).index_select(0, meta["q_valid"])
+
+    @staticmethod
+    def _tile_prefill(q: torch.Tensor, layer: Attention, batch: ForwardBatch) -> torch.Tensor | None:
+        """Causal attention per request on the tile unit (kernels/cpu/prefill_attention_bf16.c;
+        ~2x SDPA at 512 tokens), reading keys through the slot table; None where it does not
+        apply (not bf16 on an AMX CPU, head_dim % 32 != 0)."""
+        out = torch.empty(q.shape[0], q.shape[1], layer.v_head_dim, dtype=q.dtype)
+        pool_k, pool_v = batch.kv_pool.k[layer.layer_id], batch.kv_pool.v[layer.layer_id]
+        start = 0
+        for row, prefix, length in zip(batch.req_rows.tolist(), batch.prefix_lens, batch.extend_lens):
+            if not prefill_attention_bf16(q[start : start + length], pool_k, pool_v, batch.req_to_token[row], prefix,
+                                          layer.scaling, out[start : start + length]):
+                return None
+            start += length
+        return out
 
     @staticmethod
     def _explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,

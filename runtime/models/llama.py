@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
-from ..layers.activation import gated, get_activation
+from ..layers.activation import gated, get_activation, residual_add
 from ..layers.attention import Attention
 from ..layers.embedding import LMHead, VocabEmbedding
 from ..layers.fused_decoder import FusedDecoder, fused_decoder_applies
@@ -172,7 +172,7 @@ class LlamaDecoderLayer(nn.Module):
             self.post_self_attn_layernorm, self.post_mlp_layernorm = norm(), norm()
 
     def _residual(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        return x + (out if self.residual_scale is None else out * self.residual_scale)
+        return residual_add(x, out if self.residual_scale is None else out * self.residual_scale)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         if self.placement == "post":

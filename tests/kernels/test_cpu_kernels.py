@@ -91,3 +91,30 @@ def test_kv_store_writes_strided_rows_into_their_slots() -> None:
     assert kv_store_bf16(k_pool, v_pool, slots, k, v)
     assert torch.equal(k_pool[slots], k) and torch.equal(v_pool[slots], v)
     assert k_pool[[0, 1, 3, 5, 6, 8]].abs().sum() == 0
+
+
+def test_residual_add_matches_torch() -> None:
+    from sgl.kernels.activation import add_bf16
+
+    torch.manual_seed(0)
+    a, b = torch.randn(7, 577, dtype=BF16), torch.randn(7, 577, dtype=BF16)  # a tail past whole vectors
+    assert torch.equal(add_bf16(a, b), a + b)
+    assert add_bf16(a.float(), b.float()) is None
+
+
+@pytest.mark.parametrize("prefix,tokens", [(0, 40), (23, 17), (0, 5)])
+def test_prefill_attention_matches_reference(prefix, tokens) -> None:
+    from sgl.kernels.attention import prefill_attention_bf16
+
+    torch.manual_seed(prefix + tokens)
+    heads, kv_heads, d, slots = 9, 3, 64, 128
+    k_pool, v_pool = torch.randn(slots, kv_heads, d, dtype=BF16), torch.randn(slots, kv_heads, d, dtype=BF16)
+    table = (torch.randperm(slots - 1)[: prefix + tokens] + 1)[None]  # one request
+    qkv = torch.randn(tokens, 2 * heads * d, dtype=BF16)
+    q = qkv[:, : heads * d].view(tokens, heads, d)  # strided rows, as in the fused qkv output
+    out = torch.empty(tokens, heads, d, dtype=BF16)
+    if not prefill_attention_bf16(q, k_pool, v_pool, table[0], prefix, 0.125, out):
+        pytest.skip("no AMX here")
+    ref = attention_rows_reference(q, k_pool, v_pool, table, torch.zeros(tokens, dtype=torch.int64),
+                                   torch.arange(prefix + 1, prefix + tokens + 1), 0.125)
+    assert (out.float() - ref.float()).abs().max() < 3e-2  # P enters the tile product in bf16
