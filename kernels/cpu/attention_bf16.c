@@ -138,6 +138,7 @@ void sgl_attention_rows_bf16(const uint16_t *q, int64_t q_stride, const uint16_t
 /* Writes the new tokens' k (T, Hk * D) and v (T, Hk * Dv) rows (strided) into their slots. */
 void sgl_kv_store_bf16(uint16_t *k_pool, uint16_t *v_pool, const uint16_t *k, const uint16_t *v,
                        int64_t kv_stride, const int64_t *slots, int64_t T, int64_t k_width, int64_t v_width) {
+#pragma omp parallel for schedule(static) if (T * (k_width + v_width) >= SGL_PARALLEL_MIN)
     for (int64_t t = 0; t < T; t++) {
         memcpy(k_pool + slots[t] * k_width, k + t * kv_stride, (size_t)k_width * 2);
         memcpy(v_pool + slots[t] * v_width, v + t * kv_stride, (size_t)v_width * 2);

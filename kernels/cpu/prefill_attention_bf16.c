@@ -36,10 +36,19 @@ static void pack_values(const uint16_t *pool, const int64_t *slots, int64_t len,
                         int64_t D, uint16_t *vb) {
     const int64_t slabs = D / 16, blocks = (len + 31) / 32;
     memset(vb, 0, (size_t)blocks * slabs * 512 * 2);
-    for (int64_t j = 0; j < len; j++) {
-        const uint16_t *src = pool + (slots[j] * Hk + hk) * D;
-        uint16_t *dst = vb + (j / 32) * slabs * 512 + ((j % 32) / 2) * 32 + (j % 2);
-        for (int64_t d = 0; d < D; d++) dst[(d / 16) * 512 + (d % 16) * 2] = src[d];
+    /* keys j, j + 1 interleaved: [a0 b0 a1 b1 ... a15 b15] for each 16-dim slab */
+    const __m512i interleave = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                                23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    for (int64_t j = 0; j < len; j += 2) {
+        const uint16_t *a = pool + (slots[j] * Hk + hk) * D;
+        const uint16_t *b = j + 1 < len ? pool + (slots[j + 1] * Hk + hk) * D : NULL;
+        uint16_t *dst = vb + (j / 32) * slabs * 512 + ((j % 32) / 2) * 32;
+        for (int64_t sl = 0; sl < slabs; sl++) {
+            const __m256i lo = _mm256_loadu_si256((const __m256i *)(a + sl * 16));
+            const __m256i hi = b ? _mm256_loadu_si256((const __m256i *)(b + sl * 16)) : _mm256_setzero_si256();
+            const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            _mm512_storeu_si512(dst + sl * 512, _mm512_permutexvar_epi16(interleave, both));
+        }
     }
 }
 
@@ -58,14 +67,32 @@ static void attend_block(const uint16_t *q, int64_t q_stride, const uint16_t *kb
         for (int64_t r = 0; r < rows; r++) memcpy(qpad + r * D, qa + r * q_stride, (size_t)D * 2);
         qa = qpad, qa_stride = D * 2;
     }
-    for (int64_t b = 0; b < kblocks; b++) { /* S = Q K^T, 16 keys at a time */
-        _tile_zero(0);
-        for (int64_t c = 0; c < chunks; c++) {
-            _tile_loadd(4, qa + c * 32, qa_stride);
-            _tile_loadd(5, kb + (b * chunks + c) * 512, 64);
-            _tile_dpbf16ps(0, 4, 5);
+    /* S = Q K^T, 16 keys at a time; Q's chunks stay in tiles 2-5 (D <= 128) */
+    if (chunks <= 4) {
+        _tile_loadd(2, qa, qa_stride);
+        if (chunks > 1) _tile_loadd(3, qa + 32, qa_stride);
+        if (chunks > 2) _tile_loadd(4, qa + 64, qa_stride);
+        if (chunks > 3) _tile_loadd(5, qa + 96, qa_stride);
+        for (int64_t b = 0; b < kblocks; b++) {
+            const uint16_t *k = kb + b * chunks * 512;
+            _tile_zero(0);
+            _tile_loadd(6, k, 64);
+            _tile_dpbf16ps(0, 2, 6);
+            if (chunks > 1) { _tile_loadd(7, k + 512, 64); _tile_dpbf16ps(0, 3, 7); }
+            if (chunks > 2) { _tile_loadd(6, k + 1024, 64); _tile_dpbf16ps(0, 4, 6); }
+            if (chunks > 3) { _tile_loadd(7, k + 1536, 64); _tile_dpbf16ps(0, 5, 7); }
+            _tile_stored(0, scores + b * 16, width * 4);
         }
-        _tile_stored(0, scores + b * 16, width * 4);
+    } else {
+        for (int64_t b = 0; b < kblocks; b++) {
+            _tile_zero(0);
+            for (int64_t c = 0; c < chunks; c++) {
+                _tile_loadd(4, qa + c * 32, qa_stride);
+                _tile_loadd(5, kb + (b * chunks + c) * 512, 64);
+                _tile_dpbf16ps(0, 4, 5);
+            }
+            _tile_stored(0, scores + b * 16, width * 4);
+        }
     }
     for (int64_t r = 0; r < 16; r++) { /* softmax of each row over its visible keys */
         float *s = scores + r * width;
@@ -87,18 +114,29 @@ static void attend_block(const uint16_t *q, int64_t q_stride, const uint16_t *kb
         }
         s[0] = n ? 1.0f / _mm512_reduce_add_ps(total) : 0.0f; /* the row's 1 / sum, kept in its first score */
     }
-    float o[16][16];
-    for (int64_t sl = 0; sl < slabs; sl++) { /* O = P V, 16 dims at a time */
-        _tile_zero(0);
+    /* O = P V: four 16-dim slabs at a time in tiles 0-3, each P tile (32 keys) loaded once */
+    float o[4][16][16];
+    for (int64_t s0 = 0; s0 < slabs; s0 += 4) {
+        const int64_t n = slabs - s0 < 4 ? slabs - s0 : 4;
+        _tile_zero(0); _tile_zero(1); _tile_zero(2); _tile_zero(3);
         for (int64_t b = 0; b < vblocks; b++) {
+            const uint16_t *v = vb + (b * slabs + s0) * 512;
             _tile_loadd(4, probs + b * 32, width * 2);
-            _tile_loadd(5, vb + (b * slabs + sl) * 512, 64);
+            _tile_loadd(5, v, 64);
             _tile_dpbf16ps(0, 4, 5);
+            if (n > 1) { _tile_loadd(6, v + 512, 64); _tile_dpbf16ps(1, 4, 6); }
+            if (n > 2) { _tile_loadd(7, v + 1024, 64); _tile_dpbf16ps(2, 4, 7); }
+            if (n > 3) { _tile_loadd(5, v + 1536, 64); _tile_dpbf16ps(3, 4, 5); }
         }
-        _tile_stored(0, o, 64);
+        _tile_stored(0, o[0], 64);
+        if (n > 1) _tile_stored(1, o[1], 64);
+        if (n > 2) _tile_stored(2, o[2], 64);
+        if (n > 3) _tile_stored(3, o[3], 64);
         for (int64_t r = 0; r < rows; r++) {
-            const __m512 y = _mm512_mul_ps(_mm512_loadu_ps(o[r]), _mm512_set1_ps(scores[r * width]));
-            _mm256_storeu_si256((__m256i *)(out + (q0 + r) * out_stride + sl * 16), (__m256i)_mm512_cvtneps_pbh(y));
+            const __m512 inv = _mm512_set1_ps(scores[r * width]);
+            for (int64_t i = 0; i < n; i++)
+                _mm256_storeu_si256((__m256i *)(out + (q0 + r) * out_stride + (s0 + i) * 16),
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(_mm512_loadu_ps(o[i][r]), inv)));
         }
     }
 }
