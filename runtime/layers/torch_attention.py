@@ -111,6 +111,8 @@ class TorchNativeBackend:
         """Causal attention per request on the tile unit (kernels/cpu/prefill_attention_bf16.c;
         ~2x SDPA at 512 tokens), reading keys through the slot table; None where it does not
         apply (not bf16 on an AMX CPU, head_dim % 32 != 0)."""
+        if q.dtype != torch.bfloat16 or q.device.type != "cpu":
+            return None
         out = torch.empty(q.shape[0], q.shape[1], layer.v_head_dim, dtype=q.dtype)
         pool_k, pool_v = batch.kv_pool.k[layer.layer_id], batch.kv_pool.v[layer.layer_id]
         start = 0
