@@ -24,10 +24,13 @@ static void pack_keys(const uint16_t *pool, const int64_t *slots, int64_t len, i
                       int64_t D, uint16_t *kb) {
     const int64_t chunks = D / 32, blocks = (len + 15) / 16;
     memset(kb, 0, (size_t)blocks * chunks * 512 * 2);
-    for (int64_t j = 0; j < len; j++) {
-        const uint32_t *src = (const uint32_t *)(pool + (slots[j] * Hk + hk) * D); /* D / 2 pairs */
+    const __m512i pair_rows = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                 _mm512_set1_epi32(16));
+    for (int64_t j = 0; j < len; j++) { /* a key's 32-dim chunk is 16 pairs, one per tile row */
+        const uint16_t *src = pool + (slots[j] * Hk + hk) * D;
         uint32_t *dst = (uint32_t *)kb + (j / 16) * chunks * 256 + (j % 16);
-        for (int64_t p = 0; p < D / 2; p++) dst[(p / 16) * 256 + (p % 16) * 16] = src[p];
+        for (int64_t c = 0; c < chunks; c++)
+            _mm512_i32scatter_epi32(dst + c * 256, pair_rows, _mm512_loadu_si512(src + c * 32), 4);
     }
 }
 
@@ -97,21 +100,27 @@ static void attend_block(const uint16_t *q, int64_t q_stride, const uint16_t *kb
     for (int64_t r = 0; r < 16; r++) { /* softmax of each row over its visible keys */
         float *s = scores + r * width;
         uint16_t *p = probs + r * width;
-        const int64_t n = r < rows ? prefix + q0 + r + 1 : 0;
+        const int64_t n = r < rows ? prefix + q0 + r + 1 : 0, whole = n / 16 * 16;
+        const __mmask16 tail = (__mmask16)((1u << (n - whole)) - 1);
         __m512 top = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = 0; j < n; j += 16) {
-            const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-            top = _mm512_max_ps(top, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, s + j));
-        }
+        for (int64_t j = 0; j < whole; j += 16) top = _mm512_max_ps(top, _mm512_loadu_ps(s + j));
+        if (tail) top = _mm512_max_ps(top, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, s + whole));
         const __m512 peak = _mm512_set1_ps(n ? _mm512_reduce_max_ps(top) * scale : 0.0f), sc = _mm512_set1_ps(scale);
         __m512 total = _mm512_setzero_ps();
-        for (int64_t j = 0; j < width; j += 16) {
-            const __mmask16 m = j >= n ? 0 : n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-            const __m512 e = _mm512_maskz_mov_ps(m, exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(m, s + j), sc, peak)));
-            const __m512 rounded = round_bf16_ps(e); /* P enters the tile product in bf16: sum what is used */
-            total = _mm512_add_ps(total, rounded);
-            _mm256_storeu_si256((__m256i *)(p + j), (__m256i)_mm512_cvtneps_pbh(rounded));
+        int64_t j = 0;
+        for (; j < whole; j += 16) { /* P enters the tile product in bf16: sum what is used */
+            const __m256i pb = (__m256i)_mm512_cvtneps_pbh(exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), sc, peak)));
+            _mm256_storeu_si256((__m256i *)(p + j), pb);
+            total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(pb), 16)));
         }
+        if (tail) {
+            const __m512 e = _mm512_maskz_mov_ps(tail, exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), sc, peak)));
+            const __m256i pb = (__m256i)_mm512_cvtneps_pbh(e);
+            _mm256_storeu_si256((__m256i *)(p + j), pb);
+            total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(pb), 16)));
+            j += 16;
+        }
+        for (; j < width; j += 16) _mm256_storeu_si256((__m256i *)(p + j), _mm256_setzero_si256()); /* masked keys */
         s[0] = n ? 1.0f / _mm512_reduce_add_ps(total) : 0.0f; /* the row's 1 / sum, kept in its first score */
     }
     /* O = P V: four 16-dim slabs at a time in tiles 0-3, each P tile (32 keys) loaded once */
