@@ -109,12 +109,12 @@ static void attend_block(const uint16_t *q, int64_t q_stride, const uint16_t *kb
         __m512 total = _mm512_setzero_ps();
         int64_t j = 0;
         for (; j < whole; j += 16) { /* P enters the tile product in bf16: sum what is used */
-            const __m256i pb = (__m256i)_mm512_cvtneps_pbh(exp_ps(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), sc, peak)));
+            const __m256i pb = (__m256i)_mm512_cvtneps_pbh(exp_nonpositive_bf16_ps(_mm512_fmsub_ps(_mm512_loadu_ps(s + j), sc, peak)));
             _mm256_storeu_si256((__m256i *)(p + j), pb);
             total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(pb), 16)));
         }
         if (tail) {
-            const __m512 e = _mm512_maskz_mov_ps(tail, exp_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), sc, peak)));
+            const __m512 e = _mm512_maskz_mov_ps(tail, exp_nonpositive_bf16_ps(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, s + j), sc, peak)));
             const __m256i pb = (__m256i)_mm512_cvtneps_pbh(e);
             _mm256_storeu_si256((__m256i *)(p + j), pb);
             total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(pb), 16)));
