@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from .cpu import library
+from .cpu import bf16_library
 
 
 def silu_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
@@ -17,14 +17,12 @@ def silu_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
 def silu_mul_bf16_available(gate_up: torch.Tensor) -> bool:
     """bf16 CPU rows, on a CPU with AVX-512 BF16: the portable fallback calls libm's expf per
     element and is slower than torch at prefill sizes."""
-    lib = library()
-    return (gate_up.dtype == torch.bfloat16 and gate_up.device.type == "cpu" and gate_up.dim() == 2
-            and gate_up.is_contiguous() and lib is not None and bool(lib.sgl_has_avx512_bf16()))
+    return gate_up.dim() == 2 and gate_up.is_contiguous() and bf16_library(gate_up, vector=True) is not None
 
 
 def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
     """gate_up (M, 2 * I) bf16 contiguous -> (M, I)."""
-    lib = library()
+    lib = bf16_library(gate_up, vector=True)
     assert lib is not None and silu_mul_bf16_available(gate_up), (gate_up.dtype, gate_up.shape)
     m, width = gate_up.shape
     out = torch.empty(m, width // 2, dtype=torch.bfloat16)
@@ -35,9 +33,8 @@ def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
 def add_bf16(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor | None:
     """a + b for contiguous bf16 CPU tensors of one shape (torch's rounding); None, doing
     nothing, for anything else or where the AVX-512 path is not built."""
-    lib = library()
-    if (lib is None or a.dtype != torch.bfloat16 or b.dtype != torch.bfloat16 or a.device.type != "cpu"
-            or a.shape != b.shape or not a.is_contiguous() or not b.is_contiguous() or not lib.sgl_has_avx512_bf16()):
+    lib = bf16_library(a, b, vector=True)
+    if lib is None or a.shape != b.shape or not a.is_contiguous() or not b.is_contiguous():
         return None
     out = torch.empty_like(a)
     lib.sgl_add_bf16(a.data_ptr(), b.data_ptr(), out.data_ptr(), a.numel())

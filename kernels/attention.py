@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import library
+from .cpu import bf16_library
 
 
 def attention_rows_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor,
@@ -26,17 +26,13 @@ def attention_rows_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torc
     return torch.stack(out).to(q.dtype)
 
 
-def attention_rows_bf16_available(q: torch.Tensor, k_pool: torch.Tensor) -> bool:
-    return q.dtype == k_pool.dtype == torch.bfloat16 and q.device.type == "cpu" and library() is not None
-
-
 def attention_rows_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor,
                         q_req: torch.Tensor, kv_len: torch.Tensor, max_len: int, scale: float,
                         window: int | None = None) -> torch.Tensor:
     """As the reference; q's rows may be strided, the pools and table contiguous, q_req and
     kv_len int64; max_len >= every kv_len (sizes the score scratch)."""
-    lib = library()
-    assert lib is not None and attention_rows_bf16_available(q, k_pool)
+    lib = bf16_library(q, k_pool, v_pool)
+    assert lib is not None, (q.dtype, k_pool.dtype)
     rows, heads, d = q.shape
     kv_heads, dv = v_pool.shape[1], v_pool.shape[2]
     assert q.stride(2) == 1 and q.stride(1) == d and k_pool.is_contiguous() and v_pool.is_contiguous()
@@ -53,8 +49,8 @@ def kv_store_bf16(k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tenso
                   v: torch.Tensor) -> bool:
     """k_pool[slots] = k; v_pool[slots] = v for bf16 CPU tensors whose token rows share one
     stride (views of the fused qkv output). Returns False, doing nothing, for any other layout."""
-    lib = library()
-    if lib is None or k.dtype != torch.bfloat16 or k_pool.dtype != torch.bfloat16 or k.device.type != "cpu":
+    lib = bf16_library(k, v, k_pool, v_pool)
+    if lib is None:
         return False
     tokens = k.shape[0]
     k_width, v_width = k[0].numel(), v[0].numel()
@@ -75,8 +71,8 @@ def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.
     pools; writes out (tokens, heads, d), contiguous. Returns False, writing nothing, where the
     kernel does not apply (no AMX, d % 32 != 0, other dtypes): the reference is
     `attention_rows_reference` with one row per token."""
-    lib = library()
-    if lib is None or q.dtype != torch.bfloat16 or k_pool.dtype != torch.bfloat16 or q.device.type != "cpu":
+    lib = bf16_library(q, k_pool, v_pool)
+    if lib is None:
         return False
     tokens, heads, d = q.shape
     if q.stride(2) != 1 or q.stride(1) != d or v_pool.shape[2] != d or not out.is_contiguous():

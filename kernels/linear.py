@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-from torch.nn import functional as F
+import functools
 
-from .cpu import library
+import torch
+
+from .cpu import bf16_library, tile_path, vector_path
 
 # Rows up to which the kernel beats oneDNN: with the tile unit (AMX) one pass over the weights
 # serves 32 rows (M = 1: 14 ms against 21 for 30 layers of SmolLM2-135M; M = 32: 23 against
@@ -13,14 +14,14 @@ from .cpu import library
 TILE_MAX_ROWS, DOT_MAX_ROWS = 32, 4
 
 
+@functools.cache
 def max_rows(in_features: int) -> int:
     """Rows the kernel takes for a weight with this many columns (the tile path needs a multiple
     of 32); the same kernel serves every row count up to it, so a row's result never depends on
-    the other rows in the product."""
-    lib = library()
-    if lib is None or not lib.sgl_has_avx512_bf16():
+    the other rows in the product. Cached: it is asked on every linear call."""
+    if not vector_path():
         return 0
-    return TILE_MAX_ROWS if in_features % 32 == 0 and lib.sgl_amx_init() == 1 else DOT_MAX_ROWS
+    return TILE_MAX_ROWS if in_features % 32 == 0 and tile_path() else DOT_MAX_ROWS
 
 
 def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -33,18 +34,15 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 def fast_linear_available(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """Whether `linear_bf16` serves this product: bf16 CPU tensors, few rows, AVX-512 BF16."""
-    if x.dtype != torch.bfloat16 or weight.dtype != torch.bfloat16 or x.device.type != "cpu":
-        return False
-    return x.dim() == 2 and x.shape[0] <= max_rows(x.shape[1]) and weight.is_contiguous()
+    return (x.dim() == 2 and x.shape[0] <= max_rows(x.shape[1]) and weight.is_contiguous()
+            and bf16_library(x, weight) is not None)
 
 
 def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), all bf16 on the CPU; M up to
     `max_rows(K)` (more rows work, in passes of 32 or at the dot-product loop's pace)."""
-    lib = library()
-    if lib is None:
-        return F.linear(x, weight, bias)
-    assert x.dtype == weight.dtype == torch.bfloat16 and x.device.type == "cpu", (x.dtype, weight.dtype)
+    lib = bf16_library(x, weight, vector=True)
+    assert lib is not None, (x.dtype, weight.dtype, x.device)
     assert x.dim() == 2 and weight.dim() == 2 and x.shape[1] == weight.shape[1], (x.shape, weight.shape)
     assert weight.is_contiguous() and (bias is None or (bias.is_contiguous() and bias.dtype == torch.bfloat16))
     x = x.contiguous()

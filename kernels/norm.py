@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import library
+from .cpu import bf16_library
 
 
 def rmsnorm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -16,13 +16,12 @@ def rmsnorm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torc
 
 
 def rmsnorm_bf16_available(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (x.dtype == weight.dtype == torch.bfloat16 and x.device.type == "cpu" and x.stride(-1) == 1
-            and weight.is_contiguous() and library() is not None)
+    return x.stride(-1) == 1 and weight.is_contiguous() and bf16_library(x, weight) is not None
 
 
 def rmsnorm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x (..., D) bf16, rows may be strided -> (..., D) contiguous."""
-    lib = library()
+    lib = bf16_library(x, weight)
     assert lib is not None and rmsnorm_bf16_available(x, weight), (x.dtype, x.stride())
     d = x.shape[-1]
     rows = x if x.dim() == 2 else x.reshape(-1, d)

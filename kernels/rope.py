@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import library
+from .cpu import bf16_library
 
 
 def rope_neox_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
@@ -19,8 +19,8 @@ def rope_neox_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r
 def rope_neox_bf16_(heads: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> None:
     """Rotates `heads` (tokens, n, head_dim) in place: bf16, each token's n heads contiguous,
     tokens at any stride (q and k heads side by side in the fused qkv output)."""
-    lib = library()
-    assert lib is not None and heads.dtype == cos.dtype == sin.dtype == torch.bfloat16
+    lib = bf16_library(heads, cos, sin)
+    assert lib is not None, (heads.dtype, cos.dtype, sin.dtype)
     tokens, n, head_dim = heads.shape
     assert heads.stride(2) == 1 and heads.stride(1) == head_dim, heads.stride()
     assert cos.is_contiguous() and sin.is_contiguous() and cos.shape == (tokens, rotary_dim // 2), cos.shape

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import torch  # noqa: F401  (loads torch's libgomp first: the library's libgomp.so.1 resolves to it)
+import torch  # NOTE: imported first, so the library's libgomp.so.1 resolves to torch's copy
 
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c", "attention_bf16.c",
@@ -95,3 +95,27 @@ def library() -> ctypes.CDLL | None:
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, restype
     return lib
+
+
+@functools.cache
+def vector_path() -> bool:
+    """Whether the library was built with its AVX-512 BF16 paths (else the portable C ones)."""
+    lib = library()
+    return lib is not None and bool(lib.sgl_has_avx512_bf16())
+
+
+@functools.cache
+def tile_path() -> bool:
+    """Whether this process may use the tile unit (AMX) from the library."""
+    lib = library()
+    return vector_path() and lib.sgl_amx_init() == 1
+
+
+def bf16_library(*tensors: torch.Tensor, vector: bool = False) -> ctypes.CDLL | None:
+    """The library, where every tensor is bf16 on the CPU (and, with `vector`, the AVX-512 BF16
+    paths are built); else None. The one gate the wrappers in sgl.kernels share."""
+    if any(t.dtype != torch.bfloat16 or t.device.type != "cpu" for t in tensors):
+        return None
+    if vector and not vector_path():
+        return None
+    return library()

@@ -95,7 +95,7 @@ class FusedDecoder:
         q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
         max_len = int(kv_len.max())
         rotary = self.layers[0].self_attn.rotary
-        cos, sin = rotary._cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
+        cos, sin = rotary.cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
         attn0 = self.layers[0].self_attn
         rows = min(tokens, ROWS_PER_CALL)
         q_width, kv_width = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-from sgl.kernels.cpu import library
+from sgl.kernels.cpu import bf16_library
 from sgl.kernels.rope import rope_neox_bf16_
 from torch import nn
 
@@ -124,7 +124,7 @@ class RotaryEmbedding(nn.Module):
         self._cached_for: torch.Tensor | None = None
         self._cached: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def _cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         # NOTE: every layer of a forward pass calls with the same positions tensor; look it up once.
         if self._cached_for is not positions or self._cached is None or self._cached[0].dtype != dtype:
             cos = self.cos[positions].to(dtype)[:, None, :]  # (tokens, 1, rotary_dim // 2)
@@ -145,7 +145,7 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q: (tokens, q_heads * head_dim), k: (tokens, kv_heads * head_dim) -> same shapes."""
-        cos, sin = self._cos_sin(positions, q.dtype)
+        cos, sin = self.cos_sin(positions, q.dtype)
         tokens, q_width = q.shape
         if not self.interleaved and _side_by_side_bf16(q, k):  # views of one fused qkv output
             heads = q.as_strided((tokens, (q_width + k.shape[1]) // self.head_dim, self.head_dim),
@@ -161,6 +161,5 @@ class RotaryEmbedding(nn.Module):
 def _side_by_side_bf16(q: torch.Tensor, k: torch.Tensor) -> bool:
     """q and k are bf16 CPU slices of one buffer, k's columns right after q's (the rope kernel
     rotates both in place in one call)."""
-    return (q.dtype == torch.bfloat16 and q.device.type == "cpu" and q.stride(1) == 1 and k.stride(1) == 1
-            and q.stride(0) == k.stride(0) and k.data_ptr() == q.data_ptr() + q.shape[1] * q.element_size()
-            and library() is not None)
+    return (q.stride(1) == 1 and k.stride(1) == 1 and q.stride(0) == k.stride(0)
+            and k.data_ptr() == q.data_ptr() + q.shape[1] * q.element_size() and bf16_library(q, k) is not None)
