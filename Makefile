@@ -8,6 +8,10 @@ PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 .PHONY: demo test bench
 
 $(VENV)/.installed: pyproject.toml
+	@# a C compiler builds the CPU kernels (kernels/cpu); without one they fall back to torch
+	command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1 || \
+		{ apt-get update -qq && apt-get install -y -qq gcc libc6-dev; } || \
+		echo "no C compiler could be installed: the CPU kernels will fall back to torch"
 	python3 -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test]'

@@ -8,14 +8,24 @@ import torch
 
 
 @functools.cache
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo); empty where that cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            line = next((line for line in f if line.startswith("flags")), "")
     except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset()
+    return frozenset(line.partition(":")[2].split())
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX)."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def cpu_has_amx_bf16() -> bool:
+    """True when the CPU has the tile unit with bf16 products (AMX), which the C kernels use."""
+    return {"amx_bf16", "amx_tile"} <= cpu_flags()
 
 
 def emulated_bf16(t: torch.Tensor) -> bool:

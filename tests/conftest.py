@@ -11,3 +11,47 @@ from sgl.runtime.loader.gguf_file import converted_folder
 def default_tokenizer_folder() -> str:
     """config.json + tokenizer files of the default model (converted from its GGUF once)."""
     return converted_folder(default_model_path())
+
+
+# ---- the CPU kernels: a test skips only for missing hardware or a missing compiler; where
+# both are here, a kernel that did not build, or built without the path, fails the test -------
+
+def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
+    import shutil
+
+    from sgl.kernels.cpu import library, tile_path, vector_path
+    from sgl.runtime.device_caps import cpu_flags, cpu_has_amx_bf16
+
+    import os
+
+    if os.environ.get("SGL_CPU_KERNELS", "1") == "0":
+        pytest.skip("SGL_CPU_KERNELS=0: the CPU kernels are switched off")
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler: the CPU kernels cannot be built")
+    assert library() is not None, "a C compiler is here but the CPU kernels did not build (see the log)"
+    if vector or tiles:
+        if "avx512_bf16" not in cpu_flags():
+            pytest.skip("the CPU has no AVX-512 BF16")
+        assert vector_path(), "the CPU has AVX-512 BF16 but the library was built without it"
+    if tiles:
+        if not cpu_has_amx_bf16():
+            pytest.skip("the CPU has no AMX")
+        assert tile_path(), "the CPU has AMX but the library cannot use it"
+
+
+@pytest.fixture(scope="session")
+def cpu_kernels() -> None:
+    """The portable C kernels (norm, rope, KV store, attention rows)."""
+    _require_kernels()
+
+
+@pytest.fixture(scope="session")
+def vector_kernels() -> None:
+    """The AVX-512 BF16 paths (linear, silu*up, add, the fused decoder)."""
+    _require_kernels(vector=True)
+
+
+@pytest.fixture(scope="session")
+def tile_kernels() -> None:
+    """The AMX paths (32-row linear, prefill attention, rowwise bf16 decode)."""
+    _require_kernels(vector=True, tiles=True)

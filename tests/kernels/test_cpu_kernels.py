@@ -1,6 +1,7 @@
 """Each C kernel of kernels/cpu against its torch reference, on bf16 tensors of the default
 model's shapes; and the property jump-forward relies on: a row's result does not depend on
-the other rows in the call."""
+the other rows in the call. Fixtures `cpu_kernels`, `vector_kernels` and `tile_kernels`
+(tests/conftest.py) skip only where the hardware or a compiler is missing."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ import pytest
 import torch
 from sgl.kernels.activation import silu_mul_bf16, silu_mul_reference
 from sgl.kernels.attention import attention_rows_bf16, attention_rows_reference, kv_store_bf16
-from sgl.kernels.cpu import library
 from sgl.kernels.linear import linear_bf16, linear_reference
 from sgl.kernels.norm import rmsnorm_bf16, rmsnorm_reference
 from sgl.kernels.rope import rope_neox_bf16_, rope_neox_reference
 
-pytestmark = pytest.mark.skipif(library() is None, reason="no C compiler: the CPU kernels are not built")
 BF16 = torch.bfloat16
 
 
@@ -25,7 +24,7 @@ def bf16_ulps(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.mark.parametrize("rows", [1, 2, 3, 4, 17, 33, 70])  # past 16 and 32: more tile blocks and passes
 @pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (100, 64), (49, 70)])  # tails; K % 32 != 0
-def test_linear_matches_reference_and_is_row_invariant(rows, shape) -> None:
+def test_linear_matches_reference_and_is_row_invariant(rows, shape, vector_kernels) -> None:
     torch.manual_seed(rows)
     n, k = shape
     x, w, b = torch.randn(rows, k, dtype=BF16), torch.randn(n, k, dtype=BF16), torch.randn(n, dtype=BF16)
@@ -35,21 +34,21 @@ def test_linear_matches_reference_and_is_row_invariant(rows, shape) -> None:
         assert torch.equal(linear_bf16(x[i : i + 1], w, b), out[i : i + 1])
 
 
-def test_rmsnorm_matches_reference_on_strided_rows() -> None:
+def test_rmsnorm_matches_reference_on_strided_rows(cpu_kernels) -> None:
     torch.manual_seed(0)
     x = torch.randn(5, 2 * 576, dtype=BF16)[:, :576]  # strided rows
     w = torch.randn(576, dtype=BF16)
     assert torch.equal(rmsnorm_bf16(x, w, 1e-5), rmsnorm_reference(x, w, 1e-5))
 
 
-def test_silu_mul_matches_reference() -> None:
+def test_silu_mul_matches_reference(vector_kernels) -> None:
     torch.manual_seed(0)
     gate_up = torch.randn(3, 2 * 1536, dtype=BF16)
     assert bf16_ulps(silu_mul_bf16(gate_up), silu_mul_reference(gate_up)) <= 1.0
 
 
 @pytest.mark.parametrize("rotary_dim", [64, 32])
-def test_rope_in_place_matches_reference(rotary_dim) -> None:
+def test_rope_in_place_matches_reference(rotary_dim, cpu_kernels) -> None:
     torch.manual_seed(0)
     tokens, q_heads, kv_heads, d = 4, 9, 3, 64
     qkv = torch.randn(tokens, (q_heads + 2 * kv_heads) * d, dtype=BF16)
@@ -64,7 +63,7 @@ def test_rope_in_place_matches_reference(rotary_dim) -> None:
 
 
 @pytest.mark.parametrize("window", [None, 7])
-def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(window) -> None:
+def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(window, cpu_kernels) -> None:
     torch.manual_seed(0)
     heads, kv_heads, d, slots = 9, 3, 64, 200
     k_pool, v_pool = torch.randn(slots, kv_heads, d, dtype=BF16), torch.randn(slots, kv_heads, d, dtype=BF16)
@@ -81,7 +80,7 @@ def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(wi
         assert torch.equal(alone, out[i : i + 1])
 
 
-def test_kv_store_writes_strided_rows_into_their_slots() -> None:
+def test_kv_store_writes_strided_rows_into_their_slots(cpu_kernels) -> None:
     torch.manual_seed(0)
     k_pool, v_pool = torch.zeros(10, 3, 8, dtype=BF16), torch.zeros(10, 3, 8, dtype=BF16)
     qkv = torch.randn(4, 9 * 8 + 2 * 3 * 8, dtype=BF16)
@@ -93,7 +92,7 @@ def test_kv_store_writes_strided_rows_into_their_slots() -> None:
     assert k_pool[[0, 1, 3, 5, 6, 8]].abs().sum() == 0
 
 
-def test_residual_add_matches_torch() -> None:
+def test_residual_add_matches_torch(vector_kernels) -> None:
     from sgl.kernels.activation import add_bf16
 
     torch.manual_seed(0)
@@ -103,7 +102,7 @@ def test_residual_add_matches_torch() -> None:
 
 
 @pytest.mark.parametrize("prefix,tokens", [(0, 40), (23, 17), (0, 5)])
-def test_prefill_attention_matches_reference(prefix, tokens) -> None:
+def test_prefill_attention_matches_reference(prefix, tokens, tile_kernels) -> None:
     from sgl.kernels.attention import prefill_attention_bf16
 
     torch.manual_seed(prefix + tokens)
@@ -113,8 +112,7 @@ def test_prefill_attention_matches_reference(prefix, tokens) -> None:
     qkv = torch.randn(tokens, 2 * heads * d, dtype=BF16)
     q = qkv[:, : heads * d].view(tokens, heads, d)  # strided rows, as in the fused qkv output
     out = torch.empty(tokens, heads, d, dtype=BF16)
-    if not prefill_attention_bf16(q, k_pool, v_pool, table[0], prefix, 0.125, out):
-        pytest.skip("no AMX here")
+    assert prefill_attention_bf16(q, k_pool, v_pool, table[0], prefix, 0.125, out)  # the tile path ran
     ref = attention_rows_reference(q, k_pool, v_pool, table, torch.zeros(tokens, dtype=torch.int64),
                                    torch.arange(prefix + 1, prefix + tokens + 1), 0.125)
     assert (out.float() - ref.float()).abs().max() < 3e-2  # P enters the tile product in bf16

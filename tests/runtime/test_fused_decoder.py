@@ -7,16 +7,16 @@ from __future__ import annotations
 import pytest
 import torch
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
-from sgl.kernels.cpu import library
 from sgl.runtime import Engine
 from sgl.runtime.forward_batch import ForwardMode
-
-pytestmark = pytest.mark.skipif(library() is None or not library().sgl_has_avx512_bf16(),
-                                reason="needs the CPU kernels with AVX-512 BF16")
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory, default_tokenizer_folder):
+    from sgl.runtime.device_caps import cpu_flags
+
+    if "avx512_bf16" not in cpu_flags():
+        pytest.skip("the CPU has no AVX-512 BF16: bf16 takes the module path")
     folder = save_tiny_checkpoint(tiny_llama_config("gqa_llama3_tied_bias"), str(tmp_path_factory.mktemp("tiny")),
                                   default_tokenizer_folder)
     with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
@@ -51,7 +51,7 @@ class Driver:
                                    list(range(len(rows))))
 
 
-def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -> None:
+def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, tile_kernels) -> None:
     torch.manual_seed(0)
     prompt = torch.randint(3, 40000, (120,)).tolist()
     model = engine._scheduler.runner.model.model
@@ -93,7 +93,7 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -
     assert sorted(calls) == sorted([1] * 48 + [2] * 4 + [3, 9, 20, 20, 20, 44])
 
 
-def test_fused_decoder_agrees_with_the_module_path(engine) -> None:
+def test_fused_decoder_agrees_with_the_module_path(engine, vector_kernels) -> None:
     torch.manual_seed(1)
     prompt = torch.randint(3, 40000, (30,)).tolist()
     model = engine._scheduler.runner.model.model
