@@ -17,12 +17,11 @@ def default_tokenizer_folder() -> str:
 # both are here, a kernel that did not build, or built without the path, fails the test -------
 
 def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
+    import os
     import shutil
 
     from sgl.kernels.cpu import library, tile_path, vector_path
     from sgl.runtime.device_caps import cpu_flags, cpu_has_amx_bf16
-
-    import os
 
     if os.environ.get("SGL_CPU_KERNELS", "1") == "0":
         pytest.skip("SGL_CPU_KERNELS=0: the CPU kernels are switched off")
