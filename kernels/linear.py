@@ -53,3 +53,72 @@ def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     lib.sgl_linear_rows_bf16(x.data_ptr(), weight.data_ptr(), None if bias is None else bias.data_ptr(),
                              out.data_ptr(), m, n, k, packed.data_ptr())
     return out
+
+
+# ---- packed weights on the tile unit (kernels/cpu/linear_tiles_bf16.c) ------------------------
+TILE_COLUMNS, TILE_DEPTH = 16, 32  # a packed tile: 16 output columns x 32 of K (16 pairs x 2)
+
+
+def tiles_available(in_features: int, out_features: int, gated: bool = False) -> bool:
+    """Whether a weight of this shape can be packed for the tile kernel: AMX usable in this
+    process, K a multiple of 32, and (gated) each half a multiple of 16 columns."""
+    if in_features % TILE_DEPTH or (gated and out_features % (2 * TILE_COLUMNS)):
+        return False
+    return tile_path() and bool(bf16_library(torch.empty(0, dtype=torch.bfloat16)).sgl_linear_tiles_available())
+
+
+def pack_tiles(weight: torch.Tensor, gated: bool = False) -> torch.Tensor:
+    """weight (N, K) -> tiles (panels, K / 32, 16, 16, 2): panel p holds output columns
+    16p..16p+15, N zero-padded to a multiple of 32; within a 32-column chunk of K, 16 pairs of
+    k x 16 columns x 2 (the tile unit's B layout). gated: weight is [gate; up] (2I, K) and
+    panels alternate gate and up columns, panel 2j gate 16j.., panel 2j + 1 up 16j..."""
+    n, k = weight.shape
+    if gated:
+        gate, up = weight.view(2, n // 2 // TILE_COLUMNS, TILE_COLUMNS, k).unbind(0)
+        weight = torch.stack((gate, up), dim=1).reshape(n, k)  # (panels, 16, K) gate and up in turn
+    padded = -n % (2 * TILE_COLUMNS)
+    if padded:
+        weight = torch.cat((weight, weight.new_zeros(padded, k)))
+    panels = weight.shape[0] // TILE_COLUMNS
+    tiles = weight.view(panels, TILE_COLUMNS, k // TILE_DEPTH, TILE_DEPTH // 2, 2)
+    return tiles.permute(0, 2, 3, 1, 4).contiguous()
+
+
+def unpack_tiles(tiles: torch.Tensor, out_features: int, gated: bool = False) -> torch.Tensor:
+    """The (N, K) weight back from `pack_tiles`."""
+    panels, chunks = tiles.shape[:2]
+    weight = tiles.permute(0, 3, 1, 2, 4).reshape(panels * TILE_COLUMNS, chunks * TILE_DEPTH)[:out_features]
+    if gated:
+        pairs = weight.view(out_features // 2 // TILE_COLUMNS, 2, TILE_COLUMNS, -1)
+        weight = torch.cat((pairs[:, 0].flatten(0, 1), pairs[:, 1].flatten(0, 1)))
+    return weight
+
+
+def linear_tiles_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                           residual: torch.Tensor | None = None, gated: bool = False) -> torch.Tensor:
+    """What the tile kernel computes, rounding as the unfused ops do: the product in float32
+    rounded to bf16 (+ residual, rounded again), or silu(gate) * up of the rounded product."""
+    out = linear_reference(x, weight, bias)
+    if gated:
+        gate, up = out.chunk(2, dim=-1)
+        return torch.nn.functional.silu(gate) * up
+    return out if residual is None else residual + out
+
+
+def linear_tiles(x: torch.Tensor, tiles: torch.Tensor, out_features: int, bias: torch.Tensor | None = None,
+                 residual: torch.Tensor | None = None, gated: bool = False) -> torch.Tensor:
+    """x (M, K) bf16 against a packed weight (`pack_tiles`) of `out_features` outputs, any M ->
+    (M, out_features), + bias, + residual (M, out_features); gated -> (M, out_features / 2)."""
+    lib = bf16_library(x, tiles, vector=True)
+    assert lib is not None and x.dim() == 2, (x.dtype, x.shape)
+    assert x.shape[1] == tiles.shape[1] * TILE_DEPTH, (x.shape, tiles.shape)
+    assert bias is None or (bias.dtype == torch.bfloat16 and bias.is_contiguous() and not gated)
+    assert residual is None or (residual.shape == (x.shape[0], out_features) and residual.is_contiguous()
+                                and residual.dtype == torch.bfloat16 and not gated)
+    x = x.contiguous()
+    m, k = x.shape
+    out = torch.empty(m, out_features // 2 if gated else out_features, dtype=torch.bfloat16)
+    lib.sgl_linear_tiles_bf16(x.data_ptr(), tiles.data_ptr(), None if bias is None else bias.data_ptr(),
+                              None if residual is None else residual.data_ptr(), out.data_ptr(), m, out_features, k,
+                              int(gated))
+    return out

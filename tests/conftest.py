@@ -52,5 +52,5 @@ def vector_kernels() -> None:
 
 @pytest.fixture(scope="session")
 def tile_kernels() -> None:
-    """The AMX paths (32-row linear, prefill attention, rowwise bf16 decode)."""
+    """The AMX paths (packed and 32-row linear, prefill attention, rowwise bf16 decode)."""
     _require_kernels(vector=True, tiles=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch  # NOTE: imported first, so the library's libgomp.so.1 resolves to torch's copy
 
 logger = logging.getLogger("sgl.kernels")
-SOURCES = ("linear_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c", "attention_bf16.c",
-           "decoder_bf16.c", "prefill_attention_bf16.c")
+SOURCES = ("linear_bf16.c", "linear_tiles_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c",
+           "attention_bf16.c", "decoder_bf16.c", "prefill_attention_bf16.c")
 HEADERS = ("bf16.h", "kernels.h", "simd.h")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 
@@ -33,6 +33,8 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_linear_bf16": ([P, P, P, P, I64, I64, I64], None),
     "sgl_amx_init": ([], ctypes.c_int),
     "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
+    "sgl_linear_tiles_available": ([], ctypes.c_int),
+    "sgl_linear_tiles_bf16": ([P, P, P, P, P, I64, I64, I64, I64], None),
     "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
     "sgl_add_bf16": ([P, P, P, I64], None),

@@ -7,6 +7,9 @@
  * and with the same rounding, so its output is bit for bit what the module path gives with
  * these kernels.
  *
+ * With packed weights (sgl_layer.tiles) the products are linear_tiles_bf16.c's, with the
+ * residual adds and silu * up inside them, as the module path calls it.
+ *
  * Layout per row: x (M, hidden) is the residual stream, updated in place. Query rows are
  * "single rows" as in attention_bf16.c: row i sees kv_len[i] tokens of table row q_req[i]. */
 #include <stdlib.h>
@@ -17,6 +20,7 @@ typedef struct {
     const uint16_t *input_norm, *qkv_w, *qkv_b, *o_w, *o_b, *post_norm, *gate_up_w, *down_w;
     uint16_t *k_pool, *v_pool;
     int64_t window; /* 0: full attention */
+    int64_t tiles;  /* 1: the four weights are packed for linear_tiles_bf16.c (gate/up gated) */
 } sgl_layer;
 
 /* M <= 32 (the tile kernel's rows per pass). scratch: bf16, at least
@@ -40,12 +44,20 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
     for (int64_t l = 0; l < L; l++) {
         const sgl_layer *w = layers + l;
         sgl_rmsnorm_bf16(x, hidden, w->input_norm, h, M, hidden, eps);
-        sgl_linear_rows_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden, packed);
+        if (w->tiles) sgl_linear_tiles_bf16(h, w->qkv_w, w->qkv_b, NULL, qkv, M, qkv_width, hidden, 0);
+        else sgl_linear_rows_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden, packed);
         sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, cos, sin);
         sgl_kv_store_bf16(w->k_pool, w->v_pool, qkv + q_width, qkv + q_width + kv_width, qkv_width, out_slots, M,
                           kv_width, kv_width);
         sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
                                 scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
+        if (w->tiles) { /* the residual adds and silu * up happen inside the products */
+            sgl_linear_tiles_bf16(attn, w->o_w, w->o_b, x, x, M, hidden, q_width, 0);
+            sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
+            sgl_linear_tiles_bf16(h, w->gate_up_w, NULL, NULL, act, M, 2 * inter, hidden, 1);
+            sgl_linear_tiles_bf16(act, w->down_w, NULL, x, x, M, hidden, inter, 0);
+            continue;
+        }
         sgl_linear_rows_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width, packed);
         sgl_add_bf16(x, proj, x, M * hidden);
         sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);

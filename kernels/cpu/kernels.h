@@ -11,6 +11,8 @@ int sgl_amx_init(void);
 void sgl_amx_configure(void);
 void sgl_linear_rows_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                           int64_t M, int64_t N, int64_t K, uint16_t *packed);
+void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint16_t *bias, const uint16_t *residual,
+                           uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t gated);
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
                       int64_t M, int64_t D, float eps);
 void sgl_add_bf16(const uint16_t *a, const uint16_t *b, uint16_t *out, int64_t n);

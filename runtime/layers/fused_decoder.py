@@ -8,8 +8,12 @@ Every token is a row of its own there: its attention reads the KV pool up to its
 every kernel computes it the same way whatever else is in the call. So a token gets the same
 logits decoded alone, in a batch of any size, or inside a jump-forward extend (which the
 scheduler marks `rowwise`), and greedy output does not depend on batch composition or on
-jump-forward. Prefill and other extends (many tokens: oneDNN's GEMMs and SDPA are faster) and
-every variant flag take the module path.
+jump-forward. Prefill and other extends over 32 tokens (the tile attention kernel is faster
+there) and every variant flag take the module path.
+
+Weights: packed for the tile kernel (runtime/layers/linear.py: pack_tile_weights), where the
+products also add the residual and apply silu * up, or as loaded for the dot-product loop on
+CPUs without AMX (up to 4 rows).
 """
 
 from __future__ import annotations
@@ -32,7 +36,15 @@ class LayerPointers(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_void_p) for name in
                 ("input_norm", "qkv_w", "qkv_b", "o_w", "o_b", "post_norm", "gate_up_w", "down_w",
-                 "k_pool", "v_pool")] + [("window", ctypes.c_int64)]
+                 "k_pool", "v_pool")] + [("window", ctypes.c_int64), ("tiles", ctypes.c_int64)]
+
+
+def _linears(layer) -> tuple:
+    return layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj, layer.mlp.down_proj
+
+
+def _weight(linear) -> torch.Tensor:
+    return linear.weight if linear.tiles is None else linear.tiles
 
 
 def fused_decoder_applies(config, flags) -> bool:
@@ -53,31 +65,46 @@ class FusedDecoder:
     def __init__(self, layers: nn.ModuleList, config) -> None:
         self.layers, self.config = layers, config
         self._pointers: tuple[int, ctypes.Array] | None = None  # (id of the KV pool, layer structs)
+        self._weight_kind: str | None = None  # see _weights
 
     def accepts(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
         if x.dtype != torch.bfloat16 or x.device.type != "cpu":
             return False
-        if self.layers[0].self_attn.qkv_proj.weight.dtype != torch.bfloat16:
-            return False
-        limit = max_rows(self.config.hidden_size)  # 32 with the tile unit, 4 without, 0: no kernels
-        if limit >= ROWS_PER_CALL and (batch.mode == ForwardMode.DECODE or batch.rowwise):
-            return True  # any size, in calls of 32 rows
-        return x.shape[0] <= limit
+        weights = self._weights()
+        if weights == "packed":  # the tile kernel: any size, in calls of 32 rows
+            return batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL
+        if weights == "plain":  # the dot-product loop: 4 rows (0 without the kernels)
+            return x.shape[0] <= max_rows(self.config.hidden_size)
+        return False
+
+    def _weights(self) -> str:
+        """"packed": every layer's four weights are packed for the tile kernel, gate/up gated;
+        "plain": none is and they are bf16; else "unsupported". Packing happens once, after
+        loading, so the answer is cached."""
+        if self._weight_kind is None:
+            linears = [lin for layer in self.layers for lin in _linears(layer)]
+            if all(lin.tiles is not None for lin in linears) and all(
+                    layer.mlp.gate_up_proj.gated_tiles for layer in self.layers):
+                self._weight_kind = "packed"
+            elif all(lin.tiles is None and lin.weight.dtype == torch.bfloat16 for lin in linears):
+                self._weight_kind = "plain"
+            else:
+                self._weight_kind = "unsupported"
+        return self._weight_kind
 
     def _layer_structs(self, batch: ForwardBatch) -> ctypes.Array:
         pool = batch.kv_pool
         if self._pointers is None or self._pointers[0] != id(pool):
             structs = (LayerPointers * len(self.layers))()
             for i, layer in enumerate(self.layers):
-                attn, mlp = layer.self_attn, layer.mlp
-                bias = attn.qkv_proj.bias
+                qkv, o, gate_up, down = _linears(layer)
                 structs[i] = LayerPointers(
-                    layer.input_layernorm.weight.data_ptr(), attn.qkv_proj.weight.data_ptr(),
-                    None if bias is None else bias.data_ptr(), attn.o_proj.weight.data_ptr(),
-                    None if attn.o_proj.bias is None else attn.o_proj.bias.data_ptr(),
-                    layer.post_attention_layernorm.weight.data_ptr(), mlp.gate_up_proj.weight.data_ptr(),
-                    mlp.down_proj.weight.data_ptr(), pool.k[i].data_ptr(), pool.v[i].data_ptr(),
-                    attn.attn.sliding_window or 0)
+                    layer.input_layernorm.weight.data_ptr(), _weight(qkv).data_ptr(),
+                    None if qkv.bias is None else qkv.bias.data_ptr(), _weight(o).data_ptr(),
+                    None if o.bias is None else o.bias.data_ptr(),
+                    layer.post_attention_layernorm.weight.data_ptr(), _weight(gate_up).data_ptr(),
+                    _weight(down).data_ptr(), pool.k[i].data_ptr(), pool.v[i].data_ptr(),
+                    layer.self_attn.attn.sliding_window or 0, int(self._weights() == "packed"))
             self._pointers = (id(pool), structs)
         return self._pointers[1]
 

@@ -1,14 +1,25 @@
 """Linear layers. A packed layer (fused q/k/v, fused gate/up) holds one weight and knows how to
-load each checkpoint shard into its slice, so model files only declare the packing."""
+load each checkpoint shard into its slice, so model files only declare the packing.
+
+On a CPU with the tile unit (AMX), a bf16 model's weights are repacked once after loading
+(`pack_tile_weights`) into the layout kernels/cpu/linear_tiles_bf16.c multiplies without
+reordering, for every row count; the (N, K) weight is then dropped (`weight` is None)."""
 
 from __future__ import annotations
 
 import torch
-from sgl.kernels.linear import fast_linear_available, linear_bf16
+from sgl.kernels.linear import (
+    fast_linear_available,
+    linear_bf16,
+    linear_tiles,
+    pack_tiles,
+    tiles_available,
+)
 from torch import nn
 from torch.nn import functional as F
 
 from ..device_caps import emulated_bf16
+from .activation import gated, residual_add
 
 # A bfloat16 product on a CPU without bf16 units: up to this many rows it stays in bf16, where
 # reading the weight dominates and bf16 halves the bytes (batch-1 decode runs ~2.5x float32);
@@ -41,7 +52,13 @@ def transposed_weight_loader(param: nn.Parameter, loaded: torch.Tensor, shard: s
 
 class Linear(nn.Module):
     """y = x W^T + b, weight (out_features, in_features). `transposed=True`: the checkpoint stores
-    the weight as (in_features, out_features) (GPT-2's Conv1D)."""
+    the weight as (in_features, out_features) (GPT-2's Conv1D).
+
+    After `pack_tiles()` the weight lives in `tiles` (sgl.kernels.linear.pack_tiles) and
+    `weight` is None; `forward(x, residual)` then adds the residual inside the product."""
+
+    tiles: torch.Tensor | None = None
+    gated_tiles = False  # tiles interleave gate and up panels: only `GateUpLinear.silu_mul` applies
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, transposed: bool = False) -> None:
         super().__init__()
@@ -51,8 +68,30 @@ class Linear(nn.Module):
         if transposed:
             self.weight.weight_loader = transposed_weight_loader  # type: ignore[attr-defined]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return linear(x, self.weight, self.bias)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """x (..., in_features) -> (..., out_features); + residual (same shape) when given."""
+        if self.tiles is None:
+            out = linear(x, self.weight, self.bias)
+            return out if residual is None else residual_add(residual, out)
+        assert not self.gated_tiles, "gated tiles give silu(gate) * up: call silu_mul"
+        rows = x.reshape(-1, self.in_features)
+        res = None if residual is None else residual.reshape(rows.shape[0], self.out_features).contiguous()
+        return linear_tiles(rows, self.tiles, self.out_features, self.bias, res).view(*x.shape[:-1], -1)
+
+    def pack_tiles(self, gated: bool = False) -> bool:
+        """Repack a loaded bf16 CPU weight for the tile kernel where this CPU has one; the (N, K)
+        weight is dropped. Whether it was packed (or already is)."""
+        if self.tiles is not None:
+            return True
+        w = self.weight
+        if w.dtype != torch.bfloat16 or w.device.type != "cpu" or (gated and self.bias is not None):
+            return False
+        if not tiles_available(self.in_features, self.out_features, gated):
+            return False
+        self.tiles, self.gated_tiles = pack_tiles(w.data, gated), gated
+        del self.weight
+        self.weight = None
+        return True
 
 
 class PackedLinear(Linear):
@@ -117,3 +156,21 @@ class GateUpLinear(PackedLinear):
 
     def __init__(self, hidden: int, intermediate: int, bias: bool = False, transposed: bool = False) -> None:
         super().__init__(hidden, {0: intermediate, 1: intermediate}, bias, transposed)
+
+    def silu_mul(self, x: torch.Tensor) -> torch.Tensor:
+        """silu(gate) * up, (..., intermediate); one kernel with gated tiles."""
+        if not self.gated_tiles:
+            return gated(F.silu, self(x))
+        rows = x.reshape(-1, self.in_features)
+        return linear_tiles(rows, self.tiles, self.out_features, gated=True).view(*x.shape[:-1], -1)
+
+
+def pack_tile_weights(model: nn.Module) -> int:
+    """Repack every linear weight of a loaded model for the tile kernel (see the module doc);
+    a module may take its own `pack_tiles` first (a gated MLP packs gate/up for silu_mul).
+    The number of linear layers packed; 0 off bf16, off the CPU or without the tile unit."""
+    for module in model.modules():  # parents before children: an MLP's choice comes first
+        hook = getattr(module, "pack_tiles", None)
+        if hook is not None and getattr(module, "tiles", None) is None:
+            hook()
+    return sum(isinstance(m, Linear) and m.tiles is not None for m in model.modules())

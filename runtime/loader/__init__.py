@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..config import EngineConfig, ModelConfig
+from ..layers.linear import pack_tile_weights
 from ..models import get_model_class
 from .gguf_file import converted_folder
 from .safetensors_folder import iterate_weights
@@ -95,6 +96,7 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     finally:
         torch.set_default_dtype(previous)
     load_weights(model, iterate_weights(folder, progress=True))
+    pack_tile_weights(model)  # bf16 on a CPU with AMX: the tile kernel's layout (layers/linear.py)
     model.eval()
     logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)
     return LoadedModel(model, model_config, tokenizer, path, dtype)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
@@ -106,10 +107,18 @@ class LlamaMLP(nn.Module):
         self.down_proj = Linear(intermediate, hidden, bias, conv1d)
         self.act = get_activation(act)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def pack_tiles(self) -> None:
+        """A gated SiLU MLP without bias packs gate/up for the kernel that applies silu * up
+        inside the product (runtime/layers/linear.py: pack_tile_weights)."""
+        if self.is_gated and self.act is F.silu:
+            self.gate_up_proj.pack_tiles(gated=True)
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The MLP's output, + residual when given (added inside the down projection)."""
         if self.is_gated:
-            return self.down_proj(gated(self.act, self.gate_up_proj(x)))
-        return self.down_proj(self.act(self.up_proj(x)))
+            act = self.gate_up_proj.silu_mul(x) if self.act is F.silu else gated(self.act, self.gate_up_proj(x))
+            return self.down_proj(act, residual)
+        return self.down_proj(self.act(self.up_proj(x)), residual)
 
 
 class LlamaAttention(nn.Module):
@@ -134,7 +143,9 @@ class LlamaAttention(nn.Module):
         self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, scaling=scaling,
                               sliding_window=c.layer_windows[layer_id], softcap=f.attn_softcap, alibi=alibi)
 
-    def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+    def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch,
+                residual: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention block's output, + residual when given (added inside o_proj)."""
         qkv = self.qkv_proj(x)
         if self.clip_qkv is not None:
             qkv = qkv.clamp(-self.clip_qkv, self.clip_qkv)
@@ -147,7 +158,7 @@ class LlamaAttention(nn.Module):
                 q, k = self.q_norm(q), self.k_norm(k)
         if self.rotary is not None:
             q, k = self.rotary(positions, q, k)
-        return self.o_proj(self.attn(q, k, v, batch))
+        return self.o_proj(self.attn(q, k, v, batch), residual)
 
 
 class LlamaDecoderLayer(nn.Module):
@@ -183,6 +194,9 @@ class LlamaDecoderLayer(nn.Module):
             return x + self.self_attn(positions, h, batch) + self.mlp(h)
         if self.parallel == "two_norms":
             return x + self.self_attn(positions, h, batch) + self.mlp(self.post_attention_layernorm(x))
+        if self.placement == "pre" and self.residual_scale is None:  # Llama: each residual add inside its product
+            x = self.self_attn(positions, h, batch, residual=x)
+            return self.mlp(self.post_attention_layernorm(x), residual=x)
         attn = self.self_attn(positions, h, batch)
         if self.placement == "sandwich":
             attn = self.post_self_attn_layernorm(attn)

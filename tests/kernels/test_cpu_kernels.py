@@ -116,3 +116,38 @@ def test_prefill_attention_matches_reference(prefix, tokens, tile_kernels) -> No
     ref = attention_rows_reference(q, k_pool, v_pool, table, torch.zeros(tokens, dtype=torch.int64),
                                    torch.arange(prefix + 1, prefix + tokens + 1), 0.125)
     assert (out.float() - ref.float()).abs().max() < 3e-2  # P enters the tile product in bf16
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16, 17, 33, 70, 130])  # tile blocks of 16/32, tails, the row split (128+)
+@pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (100, 64)])  # N not a multiple of 32: padded panels
+def test_packed_linear_matches_reference_and_is_row_invariant(rows, shape, tile_kernels) -> None:
+    from sgl.kernels.linear import linear_tiles, linear_tiles_reference, pack_tiles, unpack_tiles
+
+    torch.manual_seed(rows)
+    n, k = shape
+    x, w, b = torch.randn(rows, k, dtype=BF16), torch.randn(n, k, dtype=BF16) / k**0.5, torch.randn(n, dtype=BF16)
+    residual = torch.randn(rows, n, dtype=BF16)
+    tiles = pack_tiles(w)
+    assert torch.equal(unpack_tiles(tiles, n), w)
+    out = linear_tiles(x, tiles, n, b)
+    assert bf16_ulps(out, linear_tiles_reference(x, w, b)) <= 1.0
+    with_residual = linear_tiles(x, tiles, n, b, residual)
+    assert torch.equal(with_residual, residual + out)  # the add inside rounds as the separate add does
+    for i in (0, rows // 2, rows - 1):  # a row alone gives the bits it gets among the others
+        assert torch.equal(linear_tiles(x[i : i + 1], tiles, n, b), out[i : i + 1])
+
+
+@pytest.mark.parametrize("rows", [1, 33, 130])
+def test_gated_packed_linear_gives_silu_of_gate_times_up(rows, tile_kernels) -> None:
+    from sgl.kernels.linear import linear_tiles, pack_tiles, unpack_tiles
+
+    torch.manual_seed(rows)
+    inter, k = 1536, 576
+    x, w = torch.randn(rows, k, dtype=BF16), torch.randn(2 * inter, k, dtype=BF16) / k**0.5
+    tiles = pack_tiles(w, gated=True)
+    assert torch.equal(unpack_tiles(tiles, 2 * inter, gated=True), w)
+    out = linear_tiles(x, tiles, 2 * inter, gated=True)
+    unfused = silu_mul_bf16(linear_tiles(x, pack_tiles(w), 2 * inter))  # the product, then the silu kernel
+    assert torch.equal(out, unfused)
+    assert bf16_ulps(out, silu_mul_reference(linear_reference(x, w))) <= 2.0
+    assert torch.equal(linear_tiles(x[-1:], tiles, 2 * inter, gated=True), out[-1:])

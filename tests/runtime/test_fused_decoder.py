@@ -19,8 +19,12 @@ def engine(tmp_path_factory, default_tokenizer_folder):
         pytest.skip("the CPU has no AVX-512 BF16: bf16 takes the module path")
     folder = save_tiny_checkpoint(tiny_llama_config("gqa_llama3_tied_bias"), str(tmp_path_factory.mktemp("tiny")),
                                   default_tokenizer_folder)
+    from sgl.kernels.cpu import tile_path
+
     with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
-        assert e._scheduler.runner.model.model.fused is not None
+        fused = e._scheduler.runner.model.model.fused
+        assert fused is not None
+        assert fused._weights() == ("packed" if tile_path() else "plain")  # with AMX: the tile kernel's weights
         yield e
 
 
