@@ -1,4 +1,6 @@
-"""Small-batch bf16 linear on the CPU (kernels/cpu/linear_bf16.c) and its torch reference."""
+"""bf16 linear on the CPU and its torch references: the small-batch kernel over weights as
+loaded (kernels/cpu/linear_bf16.c: the LM head, and every linear on CPUs without AMX), and the
+tile kernel over weights packed once (kernels/cpu/linear_tiles_bf16.c: every row count)."""
 
 from __future__ import annotations
 

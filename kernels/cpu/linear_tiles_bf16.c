@@ -4,10 +4,10 @@
  *
  * Why a packed weight: TDPBF16PS wants its B operand pair-interleaved (16 k-pairs x 16 columns
  * x 2). Packed once, x is the A operand as it lies in memory (16 rows x 32 columns a tile) and
- * nothing is reordered per call; oneDNN reorders the weight on every call from torch. A 512-row
- * prefill runs its 30 layers' products in ~50 ms here against ~61 through oneDNN, and folding
- * silu * up and the residual adds into the products saves their separate passes over the
- * activations (~8 ms more).
+ * nothing is reordered per call; oneDNN reorders the weight on every call from torch. Folding
+ * silu * up and the residual adds into the products also saves their separate passes over the
+ * activations. A 512-token prefill of SmolLM2-135M spends ~56 ms in its 30 layers' products
+ * (silu * up and the adds included) here, against ~75 ms through oneDNN and separate kernels.
  *
  * Packed layout, tiles[panel][chunk][pair][column][2]: a panel is 16 output columns, a chunk 32
  * of K (so a (panel, chunk) tile is 1 KB, contiguous); panels pair up, N padded with zero
