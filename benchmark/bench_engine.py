@@ -46,9 +46,10 @@ def load_transformers(path: str, num_heads: int, num_kv_heads: int, dtype: torch
     return model.eval()
 
 
-def overhead_row(engine, n_dec: int, repeats: int) -> tuple[str, float, float, str]:
+def overhead_row(engine, n_dec: int, repeats: int, dtype: str) -> tuple[str, float, float, str]:
     """Per-step framework overhead: batch-1 decode on a copy of the default model's shape (same
-    30 layers, heads, vocab) with hidden size 64, where the matmuls cost next to nothing."""
+    30 layers, vocab) with hidden size 64, where the matmuls cost next to nothing; in the
+    benchmark's dtype, so each side takes the path its full-size decode takes."""
     import shutil
     import tempfile
 
@@ -66,9 +67,9 @@ def overhead_row(engine, n_dec: int, repeats: int) -> tuple[str, float, float, s
         for name in os.listdir(source):
             if name.startswith("tokenizer") or name.endswith(".jinja"):
                 shutil.copy(os.path.join(source, name), folder)
-        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).eval()
         ids = torch.randint(100, 40000, (16,)).tolist()
-        with Engine(folder, dtype="float32") as tiny:
+        with Engine(folder, dtype=dtype) as tiny:
             ours = median_time(lambda: tiny.generate(input_ids=ids, sampling_params={
                 "max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}), repeats) / n_dec
 
@@ -78,7 +79,7 @@ def overhead_row(engine, n_dec: int, repeats: int) -> tuple[str, float, float, s
                                 max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
 
             theirs = median_time(hf_decode, repeats) / n_dec
-    return ("per-step overhead, batch 1 (30 layers, hidden 64): ms", ours * 1e3, theirs * 1e3, "lower")
+    return (f"per-step overhead, batch 1 (30 layers, hidden 64, {dtype}): ms", ours * 1e3, theirs * 1e3, "lower")
 
 
 def main() -> None:
@@ -160,7 +161,7 @@ def main() -> None:
         rows.append(("64 requests, shared 1,000-token prefix: wall s", ours, theirs, "lower"))
 
     if hf is not None and "overhead" in only:
-        rows.append(overhead_row(engine, n_dec, args.repeats))
+        rows.append(overhead_row(engine, n_dec, args.repeats, args.dtype))
     print(f"\nmodel: {engine.model_path} ({engine.dtype}), threads: {torch.get_num_threads()}, "
           f"median of {args.repeats}")
     print(f"{'workload':<52}{'sgl':>12}{'transformers':>14}{'ratio':>8}")
