@@ -35,6 +35,7 @@
 #define BLOCK_ROWS 32
 #define TILE_ELEMS 512 /* bf16 per (panel, chunk) tile */
 #define SPLIT_ROWS_MIN 128 /* from this many rows, threads split the rows instead of the panels */
+#define BAND_BYTES (1 << 20) /* x rows per band: half of a 2 MB L2, the rest for panels and outputs */
 
 typedef struct { /* what the outputs are, for every block of a call */
     const uint16_t *bias, *residual;
@@ -119,21 +120,28 @@ static inline void block(const uint16_t *a, int64_t rows, const uint16_t *b0, co
     _tile_stored(1, done->sums[1], 64);
 }
 
-/* One thread's share: panel pairs [pair0, pair1) x row blocks [m_lo, m_hi), panel-major (each
- * pair of panels stays in cache while every row block passes it). */
+/* One thread's share: panel pairs [pair0, pair1) x rows [m_lo, m_hi). Rows go in bands whose
+ * x fits in half the core's L2 (BAND_BYTES); within a band each pair of panels stays in cache
+ * while every row block passes it, so x is read from memory once and the weights once per band
+ * (without bands, 2,048 rows made x stream from memory for every pair: 1.7x slower). */
 static void run_blocks(const uint16_t *x, const uint16_t *tail, const uint16_t *tiles, int64_t M, int64_t K,
                        int64_t full, int64_t pair0, int64_t pair1, int64_t m_lo, int64_t m_hi, const epilogue *e) {
     const int64_t chunks = K / 32;
+    const int64_t band = BAND_BYTES / (2 * K) / BLOCK_ROWS * BLOCK_ROWS > BLOCK_ROWS
+                             ? BAND_BYTES / (2 * K) / BLOCK_ROWS * BLOCK_ROWS : BLOCK_ROWS;
     pending_block buffers[2];
     buffers[0].rows = buffers[0].stored = 0;
     int64_t next = 1;
-    for (int64_t pair = pair0; pair < pair1; pair++) {
-        const uint16_t *b0 = tiles + 2 * pair * chunks * TILE_ELEMS, *b1 = b0 + chunks * TILE_ELEMS;
-        for (int64_t m0 = m_lo; m0 < m_hi; m0 += BLOCK_ROWS, next ^= 1) {
-            pending_block *done = buffers + next;
-            done->rows = M - m0 < BLOCK_ROWS ? M - m0 : BLOCK_ROWS;
-            done->m0 = m0, done->p = 2 * pair, done->stored = 0;
-            block(m0 < full ? x + m0 * K : tail, done->rows, b0, b1, K, buffers + (next ^ 1), done, e);
+    for (int64_t b_lo = m_lo; b_lo < m_hi; b_lo += band) {
+        const int64_t b_hi = b_lo + band < m_hi ? b_lo + band : m_hi;
+        for (int64_t pair = pair0; pair < pair1; pair++) {
+            const uint16_t *b0 = tiles + 2 * pair * chunks * TILE_ELEMS, *b1 = b0 + chunks * TILE_ELEMS;
+            for (int64_t m0 = b_lo; m0 < b_hi; m0 += BLOCK_ROWS, next ^= 1) {
+                pending_block *done = buffers + next;
+                done->rows = M - m0 < BLOCK_ROWS ? M - m0 : BLOCK_ROWS;
+                done->m0 = m0, done->p = 2 * pair, done->stored = 0;
+                block(m0 < full ? x + m0 * K : tail, done->rows, b0, b1, K, buffers + (next ^ 1), done, e);
+            }
         }
     }
     store_rows(buffers + (next ^ 1), BLOCK_ROWS, e);

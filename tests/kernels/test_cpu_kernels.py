@@ -118,7 +118,8 @@ def test_prefill_attention_matches_reference(prefix, tokens, tile_kernels) -> No
     assert (out.float() - ref.float()).abs().max() < 3e-2  # P enters the tile product in bf16
 
 
-@pytest.mark.parametrize("rows", [1, 5, 16, 17, 33, 70, 130])  # tile blocks of 16/32, tails, the row split (128+)
+# tile blocks of 16 and 32 rows, tails, threads splitting the rows (128+), bands of rows (K = 1536: 320 a band)
+@pytest.mark.parametrize("rows", [1, 5, 16, 17, 33, 70, 130, 700])
 @pytest.mark.parametrize("shape", [(960, 576), (576, 1536), (100, 64)])  # N not a multiple of 32: padded panels
 def test_packed_linear_matches_reference_and_is_row_invariant(rows, shape, tile_kernels) -> None:
     from sgl.kernels.linear import linear_tiles, linear_tiles_reference, pack_tiles, unpack_tiles
