@@ -1,8 +1,9 @@
 """Engine vs transformers, side by side in one process, on the default model in bfloat16.
 
 Prints: prefill tokens/s (512-token prompt), decode tokens/s at batch 1 and 16, and the wall
-time of 64 requests sharing a 1,000-token prefix. Each figure is the median of --repeats runs;
-the ratio column is ours / transformers (for wall time: transformers / ours).
+time of 64 requests sharing a 1,000-token prefix. Each figure is the median of --repeats runs
+(prefill and decode: the two sides in turn, after a warm-up each); the ratio column is ours /
+transformers (for wall time: transformers / ours).
 
     .venv/bin/python benchmark/bench_engine.py [--repeats 3] [--decode-tokens 64]
 """
@@ -31,6 +32,21 @@ def median_time(fn, repeats: int) -> float:
         times.append(time.perf_counter() - start)
     release_thread_pool()
     return statistics.median(times)
+
+
+def paired_median_times(ours, theirs, repeats: int) -> tuple[float, float | None]:
+    """Median wall times of two functions run in turn (ours, theirs, ours, ...) after one untimed
+    warm-up each, so a burst of load from the machine's neighbours slows both sides alike rather
+    than one side's whole series; theirs None: only ours runs."""
+    if theirs is not None:
+        median_time(theirs, 1)
+    median_time(ours, 1)
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeats):
+        times[0].append(median_time(ours, 1))
+        if theirs is not None:
+            times[1].append(median_time(theirs, 1))
+    return statistics.median(times[0]), statistics.median(times[1]) if theirs is not None else None
 
 
 def load_transformers(path: str, num_heads: int, num_kv_heads: int, dtype: torch.dtype):
@@ -117,8 +133,8 @@ def main() -> None:
             hf.generate(torch.tensor([prompt512]), max_new_tokens=1, do_sample=False)
 
     if "prefill" in only:
-        ours = 512 / median_time(ours_prefill, args.repeats)
-        theirs = 512 / median_time(hf_prefill, args.repeats) if hf else None
+        ours_s, theirs_s = paired_median_times(ours_prefill, hf_prefill if hf else None, args.repeats)
+        ours, theirs = 512 / ours_s, (512 / theirs_s if theirs_s else None)
         rows.append(("prefill tokens/s (512-token prompt)", ours, theirs, "higher"))
         print(rows[-1], flush=True)
 
@@ -136,8 +152,8 @@ def main() -> None:
                 hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
                             max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
 
-        ours = bs * n_dec / median_time(ours_decode, args.repeats)
-        theirs = bs * n_dec / median_time(hf_decode, args.repeats) if hf else None
+        ours_s, theirs_s = paired_median_times(ours_decode, hf_decode if hf else None, args.repeats)
+        ours, theirs = bs * n_dec / ours_s, (bs * n_dec / theirs_s if theirs_s else None)
         rows.append((f"decode tokens/s, batch {bs} ({n_dec} tokens each)", ours, theirs, "higher"))
         print(rows[-1], flush=True)
 
