@@ -87,7 +87,9 @@ static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *b
 #endif
 
 #if defined(__AMX_BF16__) && defined(__AMX_TILE__)
-/* ---- AMX: the same product on the tile unit -------------------------------------------------
+/* ---- AMX: the same product on the tile unit, over the weight as loaded -----------------------
+ * For weights that stay in (N, K) layout, such as the LM head tied to the embedding table;
+ * the layers' linears are packed once instead (linear_tiles_bf16.c).
  * Weight rows are the A operand as stored ((N, K) row-major: a tile is 16 rows x 32 columns);
  * x is packed once per call into the B operand's pair-interleaved layout (16 k-pairs x 16 rows
  * x 2). One pass over the weights serves up to 32 rows of x (two B tiles), so decode at any
