@@ -21,8 +21,9 @@
  * its x row lands in and whatever else is in the call, so a row's result does not depend on M
  * (tested): decode, batched decode and jump-forward extends give a token the same logits.
  *
- * Threads: OpenMP over pairs of panels. Each thread keeps its 2 x 16 x K panel pair in cache
- * and runs every block of 32 rows of x against it, so the weights stream from memory once.
+ * Threads (see sgl_linear_tiles_bf16): few rows split the pairs of panels, so the weights
+ * stream from memory once; many rows split the rows, so each core keeps its own rows in cache.
+ * Either way a pair of panels stays in cache while blocks of 32 rows pass it.
  * Tiles: C = tmm0..3 (rows 0-15 x panels p, p + 1; rows 16-31 x the same), A = tmm4, tmm5
  * (rows 0-15, 16-31), B = tmm6, tmm7 (panels p, p + 1). */
 #include <stdlib.h>
@@ -155,6 +156,7 @@ void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint1
     uint16_t *tail = NULL; /* the last M % 32 rows, zero-padded: tile loads read 16 or 32 rows */
     if (full < M) {
         tail = calloc((size_t)BLOCK_ROWS * K, sizeof(uint16_t));
+        if (!tail) abort(); /* 32 rows of x: out of memory there is nothing left to fall back on */
         memcpy(tail, x + full * K, (size_t)(M - full) * K * sizeof(uint16_t));
     }
     /* Many rows: each thread takes a contiguous share of the rows (as the row-wise kernels
