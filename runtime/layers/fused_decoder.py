@@ -78,9 +78,9 @@ class FusedDecoder:
         return False
 
     def _weights(self) -> str:
-        """"packed": every layer's four weights are packed for the tile kernel, gate/up gated;
-        "plain": none is and they are bf16; else "unsupported". Packing happens once, after
-        loading, so the answer is cached."""
+        """Which weights the layers hold: "packed" (every layer's four packed for the tile
+        kernel, gate/up gated), "plain" (none packed, all bf16) or "unsupported". Packing
+        happens once, after loading, so the answer is cached."""
         if self._weight_kind is None:
             linears = [lin for layer in self.layers for lin in _linears(layer)]
             if all(lin.tiles is not None for lin in linears) and all(
