@@ -43,7 +43,7 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
     "sgl_prefill_attention_bf16": ([P, I64, P, P, P, I64, I64, I64, I64, I64, F32, P], ctypes.c_int),
     "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, I64, P, P, I64,
-                               P, P], None),
+                               P, P, I64, P, P, P], None),
 }
 
 

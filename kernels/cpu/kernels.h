@@ -24,6 +24,9 @@ void sgl_attention_rows_bf16(const uint16_t *q, int64_t q_stride, const uint16_t
                              const int64_t *q_req, const int64_t *kv_len, uint16_t *out, float *scores,
                              int64_t Tq, int64_t Hq, int64_t Hk, int64_t D, int64_t Dv, int64_t max_len,
                              float scale, int64_t window);
+int sgl_prefill_attention_bf16(const uint16_t *q, int64_t q_stride, const uint16_t *k_pool, const uint16_t *v_pool,
+                               const int64_t *slots, int64_t prefix, int64_t Tq, int64_t Hq, int64_t Hk, int64_t D,
+                               float scale, uint16_t *out);
 void sgl_kv_store_bf16(uint16_t *k_pool, uint16_t *v_pool, const uint16_t *k, const uint16_t *v,
                        int64_t kv_stride, const int64_t *slots, int64_t T, int64_t k_width, int64_t v_width);
 #endif

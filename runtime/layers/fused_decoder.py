@@ -1,4 +1,4 @@
-"""The decoder stack of a plain Llama in one C call per 32 rows, for decode on the CPU in bf16.
+"""The decoder stack of a plain Llama in one C call, for decode and prefill on the CPU in bf16.
 
 At batch-1 decode the 30 layers of SmolLM2-135M cost ~20 torch ops and ~15 module calls each,
 ~10 ms of Python a step on top of ~14 ms of weight streaming. kernels/cpu/decoder_bf16.c runs
@@ -8,8 +8,12 @@ Every token is a row of its own there: its attention reads the KV pool up to its
 every kernel computes it the same way whatever else is in the call. So a token gets the same
 logits decoded alone, in a batch of any size, or inside a jump-forward extend (which the
 scheduler marks `rowwise`), and greedy output does not depend on batch composition or on
-jump-forward. Prefill and other extends over 32 tokens (the tile attention kernel is faster
-there) and every variant flag take the module path.
+jump-forward.
+
+With packed weights, a prefill (an extend of more than 32 tokens, not rowwise) also runs here,
+in one call for the whole batch: attention then goes per request on the tile unit, as the
+module path's prefill does, so its output is what the module path gives, without Python per
+layer. Every variant flag takes the module path.
 
 Weights: packed for the tile kernel (runtime/layers/linear.py: pack_tile_weights), where the
 products also add the residual and apply silu * up, or as loaded for the dot-product loop on
@@ -22,7 +26,7 @@ import ctypes
 import dataclasses
 
 import torch
-from sgl.kernels.cpu import library
+from sgl.kernels.cpu import library, tile_path
 from sgl.kernels.linear import max_rows
 from torch import nn
 
@@ -66,13 +70,16 @@ class FusedDecoder:
         self.layers, self.config = layers, config
         self._pointers: tuple[int, ctypes.Array] | None = None  # (id of the KV pool, layer structs)
         self._weight_kind: str | None = None  # see _weights
+        self._tile_prefill: bool | None = None  # see _prefill_on_tiles
 
     def accepts(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
         if x.dtype != torch.bfloat16 or x.device.type != "cpu":
             return False
         weights = self._weights()
         if weights == "packed":  # the tile kernel: any size, in calls of 32 rows
-            return batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL
+            if batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL:
+                return True
+            return self._prefill_on_tiles()  # a longer extend: one call, tile attention per request
         if weights == "plain":  # the dot-product loop: 4 rows (0 without the kernels)
             return x.shape[0] <= max_rows(self.config.hidden_size)
         return False
@@ -91,6 +98,14 @@ class FusedDecoder:
             else:
                 self._weight_kind = "unsupported"
         return self._weight_kind
+
+    def _prefill_on_tiles(self) -> bool:
+        """Whether prefill attention runs on the tile unit in every layer (as the module path's
+        does: kernels/cpu/prefill_attention_bf16.c): AMX, head_dim % 32 == 0, no windows."""
+        if self._tile_prefill is None:
+            self._tile_prefill = (tile_path() and self.config.head_dim % 32 == 0
+                                  and not any(layer.self_attn.attn.sliding_window for layer in self.layers))
+        return self._tile_prefill
 
     def _layer_structs(self, batch: ForwardBatch) -> ctypes.Array:
         pool = batch.kv_pool
@@ -116,20 +131,28 @@ class FusedDecoder:
         # one query row per token: token j of request b sees its prefix and new tokens up to j
         if batch.mode == ForwardMode.DECODE:
             q_req, kv_len = batch.req_rows, torch.tensor(batch.seq_lens)
-        else:
-            q_req = torch.repeat_interleave(batch.req_rows, torch.tensor(batch.extend_lens))
-            kv_len = torch.tensor([p + j + 1 for p, e in zip(batch.prefix_lens, batch.extend_lens) for j in range(e)])
+        else:  # token i of a request whose new tokens start at row `start` sees prefix + (i - start) + 1
+            lens = torch.tensor(batch.extend_lens)
+            q_req = torch.repeat_interleave(batch.req_rows, lens)
+            starts = torch.cumsum(lens, 0) - lens
+            kv_len = torch.repeat_interleave(torch.tensor(batch.prefix_lens) - starts + 1, lens) + torch.arange(tokens)
         q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
         max_len = int(kv_len.max())
         rotary = self.layers[0].self_attn.rotary
         cos, sin = rotary.cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
         attn0 = self.layers[0].self_attn
-        rows = min(tokens, ROWS_PER_CALL)
+        # a prefill of more than 32 tokens: one call, attention per request on the tile unit
+        prefill = batch.mode != ForwardMode.DECODE and not batch.rowwise and tokens > ROWS_PER_CALL
+        rows_per_call = tokens if prefill else ROWS_PER_CALL
+        rows = min(tokens, rows_per_call)
         q_width, kv_width = c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim
         widest = max(c.hidden_size, c.intermediate_size, q_width)
         scratch = torch.empty(rows * (2 * c.hidden_size + 2 * q_width + 2 * kv_width + 3 * c.intermediate_size)
                               + 32 * widest, dtype=torch.bfloat16)
-        scores = torch.empty(rows * c.num_heads * max_len, dtype=torch.float32)
+        scores = None if prefill else torch.empty(rows * c.num_heads * max_len, dtype=torch.float32)
+        # a prefill's requests: table rows, prefix lengths, new tokens (held here through the call)
+        requests = (batch.req_rows.contiguous(), torch.tensor(batch.prefix_lens), torch.tensor(batch.extend_lens))
+        per_request = tuple(t.data_ptr() for t in requests) if prefill else (None, None, None)
         x = x.contiguous()
         table = batch.req_to_token
         slots = batch.out_slots.contiguous()
@@ -137,12 +160,12 @@ class FusedDecoder:
         structs = self._layer_structs(batch)
         # NOTE: calls go in token order, so a request's later tokens (in a later call) find the
         # keys of its earlier ones in the pool, every layer's
-        for start in range(0, tokens, ROWS_PER_CALL):
-            n = min(ROWS_PER_CALL, tokens - start)
+        for start in range(0, tokens, rows_per_call):
+            n = min(rows_per_call, tokens - start)
             lib.sgl_llama_layers_bf16(
                 x[start].data_ptr(), n, structs, len(self.layers), c.hidden_size, c.num_heads, c.num_kv_heads,
                 c.head_dim, c.intermediate_size, c.norm_eps, attn0.attn.scaling, rotary.rotary_dim,
                 cos[start].data_ptr(), sin[start].data_ptr(), slots[start].data_ptr(), table.data_ptr(),
                 table.stride(0), q_req[start].data_ptr(), kv_len[start].data_ptr(), max_len, scratch.data_ptr(),
-                scores.data_ptr())
+                None if scores is None else scores.data_ptr(), len(batch.extend_lens) if prefill else 0, *per_request)
         return x

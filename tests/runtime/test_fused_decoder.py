@@ -117,3 +117,54 @@ def test_fused_decoder_agrees_with_the_module_path(engine, vector_kernels) -> No
         assert torch.equal(fused.argmax(-1), modules.argmax(-1))
 
     engine._call(run)
+
+
+@pytest.fixture(scope="module")
+def wide_heads_engine(tmp_path_factory, default_tokenizer_folder, tile_kernels):
+    """A tiny bf16 Llama whose heads are 32 wide, so prefill attention runs on the tile unit."""
+    config = tiny_llama_config("gqa_llama3_tied_bias")
+    config.num_attention_heads, config.num_key_value_heads, config.head_dim = 4, 2, 32
+    folder = save_tiny_checkpoint(config, str(tmp_path_factory.mktemp("wide")), default_tokenizer_folder)
+    with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
+        yield e
+
+
+def test_a_prefill_through_the_fused_stack_equals_the_module_path(wide_heads_engine) -> None:
+    """Two requests of 40 and 57 new tokens, one after a cached prefix, in one extend: the fused
+    stack (one C call, tile attention per request) gives the module path's logits bit for bit."""
+    engine = wide_heads_engine
+    torch.manual_seed(2)
+    prompts = [torch.randint(3, 40000, (n,)).tolist() for n in (40, 70)]
+    model = engine._scheduler.runner.model.model
+    calls = []
+
+    def run(fused: bool, first_slot: int) -> torch.Tensor:
+        d = Driver(engine)
+        d.next_slot = first_slot
+        d.extend(1, prompts[1][:13], 0)  # the cached prefix of the second request
+        rows, prefix, new = [0, 1], [0, 13], [prompts[0], prompts[1][13:]]
+        slots = d._slots(sum(map(len, new)))
+        d.table[0, :40], d.table[1, 13:70] = slots[:40], slots[40:]
+        tokens = new[0] + new[1]
+        positions = list(range(40)) + list(range(13, 70))
+        saved = model.fused
+        if fused:
+            class Counting:
+                accepts = saved.accepts
+
+                def __call__(self, x, batch):
+                    calls.append(x.shape[0])
+                    return saved(x, batch)
+            model.fused = Counting()
+        else:
+            model.fused = None
+        try:
+            return d.runner.forward(ForwardMode.EXTEND, tokens, positions, rows, prefix, [40, 57], slots,
+                                    list(range(len(tokens))))
+        finally:
+            model.fused = saved
+
+    fused = engine._call(lambda: run(True, 1000))
+    modules = engine._call(lambda: run(False, 1200))
+    assert calls == [97]  # the whole extend in the fused stack
+    assert torch.equal(fused, modules)
