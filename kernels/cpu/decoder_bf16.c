@@ -1,4 +1,4 @@
-/* A whole stack of Llama decoder layers for a few rows, in one call.
+/* A whole stack of Llama decoder layers in one call: a few decode rows, or a whole prefill.
  *
  * Decode at batch 1 is bound by weight bytes plus per-op overhead: in eager PyTorch each of
  * the 30 layers costs ~20 ops and ~15 module calls (~300 us of Python), more than the layer's
