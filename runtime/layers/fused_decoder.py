@@ -16,8 +16,8 @@ module path's prefill does, so its output is what the module path gives, without
 layer. Every variant flag takes the module path.
 
 Weights: packed for the tile kernel (runtime/layers/linear.py: pack_tile_weights), where the
-products also add the residual and apply silu * up, or as loaded for the dot-product loop on
-CPUs without AMX (up to 4 rows).
+products also add the residual and apply silu * up, or as loaded (where they could not be
+packed): kernels/cpu/linear_bf16.c then serves 32 rows a pass with AMX, 4 without.
 """
 
 from __future__ import annotations
@@ -80,8 +80,11 @@ class FusedDecoder:
             if batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL:
                 return True
             return self._prefill_on_tiles()  # a longer extend: one call, tile attention per request
-        if weights == "plain":  # the dot-product loop: 4 rows (0 without the kernels)
-            return x.shape[0] <= max_rows(self.config.hidden_size)
+        if weights == "plain":  # weights as loaded: 32 rows a pass with AMX, 4 without, 0: no kernels
+            limit = max_rows(self.config.hidden_size)
+            if limit >= ROWS_PER_CALL and (batch.mode == ForwardMode.DECODE or batch.rowwise):
+                return True  # any size, in calls of 32 rows
+            return x.shape[0] <= limit
         return False
 
     def _weights(self) -> str:

@@ -11,20 +11,29 @@ from sgl.runtime import Engine
 from sgl.runtime.forward_batch import ForwardMode
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory, default_tokenizer_folder):
+@pytest.fixture(scope="module", params=["packed", "as loaded"])
+def engine(request, tmp_path_factory, default_tokenizer_folder):
+    """The tiny model with its weights packed for the tile kernel (where the CPU has AMX) or as
+    loaded (the linear kernel of kernels/cpu/linear_bf16.c: a model packing does not cover)."""
+    import sgl.runtime.loader as loader
+    from sgl.kernels.cpu import tile_path
     from sgl.runtime.device_caps import cpu_flags
 
     if "avx512_bf16" not in cpu_flags():
         pytest.skip("the CPU has no AVX-512 BF16: bf16 takes the module path")
+    packed = request.param == "packed"
+    if packed and not tile_path():
+        pytest.skip("no AMX: nothing is packed")
     folder = save_tiny_checkpoint(tiny_llama_config("gqa_llama3_tied_bias"), str(tmp_path_factory.mktemp("tiny")),
                                   default_tokenizer_folder)
-    from sgl.kernels.cpu import tile_path
-
-    with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
+    with pytest.MonkeyPatch.context() as patch:
+        if not packed:
+            patch.setattr(loader, "pack_tile_weights", lambda model: 0)
+        e = Engine(folder, dtype="bfloat16", max_total_tokens=2048)
+    with e:
         fused = e._scheduler.runner.model.model.fused
         assert fused is not None
-        assert fused._weights() == ("packed" if tile_path() else "plain")  # with AMX: the tile kernel's weights
+        assert fused._weights() == ("packed" if packed else "plain")
         yield e
 
 
