@@ -69,7 +69,7 @@ def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.
     """Causal attention of one request's new tokens on the tile unit: q (tokens, heads, d) at
     positions prefix.. (rows may be strided), keys and values of slots[:prefix + tokens] in the
     pools; writes out (tokens, heads, d), contiguous. Returns False, writing nothing, where the
-    kernel does not apply (no AMX, d % 32 != 0, other dtypes): the reference is
+    kernel does not apply (no AMX, d % 32 != 0 or d > 128, other dtypes): the reference is
     `attention_rows_reference` with one row per token."""
     lib = bf16_library(q, k_pool, v_pool)
     if lib is None:

@@ -13,6 +13,7 @@
  * Threads: OpenMP over blocks of ROWS_PER_BLOCK weight rows. The library links libgomp.so.1 by
  * name, which resolves to the copy torch already loaded, so kernels and torch share one pool.
  */
+#define _GNU_SOURCE /* syscall(), for the AMX permission request */
 #include <stdlib.h>
 #include "bf16.h"
 #include "kernels.h"

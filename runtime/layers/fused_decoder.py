@@ -104,9 +104,11 @@ class FusedDecoder:
 
     def _prefill_on_tiles(self) -> bool:
         """Whether prefill attention runs on the tile unit in every layer (as the module path's
-        does: kernels/cpu/prefill_attention_bf16.c): AMX, head_dim % 32 == 0, no windows."""
+        does: kernels/cpu/prefill_attention_bf16.c): AMX, head_dim a multiple of 32 up to 128,
+        no windows."""
         if self._tile_prefill is None:
-            self._tile_prefill = (tile_path() and self.config.head_dim % 32 == 0
+            d = self.config.head_dim
+            self._tile_prefill = (tile_path() and d % 32 == 0 and d <= 128
                                   and not any(layer.self_attn.attn.sliding_window for layer in self.layers))
         return self._tile_prefill
 

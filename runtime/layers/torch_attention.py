@@ -110,7 +110,7 @@ class TorchNativeBackend:
     def _tile_prefill(q: torch.Tensor, layer: Attention, batch: ForwardBatch) -> torch.Tensor | None:
         """Causal attention per request on the tile unit (kernels/cpu/prefill_attention_bf16.c;
         ~2x SDPA at 512 tokens), reading keys through the slot table; None where it does not
-        apply (not bf16 on an AMX CPU, head_dim % 32 != 0)."""
+        apply (not bf16 on an AMX CPU, head_dim not a multiple of 32 up to 128)."""
         if q.dtype != torch.bfloat16 or q.device.type != "cpu":
             return None
         out = torch.empty(q.shape[0], q.shape[1], layer.v_head_dim, dtype=q.dtype)

@@ -101,12 +101,14 @@ def test_residual_add_matches_torch(vector_kernels) -> None:
     assert add_bf16(a.float(), b.float()) is None
 
 
-@pytest.mark.parametrize("prefix,tokens", [(0, 40), (23, 17), (0, 5)])
-def test_prefill_attention_matches_reference(prefix, tokens, tile_kernels) -> None:
+# one key chunk (64 keys) or several, a prefix across a chunk boundary, partial query blocks, d = 128
+@pytest.mark.parametrize("prefix,tokens,d", [(0, 40, 64), (23, 17, 64), (0, 5, 64), (0, 150, 64), (70, 90, 64),
+                                             (10, 100, 128)])
+def test_prefill_attention_matches_reference(prefix, tokens, d, tile_kernels) -> None:
     from sgl.kernels.attention import prefill_attention_bf16
 
     torch.manual_seed(prefix + tokens)
-    heads, kv_heads, d, slots = 9, 3, 64, 128
+    heads, kv_heads, slots = 9, 3, 256
     k_pool, v_pool = torch.randn(slots, kv_heads, d, dtype=BF16), torch.randn(slots, kv_heads, d, dtype=BF16)
     table = (torch.randperm(slots - 1)[: prefix + tokens] + 1)[None]  # one request
     qkv = torch.randn(tokens, 2 * heads * d, dtype=BF16)
@@ -116,6 +118,7 @@ def test_prefill_attention_matches_reference(prefix, tokens, tile_kernels) -> No
     ref = attention_rows_reference(q, k_pool, v_pool, table, torch.zeros(tokens, dtype=torch.int64),
                                    torch.arange(prefix + 1, prefix + tokens + 1), 0.125)
     assert (out.float() - ref.float()).abs().max() < 3e-2  # P enters the tile product in bf16
+    assert (out.float() - ref.float()).abs().mean() < 3e-3
 
 
 # tile blocks of 16 and 32 rows, tails, threads splitting the rows (128+), bands of rows (K = 1536: 320 a band)
