@@ -66,7 +66,7 @@ def tiles_available(in_features: int, out_features: int, gated: bool = False) ->
     process, K a multiple of 32, and (gated) each half a multiple of 16 columns."""
     if in_features % TILE_DEPTH or (gated and out_features % (2 * TILE_COLUMNS)):
         return False
-    return tile_path() and bool(bf16_library(torch.empty(0, dtype=torch.bfloat16)).sgl_linear_tiles_available())
+    return tile_path()
 
 
 def pack_tiles(weight: torch.Tensor, gated: bool = False) -> torch.Tensor:

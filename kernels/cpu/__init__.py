@@ -33,7 +33,6 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_linear_bf16": ([P, P, P, P, I64, I64, I64], None),
     "sgl_amx_init": ([], ctypes.c_int),
     "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
-    "sgl_linear_tiles_available": ([], ctypes.c_int),
     "sgl_linear_tiles_bf16": ([P, P, P, P, P, I64, I64, I64, I64], None),
     "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),

@@ -150,7 +150,7 @@ static void run_blocks(const uint16_t *x, const uint16_t *tail, const uint16_t *
 
 void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint16_t *bias, const uint16_t *residual,
                            uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t gated) {
-    if (sgl_amx_init() != 1) abort(); /* packing asked sgl_linear_tiles_available() first */
+    if (sgl_amx_init() != 1) abort(); /* packing asked tile_path() (sgl_amx_init) first */
     const int64_t pairs = (N + 31) / 32, full = M / BLOCK_ROWS * BLOCK_ROWS, blocks = (M + BLOCK_ROWS - 1) / BLOCK_ROWS;
     const epilogue e = {bias, residual, y, N, gated};
     uint16_t *tail = NULL; /* the last M % 32 rows, zero-padded: tile loads read 16 or 32 rows */
@@ -179,13 +179,11 @@ void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint1
     free(tail);
 }
 
-int sgl_linear_tiles_available(void) { return sgl_amx_init() == 1; }
 #else
 void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint16_t *bias, const uint16_t *residual,
                            uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t gated) {
     (void)x; (void)tiles; (void)bias; (void)residual; (void)y; (void)M; (void)N; (void)K; (void)gated;
-    abort(); /* never called: sgl_linear_tiles_available() is 0 and nothing gets packed */
+    abort(); /* never called: sgl_amx_init() is 0 in such a build, so nothing gets packed */
 }
 
-int sgl_linear_tiles_available(void) { return 0; }
 #endif
