@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import bf16_library
+from .cpu import bf16_library, tile_path
 
 
 def attention_rows_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor,
@@ -64,6 +64,12 @@ def kv_store_bf16(k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tenso
     return True
 
 
+def prefill_attention_applies(head_dim: int) -> bool:
+    """Whether `prefill_attention_bf16` runs for heads of this width: AMX usable here, head_dim
+    a multiple of 32 up to 128 (the kernel keeps a query block's O rows, 16 x 128 floats)."""
+    return head_dim % 32 == 0 and head_dim <= 128 and tile_path()
+
+
 def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tensor,
                            prefix: int, scale: float, out: torch.Tensor) -> bool:
     """Causal attention of one request's new tokens on the tile unit: q (tokens, heads, d) at
@@ -75,7 +81,7 @@ def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.
     if lib is None:
         return False
     tokens, heads, d = q.shape
-    if q.stride(2) != 1 or q.stride(1) != d or v_pool.shape[2] != d or not out.is_contiguous():
+    if not prefill_attention_applies(d) or q.stride(2) != 1 or q.stride(1) != d or v_pool.shape[2] != d or not out.is_contiguous():
         return False
     assert slots.dtype == torch.int64 and slots.is_contiguous() and slots.shape[0] >= prefix + tokens
     return bool(lib.sgl_prefill_attention_bf16(q.data_ptr(), q.stride(0), k_pool.data_ptr(), v_pool.data_ptr(),

@@ -26,7 +26,8 @@ import ctypes
 import dataclasses
 
 import torch
-from sgl.kernels.cpu import library, tile_path
+from sgl.kernels.attention import prefill_attention_applies
+from sgl.kernels.cpu import library
 from sgl.kernels.linear import max_rows
 from torch import nn
 
@@ -104,11 +105,9 @@ class FusedDecoder:
 
     def _prefill_on_tiles(self) -> bool:
         """Whether prefill attention runs on the tile unit in every layer (as the module path's
-        does: kernels/cpu/prefill_attention_bf16.c): AMX, head_dim a multiple of 32 up to 128,
-        no windows."""
+        does: kernels/cpu/prefill_attention_bf16.c) and no layer has a window."""
         if self._tile_prefill is None:
-            d = self.config.head_dim
-            self._tile_prefill = (tile_path() and d % 32 == 0 and d <= 128
+            self._tile_prefill = (prefill_attention_applies(self.config.head_dim)
                                   and not any(layer.self_attn.attn.sliding_window for layer in self.layers))
         return self._tile_prefill
 
@@ -137,10 +136,10 @@ class FusedDecoder:
         if batch.mode == ForwardMode.DECODE:
             q_req, kv_len = batch.req_rows, torch.tensor(batch.seq_lens)
         else:  # token i of a request whose new tokens start at row `start` sees prefix + (i - start) + 1
-            lens = torch.tensor(batch.extend_lens)
+            lens, prefix_lens = torch.tensor(batch.extend_lens), torch.tensor(batch.prefix_lens)
             q_req = torch.repeat_interleave(batch.req_rows, lens)
             starts = torch.cumsum(lens, 0) - lens
-            kv_len = torch.repeat_interleave(torch.tensor(batch.prefix_lens) - starts + 1, lens) + torch.arange(tokens)
+            kv_len = torch.repeat_interleave(prefix_lens - starts + 1, lens) + torch.arange(tokens)
         q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
         max_len = int(kv_len.max())
         rotary = self.layers[0].self_attn.rotary
@@ -156,8 +155,8 @@ class FusedDecoder:
                               + 32 * widest, dtype=torch.bfloat16)
         scores = None if prefill else torch.empty(rows * c.num_heads * max_len, dtype=torch.float32)
         # a prefill's requests: table rows, prefix lengths, new tokens (held here through the call)
-        requests = (batch.req_rows.contiguous(), torch.tensor(batch.prefix_lens), torch.tensor(batch.extend_lens))
-        per_request = tuple(t.data_ptr() for t in requests) if prefill else (None, None, None)
+        requests = (batch.req_rows.contiguous(), prefix_lens, lens) if prefill else ()
+        per_request = tuple(t.data_ptr() for t in requests) or (None, None, None)
         x = x.contiguous()
         table = batch.req_to_token
         slots = batch.out_slots.contiguous()

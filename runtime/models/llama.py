@@ -224,7 +224,7 @@ class LlamaModel(nn.Module):
         self.embed_norm = make_norm(flags.norm, c.hidden_size, c.norm_eps) if flags.embed_norm else None
         self.layers = nn.ModuleList(LlamaDecoderLayer(c, flags, i, ropes[i]) for i in range(c.num_layers))
         self.norm = make_norm(flags.norm, config.hidden_size, config.norm_eps)
-        # bf16 decode on the CPU: every layer in one C call per 32 rows, same kernels and rounding
+        # bf16 on the CPU: every layer in C (decode in calls of 32 rows, a prefill in one), same kernels and rounding
         self.fused = FusedDecoder(self.layers, c) if fused_decoder_applies(c, flags) else None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
