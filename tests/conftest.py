@@ -13,8 +13,10 @@ def default_tokenizer_folder() -> str:
     return converted_folder(default_model_path())
 
 
-# ---- the CPU kernels: a test skips only for missing hardware or a missing compiler; where
-# both are here, a kernel that did not build, or built without the path, fails the test -------
+# ---- the CPU kernels: a test skips only where the CPU lacks the feature it tests, or where the
+# kernels are switched off (SGL_CPU_KERNELS=0). A missing compiler skips only outside `make
+# test` (which installs one and sets SGL_REQUIRE_CPU_KERNELS=1); a kernel that did not build, or
+# built without the path the CPU has, fails the test ----------------------------------------
 
 def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
     import os
@@ -26,6 +28,9 @@ def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
     if os.environ.get("SGL_CPU_KERNELS", "1") == "0":
         pytest.skip("SGL_CPU_KERNELS=0: the CPU kernels are switched off")
     if shutil.which("cc") is None and shutil.which("gcc") is None:
+        if os.environ.get("SGL_REQUIRE_CPU_KERNELS") == "1":
+            pytest.fail("no C compiler: install gcc (make does with apt), or set SGL_REQUIRE_CPU_KERNELS=0 "
+                        "to test the torch fallback alone")
         pytest.skip("no C compiler: the CPU kernels cannot be built")
     assert library() is not None, "a C compiler is here but the CPU kernels did not build (see the log)"
     if vector or tiles:
