@@ -2,6 +2,11 @@
 
 Callers on any thread submit requests; one scheduler thread batches them (so concurrent callers
 are served together), runs the model and hands results back through per-request queues.
+
+NOTE (no caller waits for ever): a step that raises ends the requests it touched with an abort
+naming the error (Scheduler.fail_step) and the engine keeps serving; if the scheduler thread
+itself dies, every request not yet answered gets that error, later calls raise, and waiting
+callers poll the thread's liveness as a last resort.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import torch
@@ -26,12 +32,13 @@ from .openmp import release_thread_pool
 from .requests import RequestFactory
 from .results import build_result
 from .scheduler.kv_manager import KVManager
-from .scheduler.postprocess import finish_abort
+from .scheduler.postprocess import finish_error
 from .scheduler.request import Req
 from .scheduler.scheduler import Scheduler
 
 logger = logging.getLogger("sgl.runtime")
 _DONE = object()
+POLL_S = 1.0  # how often a waiting caller checks that the scheduler thread is alive
 
 
 class Engine:
@@ -63,6 +70,9 @@ class Engine:
                                     torch.Generator().manual_seed(cfg.random_seed))
         self._compiler_lock = threading.Lock()
         self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._submit_lock = threading.Lock()  # orders submissions against the thread's death
+        self._unanswered: dict[int, Req] = {}  # id -> submitted request without its final result
+        self._dead: str | None = None  # why the scheduler thread ended, once it has
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
         self._thread.start()
@@ -71,18 +81,36 @@ class Engine:
     # ---- scheduler thread ----------------------------------------------------------------
     @torch.inference_mode()
     def _loop(self) -> None:
+        reason = "the engine was shut down"
+        try:
+            self._serve()
+        except BaseException as e:  # the loop itself broke: nothing will answer from here on
+            logger.exception("the scheduler thread died")
+            reason = f"the engine's scheduler thread died: {type(e).__name__}: {e}"
+        finally:
+            with self._submit_lock:
+                self._dead = reason
+            self._fail_unanswered(reason)
+
+    def _serve(self) -> None:
+        s = self._scheduler
         busy = False  # whether this thread ran work since its OpenMP pool was last freed
         while not self._stopped:
-            idle = not self._scheduler.has_work()
+            idle = not s.has_work()
             if idle and busy:
                 release_thread_pool()  # idle: let the caller's torch work have the CPUs
                 busy = False
+            if idle and s.requests:  # a request left every queue without its result: a bug
+                lost = s.lost()
+                logger.error("%d request(s) left every queue unanswered", len(lost))
+                s.touched = lost
+                self._deliver_errors(s.fail_step("engine error: the request was lost by the scheduler"))
             busy = self._drain_inbox(block=idle) or busy  # calls may run torch work too
             try:
-                self._scheduler.step()
-            except Exception as e:  # a bug or a kernel failure: fail the live requests, keep serving
+                s.step()
+            except Exception as e:  # a bug or a kernel failure: fail what the step touched, keep serving
                 logger.exception("engine step failed")
-                self._fail_all(f"engine error: {type(e).__name__}: {e}")
+                self._deliver_errors(s.fail_step(f"engine error: {type(e).__name__}: {e}"))
 
     def _drain_inbox(self, block: bool) -> bool:
         """Takes every queued item; returns whether there was any."""
@@ -93,7 +121,7 @@ class Engine:
         while True:
             kind, payload = item
             if kind == "add":
-                self._scheduler.waiting.append(payload)
+                self._scheduler.add(payload)
             elif kind == "abort":
                 while self._scheduler.abort(payload):
                     pass
@@ -108,20 +136,48 @@ class Engine:
             except queue.Empty:
                 return True
 
-    def _fail_all(self, message: str) -> None:
-        s = self._scheduler
-        reqs = s.waiting + s.running + s.jumped + ([s.chunked] if s.chunked else [])
-        s.waiting, s.running, s.jumped, s.chunked = [], [], [], None
-        for r in reqs:
-            finish_abort(r, message)
-            self._kv.release(r, keep=False)
-            self._on_update(r)
+    def _fail_unanswered(self, message: str) -> None:
+        """Ends every request not yet answered (the thread is ending): the scheduler's, then any
+        still in the inbox or lost on the way."""
+        try:
+            self._deliver_errors(self._scheduler.fail_all(message))
+        except Exception:  # the scheduler's state is broken: answer the callers all the same
+            logger.exception("failing the scheduler's requests")
+        with self._submit_lock:
+            rest = list(self._unanswered.values())
+        for r in rest:
+            finish_error(r, message)
+        self._deliver_errors(rest)
 
     def _on_update(self, req: Req) -> None:
+        """Hands the request's state to its caller (called by the scheduler after each change)."""
+        if req.delivered:
+            return
+        result = build_result(req, self.tokenizer)  # NOTE: may raise: the step then fails it
+        self._put(req, result)
+
+    def _put(self, req: Req, result: dict) -> None:
         channel: queue.Queue = req.extra["channel"]
-        channel.put(build_result(req, self.tokenizer))
+        channel.put(result)
         if req.finished:
+            req.delivered = True
+            with self._submit_lock:
+                self._unanswered.pop(id(req), None)
             channel.put(_DONE)
+
+    def _deliver_errors(self, reqs: list[Req]) -> None:
+        """Final results of failed requests; never raises (building a result may be what failed)."""
+        for r in reqs:
+            if r.delivered:
+                continue
+            try:
+                result = build_result(r, self.tokenizer)
+            except Exception:
+                result = {"text": "", "output_ids": list(r.output_ids),
+                          "meta_info": {"id": r.rid, "prompt_tokens": len(r.input_ids),
+                                        "completion_tokens": len(r.output_ids), "cached_tokens": r.cached_tokens,
+                                        "finish_reason": r.finish_reason}}
+            self._put(r, result)
 
     def _get_grammar_compiler(self) -> Any:
         with self._compiler_lock:
@@ -135,8 +191,21 @@ class Engine:
     def _call(self, fn: Callable[[], Any]) -> Any:
         """Runs fn on the scheduler thread, between steps, and returns its result."""
         fut: Future = Future()
-        self._inbox.put(("call", (fn, fut)))
-        return fut.result()
+        with self._submit_lock:
+            self._check_alive()
+            self._inbox.put(("call", (fn, fut)))
+        while True:
+            try:
+                return fut.result(timeout=POLL_S)
+            except FutureTimeout:
+                if not self._thread.is_alive() and not fut.done():
+                    raise RuntimeError(self._dead or "the engine's scheduler thread is gone") from None
+
+    def _check_alive(self) -> None:
+        if self._dead is not None:
+            raise RuntimeError(self._dead)
+        if self._stopped:
+            raise RuntimeError("the engine was shut down")
 
     # ---- generation ----------------------------------------------------------------------
     def generate(self, prompt: str | list[str] | None = None, sampling_params: dict | list[dict] | None = None,
@@ -146,8 +215,7 @@ class Engine:
                  image_data: Any = None) -> Any:
         """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
         of results in order; stream=True -> an iterator of cumulative result dicts."""
-        if self._stopped:
-            raise RuntimeError("the engine was shut down")
+        self._check_alive()
         prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         rids = rid if isinstance(rid, list) else [rid] * len(prompts)
@@ -174,20 +242,31 @@ class Engine:
     def _submit(self, req: Req) -> queue.Queue:
         channel: queue.Queue = queue.Queue()
         req.extra["channel"] = channel
-        self._inbox.put(("add", req))
+        with self._submit_lock:
+            self._check_alive()
+            self._unanswered[id(req)] = req
+            self._inbox.put(("add", req))
         return channel
 
-    @staticmethod
-    def _wait(channel: queue.Queue) -> dict:
+    def _next(self, channel: queue.Queue) -> Any:
+        """The channel's next item; raises if the scheduler thread is gone and nothing came."""
+        while True:
+            try:
+                return channel.get(timeout=POLL_S)
+            except queue.Empty:
+                if not self._thread.is_alive() and channel.empty():
+                    raise RuntimeError(self._dead or "the engine's scheduler thread is gone") from None
+
+    def _wait(self, channel: queue.Queue) -> dict:
         result = None
-        while (item := channel.get()) is not _DONE:
+        while (item := self._next(channel)) is not _DONE:
             result = item
         return result  # type: ignore[return-value]
 
     def _stream(self, req: Req) -> Iterator[dict]:
         channel = self._submit(req)
         try:
-            while (item := channel.get()) is not _DONE:
+            while (item := self._next(channel)) is not _DONE:
                 yield item
         finally:
             if not req.finished:  # the consumer stopped early: free the request's slots
@@ -215,15 +294,7 @@ class Engine:
 
     def flush_cache(self) -> bool:
         """Empties the radix cache; refused (False) while requests are queued or running."""
-        def flush() -> bool:
-            s = self._scheduler
-            if s.has_work():
-                return False
-            self._kv.tree.reset()
-            self._kv.allocator.reset()
-            return True
-
-        return self._call(flush)
+        return self._call(self._scheduler.flush)
 
     def check_kv(self) -> None:
         """Asserts the slot invariants (every slot free, cached, or held by one live request)."""
@@ -257,8 +328,7 @@ class Engine:
     def shutdown(self) -> None:
         if self._stopped:
             return
-        self._call(lambda: self._fail_all("the engine was shut down"))
-        self._stopped = True
+        self._stopped = True  # the thread ends after its current step and answers what is left
         self._inbox.put(("noop", None))
         self._thread.join(timeout=10)
 

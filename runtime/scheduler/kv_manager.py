@@ -39,17 +39,34 @@ class KVManager:
             return False
         req.row, req.node = row, node  # type: ignore[assignment]
         self.tree.lock(node)  # type: ignore[arg-type]
-        req.tree_len = req.kv_len = len(prefix)
+        req.tree_len = req.kv_len = req.alloc_len = len(prefix)
         self.table.write(row, 0, prefix)
         return True
 
     def extend(self, req: Req, n: int) -> torch.Tensor | None:
         """Allocates slots for the next n tokens of `req` (positions kv_len..kv_len+n-1) and
-        records them in its row. The caller advances kv_len after the forward."""
+        records them in its row (alloc_len). The caller advances kv_len after the forward."""
+        assert req.alloc_len == req.kv_len, "a request's previous allocation was not computed"
         slots = self.alloc(n)
         if slots is not None:
             self.table.write(req.row, req.kv_len, slots)  # type: ignore[arg-type]
+            req.alloc_len = req.kv_len + n
         return slots
+
+    def extend_decode(self, reqs: list[Req]) -> torch.Tensor | None:
+        """One slot for the next token of each request (a decode step); None if none left."""
+        slots = self.alloc(len(reqs))
+        if slots is not None:
+            for r, s in zip(reqs, slots.tolist()):
+                assert r.alloc_len == r.kv_len, "a request's previous allocation was not computed"
+                self.table.table[r.row, r.kv_len] = s
+                r.alloc_len = r.kv_len + 1
+        return slots
+
+    @staticmethod
+    def computed(req: Req) -> None:
+        """After a forward: the allocated positions now hold KV."""
+        req.kv_len = req.alloc_len
 
     def cache(self, req: Req) -> None:
         """Moves req's computed tokens into the tree and re-locks the longer path, so requests
@@ -73,15 +90,16 @@ class KVManager:
             return
         if keep:
             self.cache(req)  # afterwards the request owns nothing unless the cache is off
-        self.allocator.free(self.table.read(req.row, req.kv_len)[req.tree_len :].clone())
+        # NOTE: up to alloc_len: a step that failed after allocating left slots past kv_len
+        self.allocator.free(self.table.read(req.row, max(req.kv_len, req.alloc_len))[req.tree_len :].clone())
         self.tree.unlock(req.node)  # type: ignore[arg-type]
         self.table.free(req.row)
-        req.row, req.node, req.tree_len, req.kv_len = None, None, 0, 0
+        req.row, req.node, req.tree_len, req.kv_len, req.alloc_len = None, None, 0, 0, 0
 
     def check(self, live: list[Req]) -> None:
         """Asserts that every slot is free, in the tree, or owned by exactly one live request."""
         self.tree.check_integrity()
-        owned = [self.table.read(r.row, r.kv_len)[r.tree_len :] for r in live if r.row is not None]
+        owned = [self.table.read(r.row, max(r.kv_len, r.alloc_len))[r.tree_len :] for r in live if r.row is not None]
         parts = [self.allocator.free_slots(), self.tree.all_slots(), *owned]
         everything = torch.cat(parts)
         n = self.allocator.num_slots

@@ -79,6 +79,17 @@ def finish_abort(req: Req, message: str) -> None:
         _finish(req, {"type": "abort", "message": message})
 
 
+def finish_error(req: Req, message: str) -> None:
+    """Ends a request that a failed engine step touched, whatever state it was in (an abort
+    with status 500: the server answers it as an internal error, naming `message`)."""
+    try:
+        req.detokenizer.flush()
+        req.text = req.detokenizer.text
+    except Exception:  # the detokenizer may be what failed
+        req.text = ""
+    req.finish_reason = {"type": "abort", "message": message, "status_code": 500}
+
+
 def finish_prefill_only(req: Req) -> None:
     """A max_new_tokens=0 request is done once its prompt is in the cache."""
     req.text = ""

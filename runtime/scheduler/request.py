@@ -7,6 +7,10 @@ KV ownership of a running request with table row `row`:
                   |   by the tree |   this request      |   (the last sampled token)
                   |   (node locked)                     |
 
+During a step, positions [kv_len, alloc_len) also hold slots of this request (allocated for the
+forward, not yet computed); after it kv_len catches up. Release frees [tree_len, alloc_len), so
+a step that fails half-way leaks nothing.
+
 `fill_ids` = prompt + output so far. When a request is retracted it gives back its own slots
 and its row, and later re-prefills `fill_ids` (its output so far is kept, so it resumes where it
 stopped).
@@ -56,6 +60,7 @@ class Req:
     node: TreeNode | None = None
     tree_len: int = 0
     kv_len: int = 0
+    alloc_len: int = 0  # positions with a slot in the table row (>= kv_len; > only mid-step)
     cached_tokens: int = 0  # prompt tokens reused from the cache on first admission
     admitted: bool = False
     # results
@@ -63,6 +68,7 @@ class Req:
     text: str = ""  # output text, stop-trimmed at the end
     created: float = field(default_factory=time.perf_counter)
     retractions: int = 0
+    delivered: bool = False  # the final result was handed to the caller (set by the engine only)
     # per-step scratch for the sampler
     banned_ids: list[int] = field(default_factory=list)
 

@@ -2,6 +2,11 @@
 
 One step = schedule -> forward -> sample -> postprocess. Prefill goes first: while requests
 wait and fit, a prefill (extend) batch runs; otherwise every running request decodes one token.
+
+NOTE (no lost request): every request added is in `requests` until its final result was
+handed over. A request is always in one queue (waiting, chunked, running, jumped) except while
+a step holds it; when a step raises, `fail_step` ends the requests it touched and any that left
+every queue, frees their KV, and the others keep going.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .policy import order_waiting
 from .postprocess import (
     append_token,
     finish_abort,
+    finish_error,
     finish_prefill_only,
     record_input_logprobs,
     record_output_logprob,
@@ -51,6 +57,8 @@ class Scheduler:
         self.context_length = context_length
         self.on_update = on_update  # called with a request after each change a caller can see
         self.generator = generator
+        self.requests: dict[int, Req] = {}  # id -> every request added whose end was not handed over
+        self.touched: list[Req] = []  # the requests the current step took out of their queues
         self.waiting: list[Req] = []
         self.running: list[Req] = []
         self.chunked: Req | None = None  # a request in the middle of a chunked prefill
@@ -60,7 +68,9 @@ class Scheduler:
 
     # ---- the step ------------------------------------------------------------------------
     def step(self) -> bool:
-        """Runs one forward if there is work; returns False when idle."""
+        """Runs one forward if there is work; returns False when idle. On an exception, call
+        `fail_step` before the next step."""
+        self.touched = []
         plans = self.schedule_extend()
         if plans:
             self.run_extend(plans)
@@ -72,6 +82,16 @@ class Scheduler:
 
     def has_work(self) -> bool:
         return bool(self.waiting or self.running or self.chunked or self.jumped)
+
+    def queued(self) -> list[Req]:
+        """Every request in a queue (the union of the four)."""
+        return self.waiting + self.live_requests()
+
+    def _emit(self, r: Req) -> None:
+        """Hands a change to the caller; a finished request leaves the scheduler."""
+        self.on_update(r)
+        if r.finished:
+            self.requests.pop(id(r), None)
 
     # ---- prefill -------------------------------------------------------------------------
     def _reserve(self, r: Req) -> float:
@@ -95,6 +115,7 @@ class Scheduler:
         room = self.kv.available() - sum(self._reserve(r) for r in self.running)
         plans: list[ExtendPlan] = []
 
+        self.touched += self.jumped
         for r in self.jumped:  # already admitted: compute the jumped-forward tokens
             take = len(r.fill_ids) - r.kv_len
             if self.kv.extend(r, take) is None:  # out of memory: retract it like a decode would
@@ -108,6 +129,7 @@ class Scheduler:
 
         if self.chunked is not None:  # a chunked prefill continues before anything new
             r = self.chunked
+            self.touched.append(r)
             take = min(len(r.fill_ids) - r.kv_len, chunk_cap, token_budget)
             if self.kv.extend(r, take) is None:
                 return []
@@ -129,7 +151,8 @@ class Scheduler:
                 r.cached_tokens = len(prefix)
                 finish_prefill_only(r)
                 admitted.append(r)
-                self.on_update(r)
+                self.touched.append(r)
+                self._emit(r)
                 continue
             if _shared_with_batch(r.fill_ids, len(prefix), batch_keys) >= IN_BATCH_SHARE_MIN:
                 continue  # another request in this batch computes the same tokens; reuse them next round
@@ -141,6 +164,7 @@ class Scheduler:
                 take = min(take, self.kv.available())
             if take <= 0 or not self.kv.admit(r, prefix, node):
                 break
+            self.touched.append(r)  # holds a row now: a failure from here on must release it
             if self.kv.extend(r, take) is None:
                 self.kv.release(r, keep=False)
                 break
@@ -191,7 +215,7 @@ class Scheduler:
         samplers: list[tuple[Req, int]] = []
         for plan in plans:
             r = plan.req
-            r.kv_len = plan.start + plan.length
+            self.kv.computed(r)
             if r.logprob is not None and not r.output_ids and (plan.input_logprob_rows or plan.start <= r.logprob.start):
                 record_input_logprobs(r, logits[plan.input_logprob_rows], plan.input_logprob_first)
             if r.kv_len < len(r.fill_ids):
@@ -201,7 +225,7 @@ class Scheduler:
             if plan.sample_row is None:
                 finish_prefill_only(r)
                 self.kv.release(r)
-                self.on_update(r)
+                self._emit(r)
             else:
                 samplers.append((r, plan.sample_row))
         if samplers:
@@ -214,15 +238,14 @@ class Scheduler:
         if not self.running:
             return
         reqs = self.running
-        slots = self.kv.alloc(len(reqs))
+        self.touched += reqs
+        slots = self.kv.extend_decode(reqs)
         assert slots is not None  # _make_decode_room guaranteed it
-        for r, s in zip(reqs, slots.tolist()):
-            self.kv.table.table[r.row, r.kv_len] = s
         logits = self.runner.forward(
             ForwardMode.DECODE, [r.output_ids[-1] for r in reqs], [r.kv_len for r in reqs],
             [r.row for r in reqs], [r.kv_len for r in reqs], [1] * len(reqs), slots, list(range(len(reqs))))
         for r in reqs:
-            r.kv_len += 1
+            self.kv.computed(r)
         self.stats["decode_tokens"] += len(reqs)
         self.stats["steps"] += 1
         self.new_token_ratio = max(MIN_NEW_TOKEN_RATIO, self.new_token_ratio - NEW_TOKEN_RATIO_DECAY)
@@ -235,7 +258,7 @@ class Scheduler:
                 r = self.running.pop()
                 finish_abort(r, "out of KV cache memory: raise max_total_tokens or lower max_new_tokens")
                 self.kv.release(r, keep=False)
-                self.on_update(r)
+                self._emit(r)
                 return
             # retract the request that loses least work: fewest outputs, then longest prompt
             victim = min(self.running, key=lambda r: (len(r.output_ids), -len(r.input_ids)))
@@ -268,7 +291,7 @@ class Scheduler:
             jumped = jump and not r.finished and try_jump_forward(r, self.context_length)
             if r.finished:
                 self.kv.release(r)
-                self.on_update(r)
+                self._emit(r)
                 continue
             if jumped:
                 self.jumped.append(r)
@@ -279,6 +302,59 @@ class Scheduler:
         return continuing
 
     # ---- control -------------------------------------------------------------------------
+    def add(self, r: Req) -> None:
+        self.requests[id(r)] = r
+        self.waiting.append(r)
+
+    def fail_step(self, message: str) -> list[Req]:
+        """After a step raised: ends every request it touched, and any that left every queue,
+        with an abort naming `message`, and frees their KV. Returns them (their final result
+        is the caller's to deliver: on_update may be what failed)."""
+        queued = set(map(id, self.queued()))
+        touched = set(map(id, self.touched))
+        victims = [r for r in self.requests.values() if id(r) in touched or id(r) not in queued]
+        # NOTE: a request the step finished and answered may still sit in the queue it was
+        # taken from (running, waiting): it leaves with the victims
+        done = [r for r in self.touched if r.finished and id(r) not in self.requests]
+        self.touched = []
+        self._remove(victims + done)
+        for r in victims:
+            finish_error(r, message)
+            self.kv.release(r, keep=False)
+            self.requests.pop(id(r), None)
+        return victims
+
+    def fail_all(self, message: str) -> list[Req]:
+        """Ends every request (the engine is stopping or broken); returns them, as fail_step."""
+        victims = list(self.requests.values())
+        self.waiting, self.running, self.jumped, self.chunked, self.requests = [], [], [], None, {}
+        for r in victims:
+            finish_error(r, message)
+            self.kv.release(r, keep=False)
+        return victims
+
+    def lost(self) -> list[Req]:
+        """Requests added and not finished that are in no queue (checked while idle: none
+        should be; a bug otherwise, which `fail_step` turns into an error for them)."""
+        queued = set(map(id, self.queued()))
+        return [r for r in self.requests.values() if id(r) not in queued]
+
+    def flush(self) -> bool:
+        """Empties the radix cache; refused (False) while requests are queued or running."""
+        if self.has_work():
+            return False
+        self.kv.tree.reset()
+        self.kv.allocator.reset()
+        return True
+
+    def _remove(self, reqs: list[Req]) -> None:
+        gone = set(map(id, reqs))
+        self.waiting = [r for r in self.waiting if id(r) not in gone]
+        self.running = [r for r in self.running if id(r) not in gone]
+        self.jumped = [r for r in self.jumped if id(r) not in gone]
+        if self.chunked is not None and id(self.chunked) in gone:
+            self.chunked = None
+
     def abort(self, rid: str) -> bool:
         for queue in (self.waiting, self.running, self.jumped):
             for r in queue:
@@ -295,7 +371,7 @@ class Scheduler:
     def _abort(self, r: Req) -> None:
         finish_abort(r, "aborted by request")
         self.kv.release(r, keep=False)
-        self.on_update(r)
+        self._emit(r)
 
     def live_requests(self) -> list[Req]:
         live = self.running + self.jumped

@@ -31,6 +31,19 @@ class ClientGone(Exception):
     """The HTTP client disconnected before its result was ready."""
 
 
+class EngineFailure(Exception):
+    """The engine ended a request because a step failed (finish_reason abort, status 500): the
+    route answers an internal error naming it instead of a normal result."""
+
+
+def raise_engine_failure(results: Any) -> None:
+    """Raises EngineFailure if any result (a dict or a list of them) was ended by an engine error."""
+    for r in results if isinstance(results, list) else [results]:
+        reason = r["meta_info"]["finish_reason"] or {}
+        if reason.get("type") == "abort" and reason.get("status_code") == 500:
+            raise EngineFailure(reason.get("message", "engine error"))
+
+
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -67,7 +80,9 @@ class EngineBridge:
             waiting = {task} if watcher is None else {task, watcher}
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if task.done():
-                return task.result()
+                result = task.result()
+                raise_engine_failure(result)
+                return result
             raise ClientGone()
         finally:
             if watcher is not None:
@@ -132,6 +147,7 @@ class EngineBridge:
                     else:
                         latest[index] = item
                 for index, chunk in latest.items():
+                    raise_engine_failure(chunk)
                     if chunk["meta_info"]["finish_reason"] is not None:
                         finished.add(index)
                     yield index, chunk

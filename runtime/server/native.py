@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
-from .bridge import ClientGone
+from .bridge import ClientGone, EngineFailure
 from .context import ServerContext
 from .errors import APIError, error_body
 from .guard import parse
@@ -36,15 +36,20 @@ _PARAM = re.compile(r"^`?(sampling_params(?:\.\w+)?)")
 
 @contextmanager
 def engine_errors() -> Iterator[None]:
-    """The engine's input errors -> 400 (its messages name the field); a stopped engine -> 503."""
+    """The engine's input errors -> 400 (its messages name the field); a failed step -> 500; a
+    stopped engine -> 503."""
     try:
         yield
+    except EngineFailure as e:
+        raise APIError(500, f"generation failed: {e}") from None
     except (ValueError, TypeError, OverflowError) as e:
         match = _PARAM.match(str(e))
         raise APIError(400, str(e), match.group(1) if match else None) from None
     except RuntimeError as e:
         if "shut down" in str(e):
             raise APIError(503, "the engine is shutting down; retry on another server") from None
+        if "scheduler thread" in str(e):
+            raise APIError(503, f"the engine stopped serving: {e}") from None
         raise
 
 
