@@ -7,6 +7,7 @@ sub-configs, rope parameters in two spellings, missing head_dim) is resolved her
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,3 +198,17 @@ class EngineConfig:
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)
+
+
+def pick_device(name: str) -> torch.device:
+    """`auto` is the CPU until the CUDA path is tested end to end (the GPU issue); `cuda` runs
+    the torch backend on the GPU and says it is experimental."""
+    if name == "auto" or name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device='cuda': no CUDA device is visible; use device='cpu'")
+        logging.getLogger("sgl.runtime").warning(
+            "device='cuda' is experimental: the CUDA path has not passed the parity suite yet")
+        return torch.device("cuda")
+    raise ValueError(f"device={name!r}: use auto, cpu or cuda")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
-from .config import EngineConfig
+from .config import EngineConfig, pick_device
 from .loader import load_model
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
@@ -50,15 +50,15 @@ class Engine:
 
     def __init__(self, model_path: str | None = None, **engine_args: Any) -> None:
         self.config = cfg = EngineConfig(model_path=model_path, **engine_args)
-        device = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(device)
+        self.device = pick_device(cfg.device)
         loaded = load_model(cfg, self.device)
         self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
         self.dtype = loaded.dtype
         mc = loaded.config
         self.context_length = cfg.context_length or mc.max_position
-        self.num_slots = choose_num_slots(cfg, mc, loaded.dtype, self.device, self.context_length)
-        pool = KVPool(self.num_slots, mc.num_layers, mc.num_kv_heads, mc.head_dim, loaded.dtype, self.device)
+        pool: KVPool = loaded.model.make_kv_pool(loaded.dtype, self.device)
+        self.num_slots = choose_num_slots(cfg, pool, self.device, self.context_length)
+        pool.allocate(self.num_slots)
         allocator = SlotAllocator(self.num_slots)
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
@@ -157,7 +157,7 @@ class Engine:
         self._put(req, result)
 
     def _put(self, req: Req, result: dict) -> None:
-        channel: queue.Queue = req.extra["channel"]
+        channel: queue.Queue = req.channel
         channel.put(result)
         if req.finished:
             req.delivered = True
@@ -241,7 +241,7 @@ class Engine:
 
     def _submit(self, req: Req) -> queue.Queue:
         channel: queue.Queue = queue.Queue()
-        req.extra["channel"] = channel
+        req.channel = channel
         with self._submit_lock:
             self._check_alive()
             self._unanswered[id(req)] = req

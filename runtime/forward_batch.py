@@ -1,14 +1,18 @@
-"""ForwardBatch: everything one model forward needs besides the weights."""
+"""The two shapes of a batch: `ScheduledBatch`, what the scheduler decided (typed, per request),
+and `ForwardBatch`, the tensors one model forward reads, which the runner makes from it."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .cache.kv_pool import KVPool
+
+if TYPE_CHECKING:
+    from .layers.attention_backend import AttentionBackend
 
 
 class ForwardMode(enum.Enum):
@@ -16,10 +20,43 @@ class ForwardMode(enum.Enum):
     DECODE = "decode"  # one new token per request
 
 
+@dataclass(frozen=True)
+class InputEmbeds:
+    """Embeddings that replace the token embeddings of some of a request's new tokens (images,
+    video frames, caller-given embeddings): rows (n, hidden) for positions `offsets` (n,),
+    counted from the first token this forward computes for the request."""
+
+    offsets: torch.Tensor  # (n,) int64
+    rows: torch.Tensor  # (n, hidden)
+
+
+@dataclass(frozen=True)
+class ScheduledReq:
+    """One request's part of a batch: its tokens at positions start.. go to out_slots."""
+
+    row: int  # its row of the request-to-token table
+    start: int  # tokens already in the KV cache: the first position computed
+    input_ids: list[int]  # the tokens computed now
+    out_slots: torch.Tensor  # (len(input_ids),) KV slots they are written to
+    embeds: InputEmbeds | None = None
+
+
+@dataclass(frozen=True)
+class ScheduledBatch:
+    mode: ForwardMode
+    reqs: list[ScheduledReq]
+    logit_rows: list[int]  # indices into the packed tokens whose logits are needed
+    pool_reqs: list[int] = field(default_factory=list)  # indices into reqs to pool (embedding models)
+    # compute every token as decode would, one row each (jump-forward's extends; see
+    # layers/fused_decoder.py): its values then do not depend on how it was batched
+    rowwise: bool = False
+
+
 @dataclass
 class ForwardBatch:
     """Attention metadata is (req rows, prefix lens, seq lens, slot locations); the attention
-    backend derives its own gather indices and masks from it once per batch (`attn_meta`).
+    backend derives its own gather indices and masks from it once per batch (`attn_meta`, a
+    dataclass of that backend).
 
     Token-level tensors are packed request after request: request b owns tokens
     [cu_extend[b], cu_extend[b] + extend_lens[b]).
@@ -34,12 +71,12 @@ class ForwardBatch:
     out_slots: torch.Tensor  # (tokens,) KV slots the new tokens are written to
     kv_pool: KVPool
     req_to_token: torch.Tensor  # (max_requests, max_context) slot table
-    logit_rows: torch.Tensor  # (rows,) indices into tokens whose logits are needed
-    attn_backend: Any = None
-    attn_meta: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)  # per-model inputs (e.g. image embeddings)
-    # compute every token as decode would, one row each (jump-forward's extends; see
-    # layers/fused_decoder.py): its values then do not depend on how it was batched
+    logit_rows: torch.Tensor  # (rows,) indices into tokens whose head output is needed
+    attn_backend: AttentionBackend
+    attn_meta: Any = None  # made by attn_backend.prepare(self)
+    # (tokens,) indices into tokens, and their (n, hidden) rows: embeddings given for them
+    embed_index: torch.Tensor | None = None
+    embed_rows: torch.Tensor | None = None
     rowwise: bool = False
 
     @property
@@ -49,3 +86,43 @@ class ForwardBatch:
     @property
     def seq_lens(self) -> list[int]:
         return [p + e for p, e in zip(self.prefix_lens, self.extend_lens)]
+
+    def embed(self, embed_tokens: Any) -> torch.Tensor:
+        """(tokens, hidden): the token embeddings, with the given input embeddings in place of
+        theirs (a model calls this instead of looking the ids up itself)."""
+        x = embed_tokens(self.input_ids)
+        if self.embed_index is not None:
+            x = x.index_copy(0, self.embed_index, self.embed_rows.to(x.dtype))  # type: ignore[union-attr]
+        return x
+
+
+def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, backend: AttentionBackend,
+         device: torch.device) -> ForwardBatch:
+    """The ForwardBatch of a scheduled batch: token tensors packed in request order."""
+    input_ids: list[int] = []
+    positions: list[int] = []
+    embed_index, embed_rows = [], []
+    for r in sched.reqs:
+        if r.embeds is not None:
+            embed_index.append(r.embeds.offsets + len(input_ids))
+            embed_rows.append(r.embeds.rows)
+        input_ids += r.input_ids
+        positions += range(r.start, r.start + len(r.input_ids))
+    batch = ForwardBatch(
+        mode=sched.mode,
+        input_ids=torch.tensor(input_ids, dtype=torch.int64, device=device),
+        positions=torch.tensor(positions, dtype=torch.int64, device=device),
+        req_rows=torch.tensor([r.row for r in sched.reqs], dtype=torch.int64, device=device),
+        prefix_lens=[r.start for r in sched.reqs],
+        extend_lens=[len(r.input_ids) for r in sched.reqs],
+        out_slots=torch.cat([r.out_slots for r in sched.reqs]).to(device),
+        kv_pool=kv_pool,
+        req_to_token=req_to_token,
+        logit_rows=torch.tensor(sched.logit_rows, dtype=torch.int64, device=device),
+        attn_backend=backend,
+        embed_index=torch.cat(embed_index).to(device) if embed_index else None,
+        embed_rows=torch.cat(embed_rows).to(device) if embed_rows else None,
+        rowwise=sched.rowwise,
+    )
+    batch.attn_meta = backend.prepare(batch)
+    return batch

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .cache.kv_pool import KVPool
-from .config import EngineConfig, ModelConfig
+from .config import EngineConfig
 
 # On CPU the pool is host memory that the rest of the machine also needs; cap the default.
 CPU_DEFAULT_MAX_SLOTS = 131072
@@ -22,12 +22,12 @@ def _available_bytes(device: torch.device) -> int:
     return 8 << 30
 
 
-def choose_num_slots(cfg: EngineConfig, mc: ModelConfig, dtype: torch.dtype, device: torch.device,
-                     context_length: int) -> int:
-    """`max_total_tokens` if given, else `mem_fraction_static` of free memory."""
+def choose_num_slots(cfg: EngineConfig, pool: KVPool, device: torch.device, context_length: int) -> int:
+    """`max_total_tokens` if given, else `mem_fraction_static` of free memory, in tokens of
+    `pool` (whose layout says what a token costs)."""
     if cfg.max_total_tokens is not None:
         return cfg.max_total_tokens
-    per_token = KVPool.bytes_per_token(mc.num_layers, mc.num_kv_heads, mc.head_dim, dtype)
+    per_token = pool.bytes_per_token()
     slots = int(_available_bytes(device) * cfg.mem_fraction_static) // per_token
     if device.type == "cpu":
         slots = min(slots, CPU_DEFAULT_MAX_SLOTS)

@@ -1,40 +1,45 @@
-"""ModelRunner: turns a scheduled batch into a ForwardBatch and runs the model."""
+"""ModelRunner: turns a scheduled batch into a ForwardBatch, runs the model, applies its head.
+
+Models return hidden states; the head is what the model declares (`task`): logits of the rows
+the sampler needs (generation), or a pooled vector per finished request (`pooler`: embedding
+models; with `classifier`: scores of classification and reward models).
+"""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from .cache import KVPool, ReqToTokenTable
-from .forward_batch import ForwardBatch, ForwardMode
-from .layers.torch_attention import TorchNativeBackend
+from .forward_batch import ScheduledBatch, pack
+from .layers.attention_backend import select_backend
+
+TASKS = ("generate", "embed", "classify")
+
+
+class ForwardOutput(NamedTuple):
+    logits: torch.Tensor  # (len(logit_rows), vocab) float32; (0, 0) for pooling models
+    pooled: torch.Tensor | None  # (len(pool_reqs), dim) float32, or None
 
 
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_pool: KVPool, table: ReqToTokenTable, device: torch.device) -> None:
         self.model, self.kv_pool, self.table, self.device = model, kv_pool, table, device
-        self.attn_backend = TorchNativeBackend()
+        self.attn_backend = select_backend(device)
+        self.task = getattr(type(model), "task", "generate")
+        assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
 
     @torch.inference_mode()
-    def forward(self, mode: ForwardMode, input_ids: list[int], positions: list[int], rows: list[int],
-                prefix_lens: list[int], extend_lens: list[int], out_slots: torch.Tensor,
-                logit_rows: list[int], extra: dict | None = None, rowwise: bool = False) -> torch.Tensor:
-        """Runs one forward; returns (len(logit_rows), vocab) float32 logits."""
-        dev = self.device
-        batch = ForwardBatch(
-            mode=mode,
-            input_ids=torch.tensor(input_ids, dtype=torch.int64, device=dev),
-            positions=torch.tensor(positions, dtype=torch.int64, device=dev),
-            req_rows=torch.tensor(rows, dtype=torch.int64, device=dev),
-            prefix_lens=prefix_lens,
-            extend_lens=extend_lens,
-            out_slots=out_slots.to(dev),
-            kv_pool=self.kv_pool,
-            req_to_token=self.table.table,
-            logit_rows=torch.tensor(logit_rows, dtype=torch.int64, device=dev),
-            attn_backend=self.attn_backend,
-            extra=extra or {},
-            rowwise=rowwise,
-        )
-        self.attn_backend.prepare(batch)
-        return self.model(batch).float()
+    def forward(self, sched: ScheduledBatch) -> ForwardOutput:
+        batch = pack(sched, self.kv_pool, self.table.table, self.attn_backend, self.device)
+        hidden = self.model(batch)  # (tokens, hidden), after the final norm
+        if self.task == "generate":
+            return ForwardOutput(self.model.compute_logits(hidden, batch).float(), None)
+        pooled = None
+        if sched.pool_reqs:
+            pooled = self.model.pooler(hidden, batch, sched.pool_reqs)
+            if self.task == "classify":
+                pooled = self.model.classifier(pooled.to(hidden.dtype)).float()
+        return ForwardOutput(hidden.new_zeros((0, 0), dtype=torch.float32), pooled)

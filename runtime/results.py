@@ -27,6 +27,9 @@ def build_result(req: Req, tokenizer: Any) -> dict[str, Any]:
         if lp.top_k:
             meta["input_top_logprobs"] = top_rows(lp.input_top, tokenizer, lp.with_text)
             meta["output_top_logprobs"] = top_rows(lp.output_top, tokenizer, lp.with_text)
-    if req.grammar is not None and req.extra.get("jump_forward_tokens"):
-        meta["jump_forward_tokens"] = req.extra["jump_forward_tokens"]
+    if req.grammar is not None and req.jump_forward_tokens:
+        meta["jump_forward_tokens"] = req.jump_forward_tokens
+    if req.pool:
+        embedding = req.embedding
+        return {"embedding": None if embedding is None else embedding.tolist(), "meta_info": meta}
     return {"text": req.visible_text(), "output_ids": list(req.output_ids), "meta_info": meta}

@@ -1,32 +1,73 @@
-"""Per-layer KV storage. One slot holds the key and value of one token in every layer."""
+"""KV storage behind one interface. One slot holds what attention keeps for one token in every
+layer; what that is depends on the pool: per-head keys and values (MHA/GQA, `MHAKVPool`), one
+compressed latent (MLA), later a recurrent state.
+
+A pool is made in two steps: its layout first, so memory sizing can ask `bytes_per_token()`,
+then `allocate(num_slots)`. Slot 0 is never handed out: padded gathers read it, so it must
+hold finite values (zeros).
+"""
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import torch
 from sgl.kernels.attention import kv_store_bf16
 
 
-class KVPool:
-    """`k[layer]`, `v[layer]`: (num_slots + 1, kv_heads, head_dim). Slot 0 is never handed out:
-    padded gathers read it, so it must hold finite values (zeros)."""
+class KVPool(ABC):
+    """What the engine and the attention layers need of any pool."""
 
-    def __init__(self, num_slots: int, num_layers: int, kv_heads: int, head_dim: int,
-                 dtype: torch.dtype, device: torch.device | str = "cpu", v_head_dim: int | None = None) -> None:
-        self.num_slots, self.num_layers = num_slots, num_layers
-        self.kv_heads, self.head_dim = kv_heads, head_dim
-        v_dim = v_head_dim or head_dim
-        self.k = [torch.zeros(num_slots + 1, kv_heads, head_dim, dtype=dtype, device=device) for _ in range(num_layers)]
-        self.v = [torch.zeros(num_slots + 1, kv_heads, v_dim, dtype=dtype, device=device) for _ in range(num_layers)]
+    num_slots: int = 0
+
+    @abstractmethod
+    def bytes_per_token(self) -> int:
+        """Bytes one token takes across every layer (memory sizing asks this)."""
+
+    @abstractmethod
+    def allocate(self, num_slots: int) -> None:
+        """Makes the buffers: slots 1..num_slots (and slot 0, zeros)."""
+
+    @abstractmethod
+    def store(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+        """Writes the new tokens' entries of `layer` into `slots` (tokens,)."""
+
+
+class MHAKVPool(KVPool):
+    """Per-head keys and values: `keys(layer)` (num_slots + 1, kv_heads, head_dim) and
+    `values(layer)` (num_slots + 1, kv_heads, v_head_dim)."""
+
+    def __init__(self, num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype,
+                 device: torch.device | str = "cpu", v_head_dim: int | None = None) -> None:
+        self.num_layers, self.kv_heads, self.head_dim = num_layers, kv_heads, head_dim
+        self.v_head_dim = v_head_dim or head_dim
+        self.dtype, self.device = dtype, torch.device(device)
+        self._k: list[torch.Tensor] = []
+        self._v: list[torch.Tensor] = []
+
+    def bytes_per_token(self) -> int:
+        size = torch.empty((), dtype=self.dtype).element_size()
+        return self.num_layers * self.kv_heads * (self.head_dim + self.v_head_dim) * size
+
+    def allocate(self, num_slots: int) -> None:
+        self.num_slots = num_slots
+        shape = (num_slots + 1, self.kv_heads)
+        self._k = [torch.zeros(*shape, self.head_dim, dtype=self.dtype, device=self.device)
+                   for _ in range(self.num_layers)]
+        self._v = [torch.zeros(*shape, self.v_head_dim, dtype=self.dtype, device=self.device)
+                   for _ in range(self.num_layers)]
+
+    def keys(self, layer: int) -> torch.Tensor:
+        return self._k[layer]
+
+    def values(self, layer: int) -> torch.Tensor:
+        return self._v[layer]
 
     def store(self, layer: int, slots: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
-        """Writes k, v (tokens, kv_heads, head_dim) into `slots` (tokens,) of `layer`."""
-        if kv_store_bf16(self.k[layer], self.v[layer], slots, k, v):  # one call, strided rows read in place
+        """k, v (tokens, kv_heads, head_dim)."""
+        if kv_store_bf16(self._k[layer], self._v[layer], slots, k, v):  # one call, strided rows read in place
             return
         # NOTE: index_copy_ is a plain loop; `buf[slots] = k` (index_put_) goes through a
         # parallel kernel that costs milliseconds when another process holds the second core.
-        self.k[layer].index_copy_(0, slots, k)
-        self.v[layer].index_copy_(0, slots, v)
-
-    @staticmethod
-    def bytes_per_token(num_layers: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> int:
-        return 2 * num_layers * kv_heads * head_dim * torch.empty((), dtype=dtype).element_size()
+        self._k[layer].index_copy_(0, slots, k)
+        self._v[layer].index_copy_(0, slots, v)

@@ -122,7 +122,7 @@ class FusedDecoder:
                     None if qkv.bias is None else qkv.bias.data_ptr(), _weight(o).data_ptr(),
                     None if o.bias is None else o.bias.data_ptr(),
                     layer.post_attention_layernorm.weight.data_ptr(), _weight(gate_up).data_ptr(),
-                    _weight(down).data_ptr(), pool.k[i].data_ptr(), pool.v[i].data_ptr(),
+                    _weight(down).data_ptr(), pool.keys(i).data_ptr(), pool.values(i).data_ptr(),
                     layer.self_attn.attn.sliding_window or 0, int(self._weights() == "packed"))
             self._pointers = (id(pool), structs)
         return self._pointers[1]

@@ -12,10 +12,10 @@ key 0 so softmax never sees an all-masked row, and their outputs are dropped.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-from sgl.kernels.attention import prefill_attention_bf16
 from torch.nn import functional as F
 
 from ..device_caps import emulated_bf16
@@ -25,72 +25,85 @@ if TYPE_CHECKING:
     from .attention import Attention
 
 
+@dataclass
+class TorchAttnMeta:
+    """What every layer of one batch reuses (see the module docstring)."""
+
+    kv_index: torch.Tensor  # (batch, max_kv) KV slots of each request's tokens, padded
+    seq_lens: torch.Tensor  # (batch,)
+    prefix_lens: torch.Tensor  # (batch,)
+    max_q: int
+    self_causal: bool  # a lone request with nothing cached: causal over its own new keys, no gather
+    dense_decode: bool  # a decode of one request: no mask
+    q_index: torch.Tensor | None = None  # (batch * max_q,) packed token of each padded query position
+    q_valid: torch.Tensor | None = None  # padded positions that hold a token, in packed order
+    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)  # window -> mask, on first use
+
+
 class TorchNativeBackend:
-    def prepare(self, batch: ForwardBatch) -> None:
-        meta = batch.attn_meta
-        seq_lens = batch.seq_lens
-        max_kv = max(seq_lens)
-        meta["kv_index"] = batch.req_to_token[batch.req_rows, :max_kv]  # (batch, max_kv)
-        meta["seq_lens"] = torch.tensor(seq_lens)
-        meta["prefix_lens"] = torch.tensor(batch.prefix_lens)
-        # A lone request with nothing cached attends causally to its own new keys: no gather.
-        meta["self_causal"] = batch.mode == ForwardMode.EXTEND and batch.batch_size == 1 and batch.prefix_lens[0] == 0
-        meta["dense_decode"] = batch.mode == ForwardMode.DECODE and batch.batch_size == 1
-        max_q = max(batch.extend_lens)
-        if batch.mode == ForwardMode.EXTEND and batch.batch_size > 1:
-            ext = torch.tensor(batch.extend_lens)
+    """SDPA over the pool on any device (the reference backend)."""
+
+    def prepare(self, batch: ForwardBatch) -> TorchAttnMeta:
+        dev = batch.input_ids.device
+        max_kv, max_q = max(batch.seq_lens), max(batch.extend_lens)
+        extend = batch.mode == ForwardMode.EXTEND
+        meta = TorchAttnMeta(
+            kv_index=batch.req_to_token[batch.req_rows, :max_kv],
+            seq_lens=torch.tensor(batch.seq_lens, device=dev),
+            prefix_lens=torch.tensor(batch.prefix_lens, device=dev),
+            max_q=max_q,
+            self_causal=extend and batch.batch_size == 1 and batch.prefix_lens[0] == 0,
+            dense_decode=batch.mode == ForwardMode.DECODE and batch.batch_size == 1)
+        if extend and batch.batch_size > 1:
+            ext = torch.tensor(batch.extend_lens, device=dev)
             starts = torch.cumsum(ext, 0) - ext
-            offs = torch.arange(max_q)
+            offs = torch.arange(max_q, device=dev)
             valid = offs[None, :] < ext[:, None]  # (batch, max_q)
-            meta["q_index"] = torch.where(valid, starts[:, None] + offs[None, :], 0).flatten()
-            meta["q_valid"] = valid.flatten().nonzero()[:, 0]  # padded positions that hold tokens
-        meta["max_q"] = max_q
+            meta.q_index = torch.where(valid, starts[:, None] + offs[None, :], 0).flatten()
+            meta.q_valid = valid.flatten().nonzero()[:, 0]
+        return meta
 
     def _mask(self, batch: ForwardBatch, window: int | None) -> torch.Tensor | None:
         """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may."""
-        meta = batch.attn_meta
-        key = ("mask", window)
-        if key not in meta:
-            max_q, kv = meta["max_q"], meta["kv_index"].shape[1]
-            q_pos = meta["prefix_lens"][:, None] + torch.arange(max_q)[None, :]  # (batch, max_q)
-            j = torch.arange(kv)[None, None, :]
-            mask = (j <= q_pos[:, :, None]) & (j < meta["seq_lens"][:, None, None])
+        meta: TorchAttnMeta = batch.attn_meta
+        if window not in meta.masks:
+            dev = meta.kv_index.device
+            max_q, kv = meta.max_q, meta.kv_index.shape[1]
+            q_pos = meta.prefix_lens[:, None] + torch.arange(max_q, device=dev)[None, :]  # (batch, max_q)
+            j = torch.arange(kv, device=dev)[None, None, :]
+            mask = (j <= q_pos[:, :, None]) & (j < meta.seq_lens[:, None, None])
             if window is not None:
                 mask &= j > q_pos[:, :, None] - window
             mask[:, :, 0] |= ~mask.any(-1)  # padded query rows see key 0 (dropped later)
-            meta[key] = mask[:, None]
-        return meta[key]
+            meta.masks[window] = mask[:, None]
+        return meta.masks[window]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
                 batch: ForwardBatch) -> torch.Tensor:
         """q (tokens, heads, d), k/v (tokens, kv_heads, d) of the new tokens -> (tokens, heads, dv)."""
-        meta = batch.attn_meta
+        meta: TorchAttnMeta = batch.attn_meta
         window = layer.sliding_window
-        if batch.mode == ForwardMode.EXTEND and window is None and layer.alibi is None and layer.softcap is None:
-            out = self._tile_prefill(q, layer, batch)
-            if out is not None:
-                return out
-        if meta["self_causal"] and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
+        if meta.self_causal and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
             out = F.scaled_dot_product_attention(
                 q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
                 is_causal=True, scale=layer.scaling, enable_gqa=True)
             return out[0].transpose(0, 1)  # (tokens, heads, dv)
 
-        kv_index = meta["kv_index"]
+        kv_index = meta.kv_index
         flat, shape = kv_index.flatten(), (*kv_index.shape, k.shape[1], -1)
         # NOTE: index_select on the flat index is ~10x faster than advanced indexing `pool[kv_index]`.
-        keys = batch.kv_pool.k[layer.layer_id].index_select(0, flat).view(shape).transpose(1, 2)  # (b, kv_heads, max_kv, d)
-        values = batch.kv_pool.v[layer.layer_id].index_select(0, flat).view(shape).transpose(1, 2)
+        keys = batch.kv_pool.keys(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)  # (b, kv_heads, max_kv, d)
+        values = batch.kv_pool.values(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)
         if batch.mode == ForwardMode.DECODE:
             queries = q[:, :, None, :]  # (batch, heads, 1, d)
         elif batch.batch_size == 1:
             queries = q.transpose(0, 1)[None]  # (1, heads, tokens, d)
         else:
-            queries = q.index_select(0, meta["q_index"]).view(batch.batch_size, -1, *q.shape[1:]).transpose(1, 2)
+            queries = q.index_select(0, meta.q_index).view(batch.batch_size, -1, *q.shape[1:]).transpose(1, 2)
 
         if emulated_bf16(q):  # bf16 SDPA over gathered keys runs ~4x slower than float32 there
             queries, keys, values = queries.float(), keys.float(), values.float()
-        needs_mask = not (meta["dense_decode"] and window is None)
+        needs_mask = not (meta.dense_decode and window is None)
         mask = self._mask(batch, window) if needs_mask else None
         if layer.softcap is None and layer.alibi is None:
             out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
@@ -104,24 +117,7 @@ class TorchNativeBackend:
             return out[:, :, 0, :]
         if batch.batch_size == 1:
             return out[0].transpose(0, 1)
-        return out.transpose(1, 2).flatten(0, 1).index_select(0, meta["q_valid"])
-
-    @staticmethod
-    def _tile_prefill(q: torch.Tensor, layer: Attention, batch: ForwardBatch) -> torch.Tensor | None:
-        """Causal attention per request on the tile unit (kernels/cpu/prefill_attention_bf16.c;
-        ~2x SDPA at 512 tokens), reading keys through the slot table; None where it does not
-        apply (not bf16 on an AMX CPU, head_dim not a multiple of 32 up to 128)."""
-        if q.dtype != torch.bfloat16 or q.device.type != "cpu":
-            return None
-        out = torch.empty(q.shape[0], q.shape[1], layer.v_head_dim, dtype=q.dtype)
-        pool_k, pool_v = batch.kv_pool.k[layer.layer_id], batch.kv_pool.v[layer.layer_id]
-        start = 0
-        for row, prefix, length in zip(batch.req_rows.tolist(), batch.prefix_lens, batch.extend_lens):
-            if not prefill_attention_bf16(q[start : start + length], pool_k, pool_v, batch.req_to_token[row], prefix,
-                                          layer.scaling, out[start : start + length]):
-                return None
-            start += length
-        return out
+        return out.transpose(1, 2).flatten(0, 1).index_select(0, meta.q_valid)
 
     @staticmethod
     def _explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -135,9 +131,9 @@ class TorchNativeBackend:
         if layer.softcap is not None:
             scores = torch.tanh(scores / layer.softcap) * layer.softcap
         if layer.alibi is not None:
-            meta = batch.attn_meta
-            q_pos = meta["prefix_lens"][:, None] + torch.arange(q.shape[2])[None, :]
-            rel = torch.arange(k.shape[2])[None, None, :] - q_pos[:, :, None]  # (b, q, kv): j - i
+            meta: TorchAttnMeta = batch.attn_meta
+            q_pos = meta.prefix_lens[:, None] + torch.arange(q.shape[2], device=q.device)[None, :]
+            rel = torch.arange(k.shape[2], device=q.device)[None, None, :] - q_pos[:, :, None]  # (b, q, kv): j - i
             scores = scores + layer.alibi[None, :, None, None] * rel[:, None].float()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cache.kv_pool import KVPool, MHAKVPool
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
 from ..layers.activation import gated, get_activation, residual_add
@@ -228,7 +229,7 @@ class LlamaModel(nn.Module):
         self.fused = FusedDecoder(self.layers, c) if fused_decoder_applies(c, flags) else None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        x = self.embed_tokens(batch.input_ids)  # (tokens, hidden)
+        x = batch.embed(self.embed_tokens)  # (tokens, hidden), with any given input embeddings
         if self.embed_positions is not None:
             x = x + self.embed_positions(batch.positions + self.position_offset)
         if self.embed_norm is not None:
@@ -248,6 +249,7 @@ GATE_UP_PACKED = {"gate_proj": ("gate_up_proj", 0), "up_proj": ("gate_up_proj", 
 class LlamaForCausalLM(nn.Module):
     packed_modules = {**QKV_PACKED, **GATE_UP_PACKED}
     ignored_weights = (r"rotary_emb\.inv_freq",)
+    task = "generate"  # the head the runner applies (model_runner.py)
 
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
@@ -266,8 +268,17 @@ class LlamaForCausalLM(nn.Module):
         self.logits_processor = LogitsProcessor(final_softcap=flags.final_softcap, scale=flags.logit_scale)
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        """-> (tokens, hidden) hidden states after the final norm."""
+        return self.model(batch)
+
+    def compute_logits(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """-> (len(batch.logit_rows), vocab) float32 logits."""
-        return self.logits_processor(self.model(batch), self.lm_head, batch)
+        return self.logits_processor(hidden, self.lm_head, batch)
+
+    def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
+        """The pool layout this model's attention needs (per-head keys and values)."""
+        c = self.config
+        return MHAKVPool(c.num_layers, c.num_kv_heads, c.head_dim, dtype, device)
 
 
 # ---- variants: each says how it differs from Llama ------------------------------------------

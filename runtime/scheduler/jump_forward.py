@@ -27,5 +27,5 @@ def try_jump_forward(req: Req, context_length: int) -> bool:
         if req.finished:
             break
     if n:
-        req.extra["jump_forward_tokens"] = req.extra.get("jump_forward_tokens", 0) + n
+        req.jump_forward_tokens += n
     return n > 0

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from ..cache.radix_cache import TreeNode
+from ..forward_batch import InputEmbeds
 from ..sampling.detokenizer import IncrementalDetokenizer
 from ..sampling.params import SamplingParams
 from ..sampling.stop import StopChecker
@@ -54,7 +55,12 @@ class Req:
     output_ids: list[int] = field(default_factory=list)
     generator: torch.Generator | None = None
     grammar: Any = None  # a constrained-decoding state, or None
-    extra: dict[str, Any] = field(default_factory=dict)  # multimodal inputs etc.
+    jump_forward_tokens: int = 0  # output tokens the grammar forced (counted by jump_forward.py)
+    # embeddings given in place of some prompt tokens' (offsets are prompt positions)
+    input_embeds: InputEmbeds | None = None
+    pool: bool = False  # an embedding request: its result is the pooled vector
+    embedding: torch.Tensor | None = None  # (dim,) the pooled vector, once computed
+    channel: Any = None  # where the engine hands this request's results to its caller
     # KV state (owned by the scheduler)
     row: int | None = None
     node: TreeNode | None = None

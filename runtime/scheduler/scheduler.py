@@ -18,7 +18,7 @@ import torch
 
 from ..config import EngineConfig
 from ..constrained.mask import apply_grammar_masks
-from ..forward_batch import ForwardMode
+from ..forward_batch import ForwardMode, InputEmbeds, ScheduledBatch, ScheduledReq
 from ..model_runner import ModelRunner
 from ..sampling.sampler import sample
 from .jump_forward import try_jump_forward
@@ -184,16 +184,19 @@ class Scheduler:
         return plans
 
     def run_extend(self, plans: list[ExtendPlan]) -> None:
-        input_ids: list[int] = []
-        positions: list[int] = []
-        out_slots = []
+        reqs: list[ScheduledReq] = []
         logit_rows: list[int] = []
+        pool_reqs: list[int] = []
+        offset = 0
         for plan in plans:
-            r, offset = plan.req, len(input_ids)
+            r = plan.req
             fill = r.fill_ids
-            input_ids += fill[plan.start : plan.start + plan.length]
-            positions += range(plan.start, plan.start + plan.length)
-            out_slots.append(self.kv.table.read(r.row, plan.start + plan.length)[plan.start :])
+            end = plan.start + plan.length
+            reqs.append(ScheduledReq(r.row, plan.start, fill[plan.start : end],  # type: ignore[arg-type]
+                                     self.kv.table.read(r.row, end)[plan.start :],  # type: ignore[arg-type]
+                                     _embeds_between(r.input_embeds, plan.start, end)))
+            if r.pool and end == len(fill):
+                pool_reqs.append(len(reqs) - 1)
             if r.logprob is not None and not r.output_ids:
                 lo = max(r.logprob.start, plan.start)
                 hi = min(len(r.input_ids) - 2, plan.start + plan.length - 1)
@@ -205,11 +208,13 @@ class Scheduler:
             if completes and not (r.sampling.max_new_tokens == 0 and not r.output_ids):
                 plan.sample_row = len(logit_rows)
                 logit_rows.append(offset + plan.length - 1)
-        logits = self.runner.forward(
-            ForwardMode.EXTEND, input_ids, positions, [p.req.row for p in plans],
-            [p.start for p in plans], [p.length for p in plans], torch.cat(out_slots), logit_rows,
-            rowwise=all(p.jumped for p in plans))
-        self.stats["prefill_tokens"] += len(input_ids)
+            offset += plan.length
+        out = self.runner.forward(ScheduledBatch(ForwardMode.EXTEND, reqs, logit_rows, pool_reqs,
+                                                 rowwise=all(p.jumped for p in plans)))
+        logits = out.logits
+        for i, b in enumerate(pool_reqs):
+            plans[b].req.embedding = out.pooled[i]  # type: ignore[index]
+        self.stats["prefill_tokens"] += offset
         self.stats["steps"] += 1
 
         samplers: list[tuple[Req, int]] = []
@@ -241,9 +246,9 @@ class Scheduler:
         self.touched += reqs
         slots = self.kv.extend_decode(reqs)
         assert slots is not None  # _make_decode_room guaranteed it
-        logits = self.runner.forward(
-            ForwardMode.DECODE, [r.output_ids[-1] for r in reqs], [r.kv_len for r in reqs],
-            [r.row for r in reqs], [r.kv_len for r in reqs], [1] * len(reqs), slots, list(range(len(reqs))))
+        batch = [ScheduledReq(r.row, r.kv_len, [r.output_ids[-1]], slots[i : i + 1])  # type: ignore[arg-type]
+                 for i, r in enumerate(reqs)]
+        logits = self.runner.forward(ScheduledBatch(ForwardMode.DECODE, batch, list(range(len(reqs))))).logits
         for r in reqs:
             self.kv.computed(r)
         self.stats["decode_tokens"] += len(reqs)
@@ -378,6 +383,17 @@ class Scheduler:
         if self.chunked is not None:
             live.append(self.chunked)
         return live
+
+
+def _embeds_between(embeds: InputEmbeds | None, start: int, end: int) -> InputEmbeds | None:
+    """The given embeddings of positions [start, end), offsets counted from start (a chunk
+    embeds only the part it computes)."""
+    if embeds is None:
+        return None
+    keep = (embeds.offsets >= start) & (embeds.offsets < end)
+    if not bool(keep.any()):
+        return None
+    return InputEmbeds(embeds.offsets[keep] - start, embeds.rows[keep])
 
 
 def _shared_with_batch(fill: list[int], cached: int, batch_keys: list[list[int]]) -> int:

@@ -70,10 +70,10 @@ def test_failed_step_spares_the_requests_it_did_not_touch(folder):
         runner = engine._scheduler.runner
         real = runner.forward
 
-        def fail_extends(mode, *args, **kwargs):
-            if mode.value == "extend":
+        def fail_extends(sched):
+            if sched.mode.value == "extend":
                 raise RuntimeError("extend broke")
-            return real(mode, *args, **kwargs)
+            return real(sched)
 
         runner.forward = fail_extends
         try:

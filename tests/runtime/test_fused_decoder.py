@@ -8,7 +8,7 @@ import pytest
 import torch
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
 from sgl.runtime import Engine
-from sgl.runtime.forward_batch import ForwardMode
+from sgl.runtime.forward_batch import ForwardMode, ScheduledBatch, ScheduledReq
 
 
 @pytest.fixture(scope="module", params=["packed", "as loaded"])
@@ -33,6 +33,15 @@ def engine(request, tmp_path_factory, default_tokenizer_folder):
         yield e
 
 
+
+def forward(runner, mode, tokens, positions, rows, prefix_lens, extend_lens, slots, logit_rows, rowwise=False):
+    """One forward of the runner from packed lists (as the scheduler's batches were once given)."""
+    reqs, at = [], 0
+    for row, start, n in zip(rows, prefix_lens, extend_lens):
+        reqs.append(ScheduledReq(row, start, tokens[at : at + n], slots[at : at + n]))
+        at += n
+    return runner.forward(ScheduledBatch(mode, reqs, logit_rows, rowwise=rowwise)).logits
+
 class Driver:
     """Runs forwards on the engine's model directly, each request on its own table row."""
 
@@ -49,15 +58,15 @@ class Driver:
     def extend(self, row: int, tokens: list[int], start: int, rowwise: bool = False) -> torch.Tensor:
         s = self._slots(len(tokens))
         self.table[row, start : start + len(tokens)] = s
-        return self.runner.forward(ForwardMode.EXTEND, tokens, list(range(start, start + len(tokens))), [row],
-                                   [start], [len(tokens)], s, list(range(len(tokens))), rowwise=rowwise)
+        return forward(self.runner, ForwardMode.EXTEND, tokens, list(range(start, start + len(tokens))), [row],
+                       [start], [len(tokens)], s, list(range(len(tokens))), rowwise=rowwise)
 
     def decode(self, rows: list[int], tokens: list[int], positions: list[int]) -> torch.Tensor:
         s = self._slots(len(rows))
         for r, p, slot in zip(rows, positions, s.tolist()):
             self.table[r, p] = slot
-        return self.runner.forward(ForwardMode.DECODE, tokens, positions, rows, positions, [1] * len(rows), s,
-                                   list(range(len(rows))))
+        return forward(self.runner, ForwardMode.DECODE, tokens, positions, rows, positions, [1] * len(rows), s,
+                       list(range(len(rows))))
 
 
 def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, tile_kernels) -> None:
@@ -164,8 +173,8 @@ def test_a_prefill_through_the_fused_stack_equals_the_module_path(wide_heads_eng
         else:
             model.fused = None
         try:
-            return d.runner.forward(ForwardMode.EXTEND, tokens, positions, rows, prefix, [40, 57], slots,
-                                    list(range(len(tokens))))
+            return forward(d.runner, ForwardMode.EXTEND, tokens, positions, rows, prefix, [40, 57], slots,
+                           list(range(len(tokens))))
         finally:
             model.fused = saved
 
