@@ -66,6 +66,7 @@ class Engine:
         self._grammar_compiler: Any = None
         self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
                                         self._get_grammar_compiler)
+        self.task = runner.task  # generate | embed | classify: what the model's head gives
         self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
                                     torch.Generator().manual_seed(cfg.random_seed))
         self._compiler_lock = threading.Lock()
@@ -212,10 +213,17 @@ class Engine:
                  input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
                  logprob_start_len: int | None = None, top_logprobs_num: int = 0,
                  return_text_in_logprobs: bool = False, stream: bool = False, rid: str | list[str] | None = None,
-                 image_data: Any = None) -> Any:
+                 image_data: Any = None, input_embeds: Any = None) -> Any:
         """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
-        of results in order; stream=True -> an iterator of cumulative result dicts."""
+        of results in order; stream=True -> an iterator of cumulative result dicts.
+        input_embeds: one prompt given as embeddings (tokens, hidden) instead of text or ids."""
         self._check_alive()
+        self._check_generates()
+        embeds = None
+        if input_embeds is not None:
+            if prompt is not None or input_ids is not None:
+                raise ValueError("give exactly one of `prompt` (text), `input_ids` (token ids) or `input_embeds`")
+            input_ids, embeds = self._requests.embeds_prompt(input_embeds, self.model_config.hidden_size)
         prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         rids = rid if isinstance(rid, list) else [rid] * len(prompts)
@@ -226,6 +234,8 @@ class Engine:
                   for p, sp, r in zip(prompts, params, rids)]  # all validated before any is queued
         for g in groups:
             g.attach_grammars()  # compiled off the scheduler thread, which keeps decoding others
+            for r in [*g.copies, *([g.warmup] if g.warmup else [])]:
+                r.input_embeds = embeds
         if stream:
             if is_batch or len(groups[0].copies) > 1:
                 raise ValueError("stream=True takes one prompt with n=1")
@@ -238,6 +248,25 @@ class Engine:
         if is_batch:
             return results
         return results if len(results) > 1 else results[0]
+
+    def encode(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
+               rid: str | list[str] | None = None) -> dict | list[dict]:
+        """Embedding and classification models: {"embedding": [floats], "meta_info"} per prompt
+        (for a classifier, the embedding is its scores), a list for a list of prompts."""
+        self._check_alive()
+        if self._scheduler.runner.task == "generate":
+            raise ValueError(f"{self.model_config.architecture} generates text: encode() needs an embedding or "
+                             "classification model; use generate()")
+        prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
+        rids = rid if isinstance(rid, list) else [rid] * len(prompts)
+        reqs = [self._requests.make_pooling(ids, r) for ids, r in zip(prompts, rids)]
+        results = [self._wait(c) for c in [self._submit(r) for r in reqs]]
+        return results if is_batch else results[0]
+
+    def _check_generates(self) -> None:
+        if self._scheduler.runner.task != "generate":
+            raise ValueError(f"{self.model_config.architecture} is a {self._scheduler.runner.task} model: "
+                             "use encode(), not generate()")
 
     def _submit(self, req: Req) -> queue.Queue:
         channel: queue.Queue = queue.Queue()

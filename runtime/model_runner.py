@@ -30,6 +30,9 @@ class ModelRunner:
         self.attn_backend = select_backend(device)
         self.task = getattr(type(model), "task", "generate")
         assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
+        # a pooler over every token (cls, mean) needs whole prompts in one forward, and its KV
+        # (of a bidirectional encoder) is not a reusable prefix
+        self.pools_all_tokens = self.task != "generate" and model.pooler.needs_all_tokens
 
     @torch.inference_mode()
     def forward(self, sched: ScheduledBatch) -> ForwardOutput:

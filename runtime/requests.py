@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
+from .forward_batch import InputEmbeds
 from .sampling.detokenizer import IncrementalDetokenizer
 from .sampling.params import SamplingParams
 from .sampling.stop import StopChecker
@@ -49,7 +51,7 @@ class RequestFactory:
     def normalize_inputs(self, prompt: Any, input_ids: Any) -> tuple[list[list[int]], bool]:
         """-> (token ids per prompt, whether the caller passed a list)."""
         if (prompt is None) == (input_ids is None):
-            raise ValueError("give exactly one of `prompt` (text) or `input_ids` (token ids)")
+            raise ValueError("give exactly one of `prompt` (text), `input_ids` (token ids) or `input_embeds`")
         if prompt is not None:
             if isinstance(prompt, str):
                 return [self._encode(prompt)], False
@@ -77,6 +79,33 @@ class RequestFactory:
             raise ValueError(f"the prompt has {len(ids)} tokens but the KV cache holds {self.num_slots}: "
                              "shorten the prompt or raise max_total_tokens")
         return list(ids)
+
+    def embeds_prompt(self, input_embeds: Any, hidden_size: int) -> tuple[list[int], InputEmbeds]:
+        """A prompt given as embeddings (len, hidden) -> placeholder ids and the embeddings.
+
+        NOTE: placeholder i is a hash of rows 0..i (as SGLang pads image tokens with a hash of
+        the pixels), so the radix cache reuses KV only for the same embeddings in the same order."""
+        try:
+            rows = torch.as_tensor(input_embeds, dtype=torch.float32)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise ValueError(f"input_embeds must be a list of rows of {hidden_size} floats: {e}") from None
+        if rows.dim() != 2 or rows.shape[0] == 0 or rows.shape[1] != hidden_size:
+            raise ValueError(f"input_embeds must be (tokens, {hidden_size}): got shape {tuple(rows.shape)}")
+        if not bool(torch.isfinite(rows).all()):
+            raise ValueError("input_embeds holds NaN or infinite values")
+        digest, ids = hashlib.sha256(), []
+        for row in rows:
+            digest.update(row.numpy().tobytes())
+            ids.append(int.from_bytes(digest.digest()[:8], "little") % self.vocab_size)
+        self._check_ids(ids)
+        return ids, InputEmbeds(torch.arange(len(ids)), rows)
+
+    def make_pooling(self, ids: list[int], rid: str | None) -> Req:
+        """An embedding request: the prompt is computed, its pooled vector is the result."""
+        sp = SamplingParams(max_new_tokens=0)
+        return Req(rid=rid or uuid.uuid4().hex, input_ids=ids, sampling=sp,
+                   detokenizer=IncrementalDetokenizer(self.tokenizer, ids, True, True),
+                   stop_checker=StopChecker([], []), eos_ids=self.eos_ids, pool=True)
 
     def make(self, ids: list[int], params: dict | None, rid: str | None, return_logprob: bool,
              logprob_start_len: int | None, top_logprobs_num: int, with_text: bool, stream: bool) -> RequestGroup:

@@ -45,7 +45,19 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
 }
 
 
+# architecture name -> a class registered at run time (`register_model`): out-of-tree models
+_REGISTERED: dict[str, type[nn.Module]] = {}
+
+
+def register_model(architecture: str, cls: type[nn.Module]) -> None:
+    """Serves checkpoints whose `architectures[0]` is `architecture` with `cls` (a model built
+    from runtime/layers, as the files here are), as vLLM's ModelRegistry.register_model does."""
+    _REGISTERED[architecture] = cls
+
+
 def get_model_class(architecture: str) -> type[nn.Module]:
+    if architecture in _REGISTERED:
+        return _REGISTERED[architecture]
     if architecture not in REGISTRY:
         raise ValueError(f"architecture {architecture!r} is not supported; supported: "
                          f"{', '.join(sorted(REGISTRY))}")

@@ -102,6 +102,8 @@ class Scheduler:
         """How much of fill_ids may come from the cache: at least one token must be computed to
         get next-token logits, and input logprobs need their positions recomputed."""
         n = len(r.fill_ids)
+        if r.pool:  # the pooled tokens are computed: the last one, or all of them (runner.pools_all_tokens)
+            return 0 if self.runner.pools_all_tokens else n - 1
         limit = n if r.sampling.max_new_tokens == 0 and not r.output_ids else n - 1
         if r.logprob is not None and not r.logprob.input_values:
             limit = min(limit, r.logprob.start)
@@ -160,6 +162,8 @@ class Scheduler:
             if extend + self._reserve(r) > room and not alone:
                 break
             take = min(extend, chunk_cap, token_budget)
+            if r.pool and self.runner.pools_all_tokens:
+                take = extend  # NOTE: a pooler that reads every token needs them in one forward
             if alone:
                 take = min(take, self.kv.available())
             if take <= 0 or not self.kv.admit(r, prefix, node):
@@ -225,11 +229,11 @@ class Scheduler:
                 record_input_logprobs(r, logits[plan.input_logprob_rows], plan.input_logprob_first)
             if r.kv_len < len(r.fill_ids):
                 continue  # mid-chunk
-            if not r.output_ids:
+            if not r.output_ids and not (r.pool and self.runner.pools_all_tokens):
                 self.kv.cache(r)  # share the prompt with later requests while this one runs
             if plan.sample_row is None:
                 finish_prefill_only(r)
-                self.kv.release(r)
+                self.kv.release(r, keep=not (r.pool and self.runner.pools_all_tokens))
                 self._emit(r)
             else:
                 samplers.append((r, plan.sample_row))

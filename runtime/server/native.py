@@ -99,7 +99,7 @@ def native_router(ctx: ServerContext) -> APIRouter:
         return {
             "model_path": str(engine.model_path),
             "tokenizer_path": engine.config.tokenizer_path or str(engine.model_path),
-            "is_generation": True,
+            "is_generation": engine.task == "generate",
             # beyond SGLang: what a client needs to render the model's own chat template
             "chat_template": getattr(tok, "chat_template", None),
             "bos_token": getattr(tok, "bos_token", None),
