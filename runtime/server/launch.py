@@ -10,7 +10,7 @@ import argparse
 import logging
 import sys
 
-from ..cli import add_engine_args, engine_kwargs
+from ..engine_args import add_engine_args, engine_kwargs
 from .context import DEFAULT_MAX_BODY_BYTES, ServerSettings
 
 logger = logging.getLogger("sgl.server")
