@@ -15,6 +15,7 @@ from torch import nn
 from .cache import KVPool, ReqToTokenTable
 from .forward_batch import ScheduledBatch, pack
 from .layers.attention_backend import select_backend
+from .layers.fused_decoder import forward_fused, fused_decoder_for
 
 TASKS = ("generate", "embed", "classify")
 
@@ -33,11 +34,13 @@ class ModelRunner:
         # a pooler over every token (cls, mean) needs whole prompts in one forward, and its KV
         # (of a bidirectional encoder) is not a reusable prefix
         self.pools_all_tokens = self.task != "generate" and model.pooler.needs_all_tokens
+        self.fused = fused_decoder_for(model)  # the executor for a plain Llama's layers, or None
 
     @torch.inference_mode()
     def forward(self, sched: ScheduledBatch) -> ForwardOutput:
         batch = pack(sched, self.kv_pool, self.table.table, self.attn_backend, self.device)
-        hidden = self.model(batch)  # (tokens, hidden), after the final norm
+        # (tokens, hidden), after the final norm
+        hidden = self.model(batch) if self.fused is None else forward_fused(self.fused, self.model, batch)
         if self.task == "generate":
             return ForwardOutput(self.model.compute_logits(hidden, batch).float(), None)
         pooled = None

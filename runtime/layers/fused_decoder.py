@@ -32,6 +32,7 @@ from sgl.kernels.linear import max_rows
 from torch import nn
 
 from ..forward_batch import ForwardBatch, ForwardMode
+from ..models.llama import LlamaFlags, LlamaForCausalLM
 
 ROWS_PER_CALL = 32  # the tile kernel's rows per pass (kernels/cpu/linear_bf16.c)
 
@@ -56,8 +57,6 @@ def fused_decoder_applies(config, flags) -> bool:
     """Whether a model with these flags is the plain Llama decoder the C stack implements:
     pre-norm RMS, rope (GPT-NeoX layout) on every layer, gated SiLU MLP without bias, optional
     q/k/v and o biases; no multipliers, caps, q/k norms or ALiBi."""
-    from ..models.llama import LlamaFlags
-
     plain = dataclasses.replace(flags, qkv_bias=None, o_bias=None) == LlamaFlags()
     act = flags.hidden_act or config.hidden_act
     mlp_bias = config.mlp_bias if flags.mlp_bias is None else flags.mlp_bias
@@ -173,3 +172,23 @@ class FusedDecoder:
                 table.stride(0), q_req[start].data_ptr(), kv_len[start].data_ptr(), max_len, scratch.data_ptr(),
                 None if scores is None else scores.data_ptr(), len(batch.extend_lens) if prefill else 0, *per_request)
         return x
+
+
+def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
+    """The C stack for a model that is the plain Llama it implements (the runner asks; the
+    model file does not know it exists), else None."""
+    if not isinstance(model, LlamaForCausalLM) or type(model).task != "generate":
+        return None
+    if not fused_decoder_applies(model.config, type(model).flags(model.config)):
+        return None
+    return FusedDecoder(model.model.layers, model.config)
+
+
+def forward_fused(stack: FusedDecoder, model: LlamaForCausalLM, batch: ForwardBatch) -> torch.Tensor:
+    """The model's hidden states, its layers in the C stack where it takes the batch (bf16 on
+    the CPU: decode in calls of 32 rows, a prefill in one; same kernels and rounding)."""
+    inner = model.model
+    x = inner.embed(batch)
+    if stack.accepts(x, batch):
+        return inner.norm(stack(x, batch))
+    return inner.run_layers(x, batch)

@@ -22,7 +22,6 @@ from ..forward_batch import ForwardBatch
 from ..layers.activation import gated, get_activation, residual_add
 from ..layers.attention import Attention
 from ..layers.embedding import LMHead, VocabEmbedding
-from ..layers.fused_decoder import FusedDecoder, fused_decoder_applies
 from ..layers.linear import GateUpLinear, Linear, QKVLinear
 from ..layers.logits import LogitsProcessor
 from ..layers.norm import LayerNorm, PerHeadLayerNorm, RMSNorm
@@ -225,17 +224,21 @@ class LlamaModel(nn.Module):
         self.embed_norm = make_norm(flags.norm, c.hidden_size, c.norm_eps) if flags.embed_norm else None
         self.layers = nn.ModuleList(LlamaDecoderLayer(c, flags, i, ropes[i]) for i in range(c.num_layers))
         self.norm = make_norm(flags.norm, config.hidden_size, config.norm_eps)
-        # bf16 on the CPU: every layer in C (decode in calls of 32 rows, a prefill in one), same kernels and rounding
-        self.fused = FusedDecoder(self.layers, c) if fused_decoder_applies(c, flags) else None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        x = batch.embed(self.embed_tokens)  # (tokens, hidden), with any given input embeddings
+        return self.run_layers(self.embed(batch), batch)
+
+    def embed(self, batch: ForwardBatch) -> torch.Tensor:
+        """(tokens, hidden): the input of the first layer."""
+        x = batch.embed(self.embed_tokens)  # with any given input embeddings in place
         if self.embed_positions is not None:
             x = x + self.embed_positions(batch.positions + self.position_offset)
         if self.embed_norm is not None:
             x = self.embed_norm(x)
-        if self.fused is not None and self.fused.accepts(x, batch):
-            return self.norm(self.fused(x, batch))
+        return x
+
+    def run_layers(self, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        """Every decoder layer, then the final norm."""
         for layer in self.layers:
             x = layer(batch.positions, x, batch)
         return self.norm(x)

@@ -27,7 +27,7 @@ def engine(request, tmp_path_factory, default_tokenizer_folder):
             patch.setattr(loader, "pack_tile_weights", lambda model: 0)
         e = Engine(folder, dtype="bfloat16", max_total_tokens=2048)
     with e:
-        fused = e._scheduler.runner.model.model.fused
+        fused = e._scheduler.runner.fused
         assert fused is not None
         assert fused._weights() == ("packed" if packed else "plain")
         yield e
@@ -72,7 +72,7 @@ class Driver:
 def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, tile_kernels) -> None:
     torch.manual_seed(0)
     prompt = torch.randint(3, 40000, (120,)).tolist()
-    model = engine._scheduler.runner.model.model
+    model = engine._scheduler.runner  # holds the fused decoder (`fused`)
     fused, calls = model.fused, []
 
     class Counting:  # the fused decoder, counting the rows of each forward it runs
@@ -114,7 +114,7 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, t
 def test_fused_decoder_agrees_with_the_module_path(engine, vector_kernels) -> None:
     torch.manual_seed(1)
     prompt = torch.randint(3, 40000, (30,)).tolist()
-    model = engine._scheduler.runner.model.model
+    model = engine._scheduler.runner  # holds the fused decoder (`fused`)
 
     def run() -> None:
         d = Driver(engine)
@@ -149,7 +149,7 @@ def test_a_prefill_through_the_fused_stack_equals_the_module_path(wide_heads_eng
     engine = wide_heads_engine
     torch.manual_seed(2)
     prompts = [torch.randint(3, 40000, (n,)).tolist() for n in (40, 70)]
-    model = engine._scheduler.runner.model.model
+    model = engine._scheduler.runner  # holds the fused decoder (`fused`)
     calls = []
 
     def run(fused: bool, first_slot: int) -> torch.Tensor:
