@@ -33,9 +33,9 @@ class FalconForCausalLM(LlamaForCausalLM):
             raise NotImplementedError("Falcon with alibi=True (falcon-rw) is not supported; the rotary "
                                       "Falcon models (7B, 40B, 180B, Falcon 2/3 dense) are")
         if h.new_decoder_architecture:
-            parallel = "two_norms" if (h.num_ln_in_parallel_attn or 2) == 2 else "shared"
+            block = "parallel_two_norms" if (h.num_ln_in_parallel_attn or 2) == 2 else "parallel"
         else:
-            parallel = "shared" if h.parallel_attn else None
+            block = "parallel" if h.parallel_attn else "pre"
         grouped = h.new_decoder_architecture or not h.multi_query  # multi-query rows are [q..., k, v]
-        return LlamaFlags(norm="layer", parallel=parallel, gated_mlp=False, grouped_qkv=grouped,
+        return LlamaFlags(norm="layer", block=block, gated_mlp=False, grouped_qkv=grouped,
                           qkv_bias=h.bias, o_bias=h.bias, mlp_bias=h.bias)

@@ -27,7 +27,7 @@ class GPTNeoXForCausalLM(LlamaForCausalLM):
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
         bias = config.hf.attention_bias
-        return LlamaFlags(norm="layer", parallel="two_norms" if config.hf.use_parallel_residual else None,
+        return LlamaFlags(norm="layer", block="parallel_two_norms" if config.hf.use_parallel_residual else "pre",
                           gated_mlp=False, grouped_qkv=True, qkv_bias=bias, o_bias=bias, mlp_bias=True)
 
 

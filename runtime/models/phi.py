@@ -20,7 +20,7 @@ class PhiForCausalLM(LlamaForCausalLM):
 
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
-        return LlamaFlags(norm="layer", parallel="shared", gated_mlp=False, qkv_bias=True, o_bias=True,
+        return LlamaFlags(norm="layer", block="parallel", gated_mlp=False, qkv_bias=True, o_bias=True,
                           mlp_bias=True, head_bias=True, qk_norm="layer" if config.hf.qk_layernorm else None)
 
 
@@ -40,5 +40,5 @@ class GPTJForCausalLM(LlamaForCausalLM):
 
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
-        return LlamaFlags(norm="layer", parallel="shared", gated_mlp=False, interleaved_rope=True,
+        return LlamaFlags(norm="layer", block="parallel", gated_mlp=False, interleaved_rope=True,
                           qkv_bias=False, o_bias=False, mlp_bias=True, head_bias=True)
