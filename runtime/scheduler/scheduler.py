@@ -12,15 +12,15 @@ every queue, frees their KV, and the others keep going.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
 
 from ..config import EngineConfig
 from ..constrained.mask import apply_grammar_masks
-from ..forward_batch import ForwardMode, InputEmbeds, ScheduledBatch, ScheduledReq
+from ..forward_batch import ForwardMode, ScheduledBatch, ScheduledReq
 from ..model_runner import ModelRunner
 from ..sampling.sampler import sample
+from .extend_plan import ExtendPlan, extend_batch, shared_with_batch
 from .jump_forward import try_jump_forward
 from .kv_manager import KVManager
 from .policy import order_waiting
@@ -37,17 +37,6 @@ from .request import Req
 RESERVE_CLIP = 4096  # no request reserves room for more than this many future tokens
 IN_BATCH_SHARE_MIN = 32  # defer a request that shares this many uncached tokens with the batch
 INIT_NEW_TOKEN_RATIO, MIN_NEW_TOKEN_RATIO, NEW_TOKEN_RATIO_DECAY = 0.7, 0.1, 0.001
-
-
-@dataclass
-class ExtendPlan:
-    req: Req
-    start: int  # first position computed (== kv_len before the forward)
-    length: int  # tokens computed this forward
-    input_logprob_first: int = 0  # first position whose logits feed input logprobs
-    input_logprob_rows: list[int] = field(default_factory=list)  # indices into logits
-    sample_row: int | None = None  # index into logits of the next-token row
-    jumped: bool = False  # jump-forward tokens of a running request (computed rowwise)
 
 
 class Scheduler:
@@ -156,7 +145,7 @@ class Scheduler:
                 self.touched.append(r)
                 self._emit(r)
                 continue
-            if _shared_with_batch(r.fill_ids, len(prefix), batch_keys) >= IN_BATCH_SHARE_MIN:
+            if shared_with_batch(r.fill_ids, len(prefix), batch_keys) >= IN_BATCH_SHARE_MIN:
                 continue  # another request in this batch computes the same tokens; reuse them next round
             alone = not plans and not self.running
             if extend + self._reserve(r) > room and not alone:
@@ -188,37 +177,12 @@ class Scheduler:
         return plans
 
     def run_extend(self, plans: list[ExtendPlan]) -> None:
-        reqs: list[ScheduledReq] = []
-        logit_rows: list[int] = []
-        pool_reqs: list[int] = []
-        offset = 0
-        for plan in plans:
-            r = plan.req
-            fill = r.fill_ids
-            end = plan.start + plan.length
-            reqs.append(ScheduledReq(r.row, plan.start, fill[plan.start : end],  # type: ignore[arg-type]
-                                     self.kv.table.read(r.row, end)[plan.start :],  # type: ignore[arg-type]
-                                     _embeds_between(r.input_embeds, plan.start, end)))
-            if r.pool and end == len(fill):
-                pool_reqs.append(len(reqs) - 1)
-            if r.logprob is not None and not r.output_ids:
-                lo = max(r.logprob.start, plan.start)
-                hi = min(len(r.input_ids) - 2, plan.start + plan.length - 1)
-                plan.input_logprob_first = lo
-                for pos in range(lo, hi + 1):
-                    plan.input_logprob_rows.append(len(logit_rows))
-                    logit_rows.append(offset + pos - plan.start)
-            completes = plan.start + plan.length == len(fill)
-            if completes and not (r.sampling.max_new_tokens == 0 and not r.output_ids):
-                plan.sample_row = len(logit_rows)
-                logit_rows.append(offset + plan.length - 1)
-            offset += plan.length
-        out = self.runner.forward(ScheduledBatch(ForwardMode.EXTEND, reqs, logit_rows, pool_reqs,
-                                                 rowwise=all(p.jumped for p in plans)))
+        batch = extend_batch(plans, self.kv.table)
+        out = self.runner.forward(batch)
         logits = out.logits
-        for i, b in enumerate(pool_reqs):
+        for i, b in enumerate(batch.pool_reqs):
             plans[b].req.embedding = out.pooled[i]  # type: ignore[index]
-        self.stats["prefill_tokens"] += offset
+        self.stats["prefill_tokens"] += sum(p.length for p in plans)
         self.stats["steps"] += 1
 
         samplers: list[tuple[Req, int]] = []
@@ -387,31 +351,3 @@ class Scheduler:
         if self.chunked is not None:
             live.append(self.chunked)
         return live
-
-
-def _embeds_between(embeds: InputEmbeds | None, start: int, end: int) -> InputEmbeds | None:
-    """The given embeddings of positions [start, end), offsets counted from start (a chunk
-    embeds only the part it computes)."""
-    if embeds is None:
-        return None
-    keep = (embeds.offsets >= start) & (embeds.offsets < end)
-    if not bool(keep.any()):
-        return None
-    return InputEmbeds(embeds.offsets[keep] - start, embeds.rows[keep])
-
-
-def _shared_with_batch(fill: list[int], cached: int, batch_keys: list[list[int]]) -> int:
-    """How many of fill's uncached tokens (from `cached` on) another batch member also computes."""
-    best = 0
-    for key in batch_keys:
-        if key[:cached] != fill[:cached]:
-            continue
-        lo, hi = cached, min(len(key), len(fill))  # binary search on C-level slice equality
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if key[cached:mid] == fill[cached:mid]:
-                lo = mid
-            else:
-                hi = mid - 1
-        best = max(best, lo - cached)
-    return best
