@@ -83,6 +83,37 @@ def _layer_windows(hf: Any, num_layers: int) -> tuple[int | None, ...]:
 
 
 @dataclass(frozen=True)
+class Scales:
+    """Constants some families scale by, read once from whatever the config calls them (None:
+    not used). The families that set these fields are the ones whose forwards read them."""
+
+    embed: float | None = None  # embeddings *= (Granite embedding_multiplier)
+    residual: float | None = None  # sublayer outputs *= before the residual add (Granite)
+    attention: float | None = None  # the score scale instead of head_dim ** -0.5: Granite's
+    #     attention_multiplier, Gemma 2/3 query_pre_attn_scalar ** -0.5, MPT attn_config.softmax_scale
+    logits: float | None = None  # logits *= (Granite 1 / logits_scaling, Cohere logit_scale)
+    attn_softcap: float | None = None  # scores = cap * tanh(scores / cap) (Gemma 2 attn_logit_softcapping)
+    final_softcap: float | None = None  # the same on the logits (Gemma 2/3 final_logit_softcapping)
+    clip_qkv: float | None = None  # q, k, v clamped to [-clip, clip] (OLMo; MPT attn_config.clip_qkv)
+
+
+def _scales(hf: Any) -> Scales:
+    nested = getattr(hf, "attn_config", None)  # MPT keeps its attention fields in a sub-config
+    nested = nested if nested is not None and not isinstance(nested, dict) else None
+    pre_attn = getattr(hf, "query_pre_attn_scalar", None)
+    logits_scaling = getattr(hf, "logits_scaling", None)
+    return Scales(
+        embed=getattr(hf, "embedding_multiplier", None),
+        residual=getattr(hf, "residual_multiplier", None),
+        attention=getattr(hf, "attention_multiplier", None) or (pre_attn**-0.5 if pre_attn else None)
+        or (getattr(nested, "softmax_scale", None) if nested else None),
+        logits=1.0 / logits_scaling if logits_scaling else getattr(hf, "logit_scale", None),
+        attn_softcap=getattr(hf, "attn_logit_softcapping", None),
+        final_softcap=getattr(hf, "final_logit_softcapping", None),
+        clip_qkv=getattr(hf, "clip_qkv", None) or (getattr(nested, "clip_qkv", None) if nested else None))
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The fields every model file reads. `hf` keeps the original config for family-specific
     fields that a model reads directly (e.g. `hf.final_logit_softcapping`)."""
@@ -106,6 +137,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...]
     layer_windows: tuple[int | None, ...]  # sliding window of each layer, None = full attention
     torch_dtype: torch.dtype | None
+    scales: Scales = field(default_factory=Scales)
     hf: Any = field(repr=False, compare=False, default=None)
 
     @classmethod
@@ -148,6 +180,7 @@ class ModelConfig:
             eos_token_ids=eos_ids,
             layer_windows=_layer_windows(text, layers),
             torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
+            scales=_scales(text),
             hf=text,
         )
 

@@ -31,6 +31,7 @@ from sgl.kernels.cpu import library
 from sgl.kernels.linear import max_rows
 from torch import nn
 
+from ..config import Scales
 from ..forward_batch import ForwardBatch, ForwardMode
 from ..models.llama import LlamaFlags, LlamaForCausalLM
 
@@ -57,7 +58,7 @@ def fused_decoder_applies(config, flags) -> bool:
     """Whether a model with these flags is the plain Llama decoder the C stack implements:
     pre-norm RMS, rope (GPT-NeoX layout) on every layer, gated SiLU MLP without bias, optional
     q/k/v and o biases; no multipliers, caps, q/k norms or ALiBi."""
-    plain = dataclasses.replace(flags, qkv_bias=None, o_bias=None) == LlamaFlags()
+    plain = dataclasses.replace(flags, qkv_bias=None, o_bias=None) == LlamaFlags() and config.scales == Scales()
     act = flags.hidden_act or config.hidden_act
     mlp_bias = config.mlp_bias if flags.mlp_bias is None else flags.mlp_bias
     return plain and act in ("silu", "swish") and not mlp_bias and config.sliding_rope is None

@@ -26,16 +26,11 @@ class Gemma2ForCausalLM(LlamaForCausalLM):
 
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
-        h = config.hf
-        return LlamaFlags(norm="gemma", block="sandwich", embed_scale=config.hidden_size**0.5,
-                          attn_scale=h.query_pre_attn_scalar**-0.5, attn_softcap=h.attn_logit_softcapping,
-                          final_softcap=h.final_logit_softcapping)
+        return LlamaFlags(norm="gemma", block="sandwich", embed_scale=config.hidden_size**0.5)
 
 
 class Gemma3ForCausalLM(Gemma2ForCausalLM):
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
-        h = config.hf
         return LlamaFlags(norm="gemma", block="sandwich", qk_norm="head",
-                          embed_scale=config.hidden_size**0.5, attn_scale=h.query_pre_attn_scalar**-0.5,
-                          attn_softcap=h.attn_logit_softcapping, final_softcap=h.final_logit_softcapping)
+                          embed_scale=config.hidden_size**0.5)

@@ -35,7 +35,7 @@ class LlamaModel(nn.Module):
         no_rope = flags.alibi_slopes is not None or flags.learned_positions is not None
         ropes = [None if no_rope or (flags.rope_layers and not flags.rope_layers[i]) else
                  local if c.layer_windows[i] is not None else rotary for i in range(c.num_layers)]
-        self.embed_tokens = VocabEmbedding(c.vocab_size, c.hidden_size, scale=flags.embed_scale)
+        self.embed_tokens = VocabEmbedding(c.vocab_size, c.hidden_size, scale=flags.embed_scale or c.scales.embed)
         self.position_offset = flags.learned_positions
         self.embed_positions = None if flags.learned_positions is None else \
             VocabEmbedding(c.max_position + flags.learned_positions, c.hidden_size)
@@ -87,7 +87,7 @@ class LlamaForCausalLM(nn.Module):
         self.lm_head = LMHead(config.vocab_size, config.hidden_size, bias=flags.head_bias)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.logits_processor = LogitsProcessor(final_softcap=flags.final_softcap, scale=flags.logit_scale)
+        self.logits_processor = LogitsProcessor(final_softcap=config.scales.final_softcap, scale=config.scales.logits)
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """-> (tokens, hidden) hidden states after the final norm."""
@@ -126,11 +126,7 @@ class Qwen3ForCausalLM(LlamaForCausalLM):
 
 
 class GraniteForCausalLM(LlamaForCausalLM):
-    @staticmethod
-    def flags(config: ModelConfig) -> LlamaFlags:
-        h = config.hf
-        return LlamaFlags(embed_scale=h.embedding_multiplier, residual_scale=h.residual_multiplier,
-                          attn_scale=h.attention_multiplier, logit_scale=1.0 / h.logits_scaling)
+    """Llama with multipliers (embedding, residual, attention, logits: ModelConfig.scales)."""
 
 
 class ArceeForCausalLM(LlamaForCausalLM):
@@ -172,7 +168,7 @@ class Ernie4_5ForCausalLM(LlamaForCausalLM):  # noqa: N801 (the architecture's n
 class OlmoForCausalLM(LlamaForCausalLM):
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
-        return LlamaFlags(norm="nonparametric", norm_eps=1e-5, clip_qkv=config.hf.clip_qkv)
+        return LlamaFlags(norm="nonparametric", norm_eps=1e-5)
 
 
 class Olmo2ForCausalLM(LlamaForCausalLM):
@@ -206,8 +202,7 @@ class CohereForCausalLM(LlamaForCausalLM):
     @staticmethod
     def flags(config: ModelConfig) -> LlamaFlags:
         qk = "head_layer" if config.hf.use_qk_norm else None
-        return LlamaFlags(norm="layer_nobias", block="parallel", interleaved_rope=True, qk_norm=qk,
-                          logit_scale=config.hf.logit_scale)
+        return LlamaFlags(norm="layer_nobias", block="parallel", interleaved_rope=True, qk_norm=qk)
 
 
 class Cohere2ForCausalLM(CohereForCausalLM):
@@ -215,8 +210,7 @@ class Cohere2ForCausalLM(CohereForCausalLM):
     def flags(config: ModelConfig) -> LlamaFlags:
         # only sliding-window layers use rope
         rope = tuple(w is not None for w in config.layer_windows)
-        return LlamaFlags(norm="layer_nobias", block="parallel", interleaved_rope=True, rope_layers=rope,
-                          logit_scale=config.hf.logit_scale)
+        return LlamaFlags(norm="layer_nobias", block="parallel", interleaved_rope=True, rope_layers=rope)
 
 
 class StableLmForCausalLM(LlamaForCausalLM):

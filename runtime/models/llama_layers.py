@@ -37,13 +37,8 @@ class LlamaFlags:
     #                             head_layer (LayerNorm, one weight per head) | per_head_layer (StableLM)
     interleaved_rope: bool = False  # rotate adjacent pairs (GLM, Cohere, ERNIE)
     rope_layers: tuple[bool, ...] | None = None  # which layers apply rope; None: all
-    clip_qkv: float | None = None  # clamp q, k, v to [-clip, clip] (OLMo)
-    embed_scale: float | None = None  # Granite embedding_multiplier
-    residual_scale: float | None = None  # Granite residual_multiplier
-    attn_scale: float | None = None  # Granite attention_multiplier; None: head_dim ** -0.5
-    logit_scale: float | None = None  # Granite 1 / logits_scaling, Cohere logit_scale
-    attn_softcap: float | None = None  # Gemma 2
-    final_softcap: float | None = None  # Gemma 2/3
+    embed_scale: float | None = None  # a family's own embedding normalizer (Gemma: sqrt(hidden));
+    #     the constants a config gives (multipliers, soft caps, clip_qkv) are ModelConfig.scales
     attn_scale_by_layer: bool = False  # GPT-2 scale_attn_by_inverse_layer_idx: scaling / (layer + 1)
     alibi_slopes: tuple[float, ...] | None = None  # ALiBi instead of rope (Bloom, MPT)
     grouped_qkv: bool = False  # fused checkpoint q/k/v grouped per kv head (GPT-NeoX, Bloom, Falcon)
@@ -124,14 +119,14 @@ class LlamaAttention(nn.Module):
         if f.qk_norm:
             self.q_norm = make_qk_norm(f.qk_norm, c.num_heads, c.head_dim, c.norm_eps, f.norm)
             self.k_norm = make_qk_norm(f.qk_norm, c.num_kv_heads, c.head_dim, c.norm_eps, f.norm)
-        self.clip_qkv = f.clip_qkv
+        self.clip_qkv = c.scales.clip_qkv
         self.rotary = rotary
-        scaling = f.attn_scale or c.head_dim**-0.5
+        scaling = c.scales.attention or c.head_dim**-0.5
         if f.attn_scale_by_layer:
             scaling /= layer_id + 1
         alibi = torch.tensor(f.alibi_slopes, dtype=torch.float32) if f.alibi_slopes else None
         self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, scaling=scaling,
-                              sliding_window=c.layer_windows[layer_id], softcap=f.attn_softcap, alibi=alibi)
+                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
@@ -161,7 +156,7 @@ class DecoderBlock(nn.Module):
         self.self_attn = LlamaAttention(c, f, layer_id, rotary)
         self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size, f.hidden_act or c.hidden_act,
                             _or(f.mlp_bias, c.mlp_bias), f.gated_mlp, f.conv1d)
-        self.residual_scale = f.residual_scale
+        self.residual_scale = c.scales.residual
         for name in self.norms:
             setattr(self, name, make_norm(f.norm, c.hidden_size, c.norm_eps))
 

@@ -28,6 +28,5 @@ class MptForCausalLM(LlamaForCausalLM):
             raise NotImplementedError("MPT without ALiBi, or with qk_ln or prefix_lm, is not supported")
         bias = not h.no_bias
         return LlamaFlags(norm="layer" if bias else "layer_nobias", gated_mlp=False, hidden_act="gelu",
-                          qkv_bias=bias, o_bias=bias, mlp_bias=bias, clip_qkv=attn.clip_qkv,
-                          attn_scale=attn.softmax_scale,
+                          qkv_bias=bias, o_bias=bias, mlp_bias=bias,
                           alibi_slopes=tuple(mpt_alibi_slopes(config.num_heads, attn.alibi_bias_max).tolist()))
