@@ -39,6 +39,7 @@ from sgl.ir import (
     iter_leaves,
 )
 from sgl.media import load_image, load_video_frames
+from sgl.stream_meta import accumulate
 
 
 class StreamExecutor:
@@ -62,6 +63,9 @@ class StreamExecutor:
         self.variables: dict[str, Any] = {}
         self.variable_event: dict[str, threading.Event] = {}
         self.meta_info: dict[str, Any] = {}
+        # (piece, chunk meta_info) of each streamed gen, in order: what text_async_iter's
+        # return_meta_data yields; meta_info[name] meanwhile folds them (sgl.stream_meta)
+        self.stream_chunks: dict[str, list[tuple[str, Any]]] = {}
         self.messages_: list[dict[str, Any]] = []
         self.cur_role: str | None = None
         self.cur_role_begin_pos: int | None = None
@@ -289,13 +293,18 @@ class StreamExecutor:
         with self.cond:
             if name is not None:
                 self.variables[name] = ""
+                self.meta_info[name] = None
+                self.stream_chunks[name] = []
         try:
             for piece, meta in self.backend.generate_stream(self, sampling_params=params):
                 with self.cond:
                     self.text_ += piece
                     if name is not None:
                         self.variables[name] += piece
-                        self.meta_info[name] = meta
+                        # NOTE: chunks carry only their new logprob rows; the variable's meta_info
+                        # folds them, so after the stream it equals the non-streamed one
+                        self.meta_info[name] = accumulate(self.meta_info[name], meta)
+                        self.stream_chunks[name].append((piece, meta))
                     self.cond.notify_all()
         except Exception:
             # NOTE: a half-streamed value is not a value; reads must raise like any failed gen

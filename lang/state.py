@@ -9,6 +9,7 @@ from typing import Any
 
 from sgl.executor import StreamExecutor
 from sgl.ir import ConcateAndAppend, Expr, ExprList, RoleBegin, RoleEnd, VarScopeBegin, VarScopeEnd
+from sgl.stream_meta import accumulate, has_rows
 
 
 class ProgramState:
@@ -115,21 +116,61 @@ class ProgramState:
             if finished:
                 return
 
+    def meta_iter(self, var: str) -> Iterator[tuple[str, Any]]:
+        """(piece, meta_info) of variable ``var`` as it streams. Each meta_info is SGLang's
+        streamed one: the logprob rows of the tokens new in that piece, with
+        ``output_token_logprobs_length`` the count so far (sgl.stream_meta). Backend chunks that
+        arrived between two reads, or that added no text, are merged into the next piece, so
+        the rows of all pieces concatenate to the non-streamed rows; a last piece may be ""
+        when only rows are left (a stop token adds no text)."""
+        ex = self.stream_executor
+        if not ex.stream:
+            yield self.get_var(var), self.get_meta_info(var)
+            return
+
+        def done() -> bool:
+            event = ex.variable_event.get(var)
+            return ex.is_finished or (event is not None and event.is_set())
+
+        seen, piece, pending = 0, "", []
+        while True:
+            with ex.cond:
+                ex.cond.wait_for(lambda n=seen: len(ex.stream_chunks.get(var, ())) > n or done())
+                chunks, finished = ex.stream_chunks.get(var), done()
+            if chunks is None:  # not a streamed gen (a select, a var_scope): its value, once
+                if finished and isinstance(ex.variables.get(var), str):
+                    yield ex.variables[var], ex.meta_info.get(var)
+                if finished:
+                    return
+                continue
+            for p, meta in chunks[seen:]:
+                piece += p
+                pending.append(meta)
+            seen = len(chunks)
+            merged = pending[0] if len(pending) == 1 else _fold(pending)
+            if piece or (finished and has_rows(merged)):
+                yield piece, merged
+                piece, pending = "", []
+            if finished:
+                return
+
     async def text_async_iter(
         self, var: str | None = None, return_meta_data: bool = False
     ) -> AsyncIterator[Any]:
-        """``text_iter`` for asyncio; blocking waits run in the loop's executor."""
+        """``text_iter`` for asyncio; blocking waits run in the loop's executor. With
+        ``return_meta_data`` and a variable, yields (piece, meta_info) pairs from ``meta_iter``."""
         loop = asyncio.get_running_loop()
-        it = self.text_iter(var)
+        with_meta = return_meta_data and var is not None
+        it: Iterator[Any] = self.meta_iter(var) if with_meta else self.text_iter(var)  # type: ignore[arg-type]
         end = object()
         while True:
-            piece = await loop.run_in_executor(None, next, it, end)
-            if piece is end:
+            item = await loop.run_in_executor(None, next, it, end)
+            if item is end:
                 return
-            if return_meta_data:
-                yield piece, self.stream_executor.meta_info.get(var) if var is not None else None
+            if return_meta_data and not with_meta:
+                yield item, None
             else:
-                yield piece
+                yield item
 
     # ---- operators -------------------------------------------------------------------------
 
@@ -153,6 +194,14 @@ class ProgramState:
 
     def __repr__(self) -> str:
         return f"ProgramState({self.text()!r})"
+
+
+def _fold(metas: list[Any]) -> Any:
+    """One meta_info for several chunks, without touching theirs."""
+    total = None
+    for meta in metas:
+        total = accumulate(total, meta)
+    return total
 
 
 class ProgramStateGroup:

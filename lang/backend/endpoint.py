@@ -144,6 +144,13 @@ class RuntimeEndpoint(BaseBackend):
     def get_server_info(self) -> dict:
         return self._request("GET", "/get_server_info")
 
+    def get_model_name(self) -> str:
+        """The served model's path (SGLang's ``RuntimeEndpoint.get_model_name``)."""
+        return str(self.model_info["model_path"])
+
+    def get_model_info(self) -> dict[str, Any]:
+        return self.model_info
+
     def shutdown(self) -> None:
         session = getattr(self._local, "session", None)
         if session is not None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sgl.backend.base import BaseBackend
+from sgl.backend.engine_endpoint import EngineEndpoint
 from sgl.backend.scoring import select_by_logprobs
 from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template
 from sgl.choices import ChoicesDecision, ChoicesSamplingMethod
@@ -39,6 +40,7 @@ class Runtime(BaseBackend):
             chat_template = get_chat_template(chat_template)
         self.chat_template = chat_template or from_tokenizer(engine.tokenizer, name="model")
         self.is_multimodal = bool(getattr(engine, "is_multimodal", False))
+        self.endpoint = EngineEndpoint(self)  # SGLang's `Runtime.endpoint`, answered in-process
 
     # ---- BaseBackend -----------------------------------------------------------------------
 
@@ -62,9 +64,15 @@ class Runtime(BaseBackend):
         return out["text"], out["meta_info"]
 
     def generate_stream(self, state: Any, sampling_params: SamplingParams) -> Iterator[tuple[str, dict]]:
+        """(new text, meta_info) per engine update; meta_info as the server streams it: the
+        logprob rows of the tokens new in this chunk (sgl.stream_meta)."""
+        from sgl.runtime.results import IncrementalStream
+
         sampling, extra = self._request(state, sampling_params)
         sent = 0
-        for chunk in self.engine.generate(prompt=state.text_, sampling_params=sampling, stream=True, **extra):
+        incremental = IncrementalStream()
+        for result in self.engine.generate(prompt=state.text_, sampling_params=sampling, stream=True, **extra):
+            chunk = incremental.chunk(result)
             text = chunk["text"]  # cumulative
             yield text[sent:], chunk["meta_info"]
             sent = len(text)

@@ -17,6 +17,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
+from ..info import model_info as model_info_of
+from ..results import IncrementalStream
 from .bridge import ClientGone, EngineFailure
 from .context import ServerContext
 from .errors import APIError, error_body
@@ -95,20 +97,7 @@ def native_router(ctx: ServerContext) -> APIRouter:
     @router.get("/get_model_info")
     @router.get("/model_info")
     async def model_info() -> dict[str, Any]:
-        tok = engine.tokenizer
-        return {
-            "model_path": str(engine.model_path),
-            "tokenizer_path": engine.config.tokenizer_path or str(engine.model_path),
-            "is_generation": engine.task == "generate",
-            # beyond SGLang: what a client needs to render the model's own chat template
-            "chat_template": getattr(tok, "chat_template", None),
-            "bos_token": getattr(tok, "bos_token", None),
-            "eos_token": getattr(tok, "eos_token", None),
-            "add_bos_token": bool(getattr(tok, "add_bos_token", False)),
-            "context_length": engine.context_length,
-            "vocab_size": engine.model_config.vocab_size,
-            "served_model_name": ctx.model_name,
-        }
+        return {**model_info_of(engine), "served_model_name": ctx.model_name}
 
     @router.get("/server_info")
     @router.get("/get_server_info")
@@ -192,9 +181,10 @@ def _engine_kwargs(req: GenerateRequest, ctx: ServerContext) -> dict[str, Any]:
 
 
 async def _sse_stream(ctx: ServerContext, rid: str, it: Iterator[dict]) -> AsyncIterator[str]:
+    incremental = IncrementalStream()  # logprob rows new in each event, as SGLang streams them
     try:
         async for _, chunk in ctx.bridge.merge_streams([(rid, it)]):
-            yield sse(chunk)
+            yield sse(incremental.chunk(chunk))
     except Exception as e:  # the engine failed mid-stream: tell the client, then end the stream
         yield sse(error_body(500, f"generation failed: {type(e).__name__}: {e}"))
     yield SSE_DONE

@@ -1,0 +1,1 @@
+"""``sglang.lang.backend``: the backends' SGLang module paths, as aliases of ``sgl.backend``."""
