@@ -167,7 +167,7 @@ if triton is not None:
         tl.store(MidL + mid, tl.where(l_i == 0.0, float("-inf"), m_i + tl.log(safe_l)), mask=h_valid)
 
     @triton.jit
-    def _decode_merge_kernel(MidO, MidL, O, Sinks, stride_ob, stride_oh, DV: tl.constexpr,
+    def _decode_merge_kernel(MidO, MidL, Out, Sinks, stride_ob, stride_oh, DV: tl.constexpr,
                              BLOCK_DV: tl.constexpr, SPLITS: tl.constexpr, BLOCK_S: tl.constexpr,
                              HAS_SINKS: tl.constexpr):
         b, h = tl.program_id(0), tl.program_id(1)
@@ -186,7 +186,7 @@ if triton is not None:
         if HAS_SINKS:
             denom += tl.exp(sink - m)
         out = tl.sum(w[:, None] * parts, 0) / denom
-        tl.store(O + b * stride_ob + h * stride_oh + offs_dv, out.to(O.dtype.element_ty), mask=offs_dv < DV)
+        tl.store(Out + b * stride_ob + h * stride_oh + offs_dv, out.to(Out.dtype.element_ty), mask=offs_dv < DV)
 
 
 def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor,

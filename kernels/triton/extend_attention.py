@@ -65,7 +65,7 @@ def extend_attention_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: to
 if triton is not None:
 
     @triton.jit
-    def _extend_kernel(Q, K, V, O, Table, ReqRows, QStart, PrefixLens, ExtendLens, Sinks, Alibi,
+    def _extend_kernel(Q, K, V, Out, Table, ReqRows, QStart, PrefixLens, ExtendLens, Sinks, Alibi,
                        stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh, stride_ot, stride_oh,
                        stride_table, scale, softcap, window,
                        GROUP: tl.constexpr, D: tl.constexpr, DV: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -132,8 +132,8 @@ if triton is not None:
                 acc = acc * alpha[:, None]
                 l_i = l_i * alpha + tl.exp(sink - m_fin)
             out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # rows past ext: never stored
-            tl.store(O + (q_start + offs_m)[:, None] * stride_ot + h * stride_oh + offs_dv[None, :],
-                     out.to(O.dtype.element_ty), mask=m_valid[:, None] & (offs_dv[None, :] < DV))
+            tl.store(Out + (q_start + offs_m)[:, None] * stride_ot + h * stride_oh + offs_dv[None, :],
+                     out.to(Out.dtype.element_ty), mask=m_valid[:, None] & (offs_dv[None, :] < DV))
 
 
 def _check_pool_and_table(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor) -> None:
