@@ -69,8 +69,9 @@ if triton is not None:
         q = tl.load(Q + b * stride_qb + h * stride_qh + offs_d, mask=offs_d < D, other=0.0).to(tl.float32)
         if HAS_ALIBI:
             slope = tl.load(Alibi + h).to(tl.float32)
-        m_i = float("-inf")
-        l_i = 0.0
+        # 0-d float32 tensors, not Python floats: loop-carried values keep one type when compiled
+        m_i = tl.max(tl.full([BLOCK_N], float("-inf"), tl.float32), 0)
+        l_i = tl.sum(tl.zeros([BLOCK_N], tl.float32), 0)
         acc = tl.zeros([BLOCK_DV], tl.float32)
         for n0 in range(start, end, BLOCK_N):
             offs_n = n0 + tl.arange(0, BLOCK_N)
@@ -220,11 +221,12 @@ def decode_attention(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor
     if grouped:
         block_h = max(16, min(64, next_pow2(group)))  # tl.dot wants M >= 16
         block_d = 1 << (d.bit_length() - 1)  # the largest power of two <= d; the rest read apart
+        # (tl.dot wants K >= 16, so a rest under 16 is read as 16 columns, masked)
         rest = d - block_d
         grid = (batch, kv_heads * triton.cdiv(group, block_h), num_splits)
         _decode_grouped_kernel[grid](q, k_pool, v_pool, mid_o, mid_l, table, req_rows, seq_lens, alibi_arg, *common,
                                      heads, GROUP=group, BLOCK_H=block_h, D=d, DV=dv, BLOCK_D=block_d,
-                                     BLOCK_DR=next_pow2(rest) if rest else 0, BLOCK_DV=block_dv, BLOCK_N=block_n,
+                                     BLOCK_DR=max(16, next_pow2(rest)) if rest else 0, BLOCK_DV=block_dv, BLOCK_N=block_n,
                                      SPLITS=num_splits, UPCAST=upcast_dots(q.dtype), **flags)
     else:
         _decode_head_kernel[(batch, heads, num_splits)](

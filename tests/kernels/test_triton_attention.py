@@ -49,7 +49,9 @@ def make_table(lengths: list[int], layout: str, seed: int) -> tuple[torch.Tensor
 
 
 def close(out: torch.Tensor, ref: torch.Tensor, dtype: torch.dtype) -> None:
-    tol = {torch.float32: 1e-4, torch.float16: 4e-3, torch.bfloat16: 3e-2}[dtype]
+    # NOTE: compiled, tl.dot on float32 runs in tf32 (10-bit mantissa): float32 is then looser
+    fp32 = 5e-3 if DEVICE == "cuda" else 1e-4
+    tol = {torch.float32: fp32, torch.float16: 4e-3, torch.bfloat16: 3e-2}[dtype]
     torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
 
 

@@ -87,7 +87,8 @@ def test_fused_moe_matches_reference(dtype, tokens, experts, topk) -> None:
     topk_weights, topk_ids = logits.softmax(-1).topk(topk)
     out = fused_moe(x, w1, w2, topk_weights, topk_ids)
     ref = moe_reference(x, w1, w2, topk_weights, topk_ids)
-    tol = {torch.float32: 1e-4, torch.float16: 3e-3, torch.bfloat16: 3e-2}[dtype]
+    fp32 = 5e-3 if DEVICE == "cuda" else 1e-4  # compiled, tl.dot on float32 runs in tf32
+    tol = {torch.float32: fp32, torch.float16: 3e-3, torch.bfloat16: 3e-2}[dtype]
     torch.testing.assert_close(out.float(), ref.float(), atol=tol, rtol=tol)
 
 
