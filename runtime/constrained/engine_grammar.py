@@ -46,8 +46,12 @@ def grammar_text(kind: str, key: str) -> str:
     """llguidance's grammar text for one of our spec kinds."""
     if kind == "ebnf":
         return llguidance.grammar_from("grammar", key)  # GBNF or Lark, told apart by llguidance
-    if kind in ("lark", "structural_tag"):  # structural tags are Lark already (structural_tag.py)
+    if kind == "lark":
         return llguidance.grammar_from("lark", key)
+    if kind == "structural_tag":  # key: the tag's JSON (structural_tag.py makes it Lark)
+        from .structural_tag import structural_tag_grammar
+
+        return llguidance.grammar_from("lark", structural_tag_grammar(key))
     raise ValueError(f"unknown engine grammar kind {kind!r}")
 
 
@@ -56,6 +60,8 @@ def check_grammar(kind: str, key: str) -> str:
     try:
         text = grammar_text(kind, key)
         is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(text)
+    except InvalidGrammarError:
+        raise
     except (ValueError, RuntimeError) as exc:
         raise InvalidGrammarError(f"{kind} grammar does not parse: {str(exc)[:400]}; fix the grammar") from None
     if is_error:

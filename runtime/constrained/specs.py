@@ -32,8 +32,8 @@ ENGINE_KINDS = ("ebnf", "structural_tag")  # compiled by llguidance (engine_gram
 
 class GrammarSpec(NamedTuple):
     kind: str  # "regex" | "json_schema" | "ebnf" | "structural_tag"
-    key: str  # the regex, the schema as canonical JSON, the grammar text, or the structural tag as
-    # llguidance's grammar JSON; (kind, key) is the cache key
+    key: str  # the regex, the schema or structural tag as canonical JSON, or the grammar text;
+    # (kind, key) is the cache key
 
 
 def dtype_regex(dtype: Any) -> str:
@@ -93,11 +93,11 @@ def grammar_spec(regex: str | None = None, json_schema: Any = None, dtype: Any =
         return GrammarSpec("ebnf", ebnf)
     if structural_tag is not None:
         from .engine_grammar import check_grammar
-        from .structural_tag import structural_tag_grammar
+        from .structural_tag import canonical_tag
 
-        text = structural_tag_grammar(structural_tag)
-        check_grammar("structural_tag", text)
-        return GrammarSpec("structural_tag", text)
+        key = canonical_tag(structural_tag)
+        check_grammar("structural_tag", key)
+        return GrammarSpec("structural_tag", key)
     if json_schema is not None:
         schema = load_schema(json_schema)
         return GrammarSpec("json_schema", json.dumps(schema, sort_keys=False, separators=(",", ":")))

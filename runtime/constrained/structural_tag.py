@@ -30,6 +30,14 @@ def _load(tag: Any) -> dict[str, Any]:
     return tag
 
 
+def canonical_tag(tag: Any) -> str:
+    """The tag as compact JSON (the cache key); raises like structural_tag_grammar."""
+    tag = _load(tag)
+    structural_tag_grammar(tag)
+    return json.dumps({"structures": tag.get("structures"), "triggers": tag.get("triggers")},
+                      separators=(",", ":"))
+
+
 def structural_tag_grammar(tag: Any) -> str:
     """Lark grammar text of a structural tag; raises InvalidGrammarError naming the bad field."""
     tag = _load(tag)
