@@ -33,7 +33,7 @@ class ReasoningParser:
         at = body.find(self.end)
         if at < 0:
             keep = _partial_suffix(body, self.end) if not final else 0
-            return body[: len(body) - keep].lstrip("\n"), "", False
+            return body[: len(body) - keep].strip("\n"), "", False  # a last newline may end the thinking
         return body[:at].strip("\n"), body[at + len(self.end):].lstrip("\n"), True
 
     def split(self, text: str) -> tuple[str, str]:
