@@ -4,6 +4,7 @@ per request."""
 
 from __future__ import annotations
 
+import ast
 import json
 
 import jsonschema
@@ -134,3 +135,27 @@ def test_structural_tag_response_format(oai):
     r = oai.chat.completions.create(model="m", messages=[{"role": "user", "content": "Say hi."}], max_tokens=24,
                                     temperature=0, response_format=fmt)
     assert r.choices[0].message.content  # free text (no trigger): unconstrained
+
+
+# bounded forms of the arithmetic, JSON and program grammars of tests/runtime/constrained/test_ebnf_grammars.py
+# (a small model continues an unbounded `expr` or `stmt+` up to max_new_tokens; program identifiers
+# start with "v" so none is a Python keyword, the checker being ast.parse)
+GEN_GRAMMARS = {
+    "arithmetic": ('root ::= num (op num)? (op num)?\nnum ::= [1-9] [0-9]?\nop ::= " + " | " * " | " - "\n',
+                   "Write a sum: ", lambda t: ast.parse(t, mode="eval")),
+    "json": ('root ::= "{" pair ("," pair)? "}"\npair ::= string ":" value\n'
+             'value ::= string | [0-9]{1,3} | "true" | "false"\nstring ::= "\\"" [a-z ]{1,12} "\\""\n',
+             "A JSON object describing a cat: ", json.loads),
+    "program": ('root ::= stmt stmt? stmt?\nstmt ::= ident " = " atom (" + " atom)? "\\n" | "print(" ident ")\\n"\n'
+                'ident ::= "v" [a-z0-9]?\natom ::= ident | [0-9] [0-9]?\n', "A short program:\n", ast.parse),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GEN_GRAMMARS))
+def test_generation_under_each_gbnf_grammar_parses(server, name):
+    grammar, prompt, parse = GEN_GRAMMARS[name]
+    for sp in ({"temperature": 0}, {"temperature": 0.8, "seed": 1}):
+        r = requests.post(server.url + "/generate", json={"text": prompt, "sampling_params": {
+            "max_new_tokens": 64, "ebnf": grammar, **sp}}, timeout=120).json()
+        assert r["meta_info"]["finish_reason"]["type"] == "stop", (name, r)
+        parse(r["text"])
