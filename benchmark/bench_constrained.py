@@ -8,6 +8,8 @@ Reports:
   pays the first time it meets each state) and later passes; and per step for a batch of rows;
 - compile: schema -> regex -> outlines-core index over the full vocabulary -> every state's
   packed mask row -> character DFA (p50 / max, s), as the compile thread does it.
+- the grammar engines (grammar_engines.py): llguidance's (and xgrammar's, where installed)
+  compile time and mask time per token on the same schemas and instances, side by side.
 
 - decoding (--decoding): wall time of greedy JSON decoding on the default model with
   jump-forward on, off, and unconstrained decoding of the same number of tokens (median of runs).
@@ -221,6 +223,10 @@ def main() -> None:
     for name, xs in masks.items():
         print(f"mask per token, {name} ({len(xs)} steps): p50 {percentile(xs, 0.5):.1f}µs  "
               f"p99 {percentile(xs, 0.99):.1f}µs")
+    print("\ngrammar engines on the same schemas (llguidance serves ebnf / Lark / structural tags):")
+    from grammar_engines import bench as bench_engines
+
+    bench_engines(tok, info.vocab_size, SCHEMAS[: args.schemas])
     if args.decoding:
         torch.set_num_threads(os.cpu_count() or 1)
         bench_decoding(repeats=3)

@@ -30,11 +30,9 @@ class RequestGroup:
         its own matcher. Compile errors raise ValueError naming the field."""
         if self.grammar is None:
             return
-        from .constrained import Grammar
-
         compiled = self.grammar.result()
         for r in self.copies:
-            r.grammar = Grammar(compiled)
+            r.grammar = compiled.grammar()
 
 
 class RequestFactory:

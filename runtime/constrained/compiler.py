@@ -18,9 +18,10 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from .engine_grammar import EngineCompiled, EngineGrammar
 from .grammar import CompiledGrammar, Grammar
 from .json_schema import SchemaOptions
-from .specs import GrammarSpec, to_regex
+from .specs import ENGINE_KINDS, GrammarSpec, to_regex
 from .vocabulary import TokenizerInfo
 
 
@@ -38,10 +39,12 @@ class GrammarCompiler:
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grammar")
 
-    def compile_async(self, kind: str, key: Any) -> Future[CompiledGrammar]:
+    def compile_async(self, kind: str, key: Any) -> Future[CompiledGrammar | EngineCompiled]:
         """Future of the compiled grammar; failures (ConstraintError) surface from ``result()``.
 
-        ``kind``: "regex" (key: pattern) or "json_schema" (key: str, dict or pydantic class).
+        ``kind``: "regex" (key: pattern), "json_schema" (key: str, dict or pydantic class),
+        "ebnf" (GBNF or Lark text) or "structural_tag" (dict or JSON). Regexes and JSON schemas
+        take our own DFA path; grammars and structural tags take llguidance (docs/grammars.md).
         """
         spec = _spec(kind, key)
         with self._lock:
@@ -67,29 +70,31 @@ class GrammarCompiler:
             del self._cache[spec]
             total -= size
 
-    def compile(self, kind: str, key: Any) -> CompiledGrammar:
+    def compile(self, kind: str, key: Any) -> CompiledGrammar | EngineCompiled:
         return self.compile_async(kind, key).result()
 
-    def grammar(self, kind: str, key: Any) -> Grammar:
+    def grammar(self, kind: str, key: Any) -> Grammar | EngineGrammar:
         """A fresh per-request matcher (blocks until compiled)."""
-        return Grammar(self.compile(kind, key))
+        return self.compile(kind, key).grammar()
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _build(self, spec: GrammarSpec) -> CompiledGrammar:
+    def _build(self, spec: GrammarSpec) -> CompiledGrammar | EngineCompiled:
+        if spec.kind in ENGINE_KINDS:
+            return EngineCompiled(spec.kind, spec.key, self.info)
         compiled = CompiledGrammar(to_regex(spec, self.schema_options), self.info, self._vocabulary)
         compiled.precompute_forced_tokens()  # builds the char DFA too: the scheduler thread never waits on it
         return compiled
 
-    def _forget_failure(self, spec: GrammarSpec, fut: Future[CompiledGrammar]) -> None:
+    def _forget_failure(self, spec: GrammarSpec, fut: Future[CompiledGrammar | EngineCompiled]) -> None:
         if fut.exception() is not None:  # NOTE: errors are not cached; a retry recompiles
             with self._lock:
                 if self._cache.get(spec) is fut:
                     del self._cache[spec]
 
 
-def _table_bytes(fut: Future[CompiledGrammar]) -> int:
+def _table_bytes(fut: Future[CompiledGrammar | EngineCompiled]) -> int:
     if not fut.done() or fut.cancelled() or fut.exception() is not None:
         return 0
     return fut.result().table.nbytes
@@ -100,9 +105,9 @@ def _spec(kind: str, key: Any) -> GrammarSpec:
 
     if kind == "regex":
         spec = grammar_spec(regex=key)
-    elif kind == "json_schema":
-        spec = grammar_spec(json_schema=key)
+    elif kind in ("json_schema", *ENGINE_KINDS):
+        spec = grammar_spec(**{kind: key})
     else:
-        raise ValueError(f"unknown grammar kind {kind!r}; use 'regex' or 'json_schema'")
+        raise ValueError(f"unknown grammar kind {kind!r}; use 'regex', 'json_schema', 'ebnf' or 'structural_tag'")
     assert spec is not None
     return spec

@@ -21,6 +21,10 @@ class InvalidSchemaError(ConstraintError):
     """The ``json_schema`` is not valid JSON / not a JSON Schema object."""
 
 
+class InvalidGrammarError(ConstraintError):
+    """The ``ebnf`` / Lark grammar or the structural tag does not parse or cannot be used."""
+
+
 class UnsupportedSchemaError(ConstraintError):
     """The schema is valid but uses a keyword that cannot be enforced while decoding."""
 

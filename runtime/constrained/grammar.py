@@ -45,6 +45,10 @@ class CompiledGrammar:
         self.table = StateTable(self.index, info, start, max_table_bytes)  # every state's mask
         self._forced: dict[int, list[int]] = {}  # state -> forced tokens
 
+    def grammar(self) -> Grammar:
+        """A fresh per-request matcher."""
+        return Grammar(self)
+
     # --- per state ------------------------------------------------------------------------------
     def next_state(self, state: int, token_id: int) -> int | None:
         if token_id >= len(self.info.token_bytes) or self.info.token_bytes[token_id] is None:

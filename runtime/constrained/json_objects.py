@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .errors import UnsupportedSchemaError, count_keyword
 from .regex_text import (
@@ -20,9 +20,21 @@ from .regex_text import (
     repeat,
     seq,
 )
+from .schema_merge import SchemaMerger
 
-if TYPE_CHECKING:
-    from .json_schema import SchemaTranslator
+
+class _WhitespaceOptions(Protocol):
+    whitespace: str
+
+
+class SchemaTranslator(Protocol):
+    """What the array and object rules need from json_schema.SchemaTranslator (a Protocol, so
+    this module does not import json_schema, which imports it)."""
+
+    options: _WhitespaceOptions
+    merger: SchemaMerger
+
+    def value(self, schema: Any, pointer: str, depth: int) -> Pattern: ...
 
 _TRIVIAL = (True, {})
 

@@ -22,17 +22,25 @@ The one place the tokenizer's split depends on the text after the forced run, it
 from __future__ import annotations
 
 import codecs
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import interegular
 from interegular.fsm import anything_else
 
+from .state_table import StateTable
 from .vocabulary import TokenizerInfo
 
-if TYPE_CHECKING:
-    from .grammar import CompiledGrammar
-
 MAX_FORCED_CHARS = 512
+
+
+class TokenLevel(Protocol):
+    """What forced_tokens needs from grammar.CompiledGrammar (a Protocol, so this module does not
+    import grammar, which imports it)."""
+
+    info: TokenizerInfo
+    table: StateTable
+
+    def next_state(self, state: int, token_id: int) -> int | None: ...
 
 
 class CharFSM:
@@ -117,7 +125,7 @@ class CharCursor:
         return not self.decoder.getstate()[0]
 
 
-def forced_tokens(compiled: CompiledGrammar, state: int, forced: str) -> list[int]:
+def forced_tokens(compiled: TokenLevel, state: int, forced: str) -> list[int]:
     """The tokenizer's own tokens for the ``forced`` text from token-level ``state``, without a
     last token that could merge with what follows; [] if none (or if the tokens do not walk).
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from .errors import ConflictingConstraintsError, InvalidRegexError
+from .errors import ConflictingConstraintsError, InvalidGrammarError, InvalidRegexError
 from .json_schema import SchemaOptions, load_schema, schema_to_regex
 from .regex_text import alt, escape
 
@@ -27,9 +27,13 @@ _UNSUPPORTED_REGEX = [(r"\(\?[=!]|\(\?<[=!]", "lookaround"), (r"\\[1-9]|\(\?P=",
                       (r"\(\?[aiLmsux-]+[:)]", "inline flags")]
 
 
+ENGINE_KINDS = ("ebnf", "structural_tag")  # compiled by llguidance (engine_grammar.py)
+
+
 class GrammarSpec(NamedTuple):
-    kind: str  # "regex" | "json_schema"
-    key: str  # the regex, or the schema as canonical JSON; (kind, key) is the cache key
+    kind: str  # "regex" | "json_schema" | "ebnf" | "structural_tag"
+    key: str  # the regex, the schema or structural tag as canonical JSON, or the grammar text;
+    # (kind, key) is the cache key
 
 
 def dtype_regex(dtype: Any) -> str:
@@ -61,10 +65,15 @@ def check_regex(regex: str) -> str:
 
 
 def grammar_spec(regex: str | None = None, json_schema: Any = None, dtype: Any = None,
-                 choices: Sequence[str] | None = None) -> GrammarSpec | None:
-    """Validate and normalize; None when unconstrained. At most one argument may be given."""
+                 choices: Sequence[str] | None = None, ebnf: str | None = None,
+                 structural_tag: Any = None) -> GrammarSpec | None:
+    """Validate and normalize; None when unconstrained. At most one argument may be given.
+
+    ``ebnf``: a GBNF (llama.cpp) or Lark grammar; ``structural_tag``: SGLang's structural-tag
+    object (a dict or its JSON), see structural_tag.py."""
     given = [n for n, v in (("regex", regex), ("json_schema", json_schema), ("dtype", dtype),
-                            ("choices", choices)) if v is not None]
+                            ("choices", choices), ("ebnf", ebnf), ("structural_tag", structural_tag))
+             if v is not None]
     if len(given) > 1:
         raise ConflictingConstraintsError(
             f"{' and '.join(given)} were given together; pass only one constraint per generation"
@@ -75,6 +84,20 @@ def grammar_spec(regex: str | None = None, json_schema: Any = None, dtype: Any =
         return GrammarSpec("regex", dtype_regex(dtype))
     if choices is not None:
         return GrammarSpec("regex", choices_regex(choices))
+    if ebnf is not None:
+        from .engine_grammar import check_grammar
+
+        if not isinstance(ebnf, str) or not ebnf.strip():
+            raise InvalidGrammarError("ebnf must be a non-empty GBNF or Lark grammar string")
+        check_grammar("ebnf", ebnf)
+        return GrammarSpec("ebnf", ebnf)
+    if structural_tag is not None:
+        from .engine_grammar import check_grammar
+        from .structural_tag import canonical_tag
+
+        key = canonical_tag(structural_tag)
+        check_grammar("structural_tag", key)
+        return GrammarSpec("structural_tag", key)
     if json_schema is not None:
         schema = load_schema(json_schema)
         return GrammarSpec("json_schema", json.dumps(schema, sort_keys=False, separators=(",", ":")))

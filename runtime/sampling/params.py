@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+CONSTRAINTS = ("regex", "json_schema", "choices", "ebnf", "structural_tag")  # at most one per request
+
 
 @dataclass
 class SamplingParams:
@@ -35,6 +37,8 @@ class SamplingParams:
     regex: str | None = None
     json_schema: str | None = None
     choices: list[str] | None = None
+    ebnf: str | None = None  # a GBNF or Lark grammar (SGLang's field)
+    structural_tag: str | None = None  # SGLang's structural-tag object as JSON
     logit_bias: dict[int, float] | None = None
 
     def __post_init__(self) -> None:
@@ -46,6 +50,8 @@ class SamplingParams:
             self.stop_token_ids = [self.stop_token_ids]
         if isinstance(self.json_schema, dict):
             self.json_schema = json.dumps(self.json_schema)
+        if isinstance(self.structural_tag, dict):
+            self.structural_tag = json.dumps(self.structural_tag)
         self.validate()
 
     @classmethod
@@ -99,7 +105,10 @@ class SamplingParams:
         check(self.choices is None or (isinstance(self.choices, list) and self.choices
                                        and all(isinstance(c, str) for c in self.choices)),
               "choices", "must be a non-empty list of strings")
-        constraints = [k for k in ("regex", "json_schema", "choices") if getattr(self, k) is not None]
+        check(self.ebnf is None or isinstance(self.ebnf, str), "ebnf", "must be a GBNF or Lark grammar string")
+        check(self.structural_tag is None or isinstance(self.structural_tag, str), "structural_tag",
+              "must be a structural-tag object or its JSON")
+        constraints = [k for k in CONSTRAINTS if getattr(self, k) is not None]
         if len(constraints) > 1:
             raise ValueError(f"sampling_params: {' and '.join(constraints)} are mutually exclusive; give only one")
         if self.logit_bias is not None:
@@ -119,7 +128,7 @@ class SamplingParams:
     @property
     def constraint(self) -> tuple[str, Any] | None:
         """(kind, spec) of the grammar constraint, if any."""
-        for kind in ("regex", "json_schema", "choices"):
+        for kind in CONSTRAINTS:
             value = getattr(self, kind)
             if value is not None:
                 return kind, value

@@ -24,6 +24,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES,
                         help=f"largest request body accepted (default: {DEFAULT_MAX_BODY_BYTES})")
     parser.add_argument("--served-model-name", default=None, help="model id in the OpenAI API (default: the model path)")
+    parser.add_argument("--tool-call-parser", default=None,
+                        help="tool-call format: hermes (Qwen 2.5), llama3, mistral, deepseekv3, gpt-oss "
+                             "(default: from the chat template)")
+    parser.add_argument("--reasoning-parser", default=None,
+                        help="put a reasoning model's thinking into reasoning_content: deepseek-r1, qwen3, gpt-oss")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     add_engine_args(parser)
     return parser
@@ -33,7 +38,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         settings = ServerSettings(host=args.host, port=args.port, api_key=args.api_key,
-                                  max_body_bytes=args.max_body_bytes, served_model_name=args.served_model_name)
+                                  max_body_bytes=args.max_body_bytes, served_model_name=args.served_model_name,
+                                  tool_call_parser=args.tool_call_parser, reasoning_parser=args.reasoning_parser)
     except ValueError as e:
         sys.exit(f"sgl serve: {e}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -24,7 +24,11 @@ from .errors import APIError, error_body
 from .guard import parse
 from .jsonio import JSONOut
 from .native import SSE_DONE, engine_errors, sse
+from .openai_chat_output import DeltaSplitter, split_message
 from .openai_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
+from .openai_reasoning import ReasoningParser, get_reasoning_parser
+from .openai_tool_parsers import ToolParser, detect_parser, get_parser
+from .openai_tools import ToolPlan, chat_messages, plan_tools
 from .protocol import check_top_logprobs, clean_sampling_params
 
 # OpenAI field -> engine sampling field
@@ -33,7 +37,7 @@ _FIELDS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed
            "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty",
            "min_tokens": "min_new_tokens", "ignore_eos": "ignore_eos", "skip_special_tokens": "skip_special_tokens",
            "stop_token_ids": "stop_token_ids", "stop_regex": "stop_regex", "no_stop_trim": "no_stop_trim", "regex": "regex",
-           "json_schema": "json_schema"}
+           "json_schema": "json_schema", "ebnf": "ebnf"}
 _RENAMES = (("sampling_params.max_new_tokens", "max_tokens"), ("sampling_params.min_new_tokens", "min_tokens"),
             ("sampling_params.", ""))
 JSON_OBJECT_SCHEMA = {"type": "object"}
@@ -53,8 +57,18 @@ def openai_errors() -> Iterator[None]:
         raise APIError(e.status, message, param) from None
 
 
-def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerContext) -> dict[str, Any]:
+def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerContext,
+                    tool_regex: str | None = None, reasoning: ReasoningParser | None = None) -> dict[str, Any]:
+    """``tool_regex``: the constraint of tool_choice "required" / a named function; with a
+    ``reasoning`` parser the constraint applies after the thinking."""
     sp: dict[str, Any] = {"n": req.n}
+    given = [name for name, v in (("regex", req.regex), ("json_schema", req.json_schema), ("ebnf", req.ebnf),
+                                  ("response_format", req.response_format if req.response_format is not None
+                                   and req.response_format.type != "text" else None),
+                                  ("tool_choice", tool_regex)) if v is not None]
+    if len(given) > 1:
+        raise APIError(400, f"{' and '.join(f'`{g}`' for g in given)} each constrain the output: give only one",
+                       given[1])
     if max_tokens is not None:
         sp["max_new_tokens"] = max_tokens
     for src, dst in _FIELDS.items():
@@ -67,7 +81,12 @@ def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerCont
         except ValueError:
             raise APIError(400, "`logit_bias` keys must be token ids (integers, as JSON strings)", "logit_bias") from None
     fmt_ = req.response_format
-    if fmt_ is not None and fmt_.type != "text":
+    if fmt_ is not None and fmt_.type == "structural_tag":
+        if not fmt_.structures or not fmt_.triggers:
+            raise APIError(400, "`response_format` of type structural_tag needs `structures` and `triggers`",
+                           "response_format.structures")
+        sp["structural_tag"] = json.dumps({"structures": fmt_.structures, "triggers": fmt_.triggers})
+    elif fmt_ is not None and fmt_.type != "text":
         if fmt_.type == "json_object":
             schema: Any = JSON_OBJECT_SCHEMA
         elif fmt_.json_schema is None or fmt_.json_schema.schema_ is None:
@@ -76,8 +95,31 @@ def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerCont
         else:
             schema = fmt_.json_schema.schema_
         sp["json_schema"] = json.dumps(schema)
+    if tool_regex is not None:
+        sp["regex"] = tool_regex
+    if reasoning is not None:
+        _constrain_after_thinking(sp, reasoning)
     with openai_errors():
         return clean_sampling_params(sp, ctx.engine)
+
+
+def _constrain_after_thinking(sp: dict[str, Any], reasoning: ReasoningParser) -> None:
+    """The output's constraint moves past the thinking: a regex of free thinking then the
+    constraint (a JSON schema becomes its regex, our own JSON path either way)."""
+    from ..constrained import schema_to_regex
+    from ..constrained.errors import ConstraintError
+
+    kind = next((k for k in ("regex", "json_schema") if k in sp), None)
+    if kind is None:
+        return
+    try:
+        inner = sp[kind] if kind == "regex" else schema_to_regex(json.loads(sp[kind]))
+    except ConstraintError as e:
+        raise APIError(400, f"`{kind}`: {e}", kind) from None
+    combined = reasoning.constrain_after(inner)
+    if combined is not None:
+        del sp[kind]
+        sp["regex"] = combined
 
 
 def _text_content(m: ChatMessage, i: int) -> str:
@@ -92,14 +134,23 @@ def _text_content(m: ChatMessage, i: int) -> str:
     return "\n".join(texts)
 
 
-def render_chat(tokenizer: Any, req: ChatCompletionRequest) -> list[int]:
-    """Token ids of the chat template applied to the messages, with the generation prompt."""
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": _text_content(m, i)}
-                for i, m in enumerate(req.messages)]
-    if not getattr(tokenizer, "chat_template", None):
+def render_chat(tokenizer: Any, req: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None) -> list[int]:
+    """Token ids of the chat template applied to the messages (and ``tools``), with the
+    generation prompt."""
+    messages = []
+    for i, m in enumerate(req.messages):
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": _text_content(m, i)}
+        if m.tool_calls:
+            msg["tool_calls"] = m.tool_calls
+        if m.tool_call_id is not None:
+            msg["tool_call_id"] = m.tool_call_id
+        messages.append(msg)
+    template = getattr(tokenizer, "chat_template", None)
+    if not template:
         raise APIError(400, "the model has no chat template; use /v1/completions with a plain prompt", "messages")
+    messages, extra = chat_messages(messages, tools or [], template if isinstance(template, str) else str(template))
     try:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra)
     except Exception as e:  # the template rejects the conversation (e.g. roles must alternate)
         raise APIError(400, f"`messages`: the chat template rejected them: {e}", "messages") from None
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -147,11 +198,17 @@ def openai_router(ctx: ServerContext) -> APIRouter:
         req = await parse(request, ChatCompletionRequest, limit)
         if req.top_logprobs and not req.logprobs:
             raise APIError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
-        ids = await bridge.call(render_chat, engine.tokenizer, req)
+        parser = tool_parser(ctx)
+        plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser)
+        reasoning = reasoning_parser(ctx) if req.separate_reasoning else None
+        ids = await bridge.call(render_chat, engine.tokenizer, req, plan.tools)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         if max_tokens is None:  # OpenAI's default: up to the end of the context
             max_tokens = max(engine.context_length - len(ids), 0)
-        sp = sampling_params(req, max_tokens, ctx)
+        sp = sampling_params(req, max_tokens, ctx, plan.regex, reasoning)
+        if plan.parse and parser.needs_special_tokens:
+            sp.setdefault("skip_special_tokens", False)
+        tools = parser if plan.parse else None
         lp = _logprob_kwargs(req.logprobs, req.top_logprobs or 0, ctx)
         prompts = [{"input_ids": ids}]
         base = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
@@ -160,15 +217,40 @@ def openai_router(ctx: ServerContext) -> APIRouter:
             streams = await _open_streams(ctx, prompts, sp, lp)
             include_usage = bool(req.stream_options and req.stream_options.include_usage)
             chunk_base = {**base, "object": "chat.completion.chunk"}
-            return StreamingResponse(_chat_stream(ctx, streams, chunk_base, req.logprobs, include_usage, req.n),
-                                     media_type="text/event-stream")
+            return StreamingResponse(_chat_stream(ctx, streams, chunk_base, req.logprobs, include_usage, req.n,
+                                                  tools, reasoning), media_type="text/event-stream")
         results = await _generate(request, ctx, prompts, sp, lp)
         if results is None:
             return Response(status_code=499)
-        choices = [fmt.chat_choice(i, r, req.logprobs) for i, r in enumerate(results)]
+        choices = [_chat_choice(i, r, req.logprobs, tools, reasoning) for i, r in enumerate(results)]
         return JSONOut({**base, "choices": choices, "usage": fmt.usage(results, req.n)})
 
     return router
+
+
+def tool_parser(ctx: ServerContext) -> ToolParser:
+    name = ctx.settings.tool_call_parser
+    if name is not None:
+        return get_parser(name)
+    template = getattr(ctx.engine.tokenizer, "chat_template", None)
+    return detect_parser(template if isinstance(template, str) else None,
+                         getattr(ctx.engine.model_config, "model_type", "") or "")
+
+
+def reasoning_parser(ctx: ServerContext) -> ReasoningParser | None:
+    name = ctx.settings.reasoning_parser
+    return get_reasoning_parser(name) if name is not None else None
+
+
+def _chat_choice(i: int, r: dict[str, Any], with_logprobs: bool, tools: ToolParser | None,
+                 reasoning: ReasoningParser | None) -> dict[str, Any]:
+    choice = fmt.chat_choice(i, r, with_logprobs)
+    if tools is None and reasoning is None:
+        return choice
+    choice["message"], has_calls = split_message(r["text"], tools, reasoning)
+    if has_calls and choice["finish_reason"] == "stop":
+        choice["finish_reason"] = "tool_calls"
+    return choice
 
 
 def _prompt_inputs(prompt: Any) -> list[dict[str, Any]]:
@@ -227,10 +309,12 @@ async def _open_streams(ctx: ServerContext, prompts: list[dict[str, Any]], sp: d
 
 
 async def _chat_stream(ctx: ServerContext, streams: list[tuple[str, Iterator[dict]]], base: dict[str, Any],
-                       with_logprobs: bool, include_usage: bool, n: int) -> AsyncIterator[str]:
+                       with_logprobs: bool, include_usage: bool, n: int, tools: ToolParser | None = None,
+                       reasoning: ReasoningParser | None = None) -> AsyncIterator[str]:
     sent = [""] * len(streams)
     rows_sent = [0] * len(streams)
     finals: list[dict[str, Any]] = [{}] * len(streams)
+    splitters = [DeltaSplitter(tools, reasoning) if tools or reasoning else None for _ in streams]
     for i in range(len(streams)):
         yield sse({**base, "choices": [{"index": i, "delta": {"role": "assistant", "content": ""},
                                         "logprobs": None, "finish_reason": None}]})
@@ -243,6 +327,14 @@ async def _chat_stream(ctx: ServerContext, streams: list[tuple[str, Iterator[dic
                 logprobs = fmt.chat_logprobs(meta, rows_sent[i])
                 rows_sent[i] = len(meta.get("output_token_logprobs", []))
             reason = fmt.finish_reason(meta)
+            splitter = splitters[i]
+            if splitter is not None:  # reasoning / tool calls: their deltas first, the finish last
+                for delta in splitter.feed(text, final=reason is not None):
+                    yield sse({**base, "choices": [{"index": i, "delta": delta, "logprobs": None,
+                                                    "finish_reason": None}]})
+                piece = ""
+                if reason == "stop" and splitter.has_calls:
+                    reason = "tool_calls"
             if piece or reason or (logprobs and logprobs["content"]):
                 choice = {"index": i, "delta": {"content": piece} if piece else {}, "logprobs": logprobs,
                           "finish_reason": reason}

@@ -30,8 +30,11 @@ class JsonSchemaFormat(BaseModel):
 
 class ResponseFormat(BaseModel):
     model_config = _OPENAI
-    type: Literal["text", "json_object", "json_schema"]
+    type: Literal["text", "json_object", "json_schema", "structural_tag"]
     json_schema: JsonSchemaFormat | None = None
+    # SGLang's structural tag: free text until a trigger, then {begin, schema, end}
+    structures: list[dict[str, Any]] | None = None
+    triggers: list[str] | None = None
 
 
 class SamplingFields(BaseModel):
@@ -56,6 +59,7 @@ class SamplingFields(BaseModel):
     # beyond OpenAI (SGLang / vLLM extra body fields)
     regex: str | None = None
     json_schema: str | dict[str, Any] | None = None
+    ebnf: str | None = None  # a GBNF or Lark grammar
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
@@ -94,6 +98,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None  # an assistant turn's calls, sent back
+    tool_call_id: str | None = None  # a `tool` turn: the call it answers
 
 
 class ChatCompletionRequest(SamplingFields):
@@ -101,3 +107,7 @@ class ChatCompletionRequest(SamplingFields):
     max_completion_tokens: int | None = Field(None, ge=0)
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool = True
+    separate_reasoning: bool = True  # with --reasoning-parser: thinking into reasoning_content
