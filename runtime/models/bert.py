@@ -64,6 +64,7 @@ class BertLayer(nn.Module):
 
 class BertModel(nn.Module):
     task = "embed"  # the head the runner applies (model_runner.py): self.pooler
+    bidirectional = True  # whole prompts in one forward, never a cached prefix (model_runner.py)
     packed_modules = {"query": ("qkv_proj", "q"), "key": ("qkv_proj", "k"), "value": ("qkv_proj", "v")}
     # the pooler's dense+tanh (`pooler_output`) is not what sentence-transformers pools; MLM heads
     # of BertForMaskedLM / BertForPreTraining checkpoints are not served
