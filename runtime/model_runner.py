@@ -31,9 +31,11 @@ class ModelRunner:
         self.attn_backend = select_backend(device)
         self.task = getattr(type(model), "task", "generate")
         assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
-        # a pooler over every token (cls, mean) needs whole prompts in one forward, and its KV
-        # (of a bidirectional encoder) is not a reusable prefix
-        self.pools_all_tokens = self.task != "generate" and model.pooler.needs_all_tokens
+        # a pooler over every token (cls, mean) needs whole prompts in one forward; so does a
+        # bidirectional encoder (`bidirectional`: BERT) whatever it pools, and its KV is not a
+        # reusable prefix (each token's keys depend on the tokens after it)
+        bidirectional = bool(getattr(type(model), "bidirectional", False))
+        self.pools_all_tokens = self.task != "generate" and (model.pooler.needs_all_tokens or bidirectional)
         self.fused = fused_decoder_for(model)  # the executor for a plain Llama's layers, or None
 
     @torch.inference_mode()

@@ -37,12 +37,14 @@ class Attention(nn.Module):
 
     sliding_window: a key at position j is visible from query position i when i - j < window.
     softcap: scores become softcap * tanh(scores / softcap) (Gemma 2).
-    alibi: per-head slopes added as slope * (j - i) to the scores (Bloom, MPT)."""
+    alibi: per-head slopes added as slope * (j - i) to the scores (Bloom, MPT).
+    causal=False: every token of a request sees all of its tokens (bidirectional encoders: BERT);
+    NOTE: such a request must be computed whole in one forward (no cached prefix, no chunks)."""
 
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, layer_id: int,
                  scaling: float | None = None, sliding_window: int | None = None,
                  softcap: float | None = None, alibi: torch.Tensor | None = None,
-                 v_head_dim: int | None = None) -> None:
+                 v_head_dim: int | None = None, causal: bool = True) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.v_head_dim = v_head_dim or head_dim
@@ -50,6 +52,7 @@ class Attention(nn.Module):
         self.scaling = scaling if scaling is not None else head_dim**-0.5
         self.sliding_window = sliding_window
         self.softcap = softcap
+        self.causal = causal
         self.register_buffer("alibi", alibi, persistent=False)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:

@@ -4,7 +4,7 @@ Per batch, `prepare` builds once what every layer reuses:
 - kv_index (batch, max_kv): KV slots of each request's tokens, padded past its length;
 - q_index (batch * max_q,): packed token of each padded query position; q_valid: the padded
   positions that hold a token, in packed order;
-- masks (batch, 1, max_q, max_kv), bool, one per sliding-window size, built on first use.
+- masks (batch, 1, max_q, max_kv), bool, one per (sliding-window size, causal), built on first use.
 
 NOTE: padded keys point at real (finite) slots and are masked out; padded query rows are given
 key 0 so softmax never sees an all-masked row, and their outputs are dropped.
@@ -37,7 +37,8 @@ class TorchAttnMeta:
     dense_decode: bool  # a decode of one request: no mask
     q_index: torch.Tensor | None = None  # (batch * max_q,) packed token of each padded query position
     q_valid: torch.Tensor | None = None  # padded positions that hold a token, in packed order
-    masks: dict[int | None, torch.Tensor] = field(default_factory=dict)  # window -> mask, on first use
+    # (window, causal) -> mask, on first use
+    masks: dict[tuple[int | None, bool], torch.Tensor] = field(default_factory=dict)
 
 
 class TorchNativeBackend:
@@ -63,20 +64,25 @@ class TorchNativeBackend:
             meta.q_valid = valid.flatten().nonzero()[:, 0]
         return meta
 
-    def _mask(self, batch: ForwardBatch, window: int | None) -> torch.Tensor | None:
-        """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may."""
+    def _mask(self, batch: ForwardBatch, window: int | None, causal: bool = True) -> torch.Tensor | None:
+        """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may.
+        causal=False: every key of the request (j < seq_len), whatever the query's position."""
         meta: TorchAttnMeta = batch.attn_meta
-        if window not in meta.masks:
+        if (window, causal) not in meta.masks:
             dev = meta.kv_index.device
             max_q, kv = meta.max_q, meta.kv_index.shape[1]
             q_pos = meta.prefix_lens[:, None] + torch.arange(max_q, device=dev)[None, :]  # (batch, max_q)
             j = torch.arange(kv, device=dev)[None, None, :]
-            mask = (j <= q_pos[:, :, None]) & (j < meta.seq_lens[:, None, None])
+            mask = j < meta.seq_lens[:, None, None]  # (batch, 1, kv): the request's own keys
+            if causal:
+                mask = mask & (j <= q_pos[:, :, None])
+            else:
+                mask = mask.expand(-1, max_q, -1).clone()
             if window is not None:
                 mask &= j > q_pos[:, :, None] - window
             mask[:, :, 0] |= ~mask.any(-1)  # padded query rows see key 0 (dropped later)
-            meta.masks[window] = mask[:, None]
-        return meta.masks[window]
+            meta.masks[window, causal] = mask[:, None]
+        return meta.masks[window, causal]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
                 batch: ForwardBatch) -> torch.Tensor:
@@ -86,7 +92,7 @@ class TorchNativeBackend:
         if meta.self_causal and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
             out = F.scaled_dot_product_attention(
                 q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
-                is_causal=True, scale=layer.scaling, enable_gqa=True)
+                is_causal=layer.causal, scale=layer.scaling, enable_gqa=True)
             return out[0].transpose(0, 1)  # (tokens, heads, dv)
 
         kv_index = meta.kv_index
@@ -104,7 +110,7 @@ class TorchNativeBackend:
         if emulated_bf16(q):  # bf16 SDPA over gathered keys runs ~4x slower than float32 there
             queries, keys, values = queries.float(), keys.float(), values.float()
         needs_mask = not (meta.dense_decode and window is None)
-        mask = self._mask(batch, window) if needs_mask else None
+        mask = self._mask(batch, window, layer.causal) if needs_mask else None
         if layer.softcap is None and layer.alibi is None:
             out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
                                                  scale=layer.scaling, enable_gqa=True)

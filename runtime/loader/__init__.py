@@ -3,6 +3,7 @@ when no path is given."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import os
@@ -18,6 +19,7 @@ from ..layers.linear import pack_tile_weights
 from ..models import get_model_class
 from .gguf_file import converted_folder
 from .safetensors_folder import iterate_weights
+from .sentence_transformers import read_pooler
 from .weights import load_weights
 
 logger = logging.getLogger("sgl.runtime")
@@ -82,7 +84,7 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     is_gguf = path.endswith(".gguf")
     folder = converted_folder(path) if is_gguf else path
     hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-    model_config = ModelConfig.from_hf(hf_config)
+    model_config = dataclasses.replace(ModelConfig.from_hf(hf_config), pooling=read_pooler(folder))
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
     dtype = resolve_dtype(cfg.dtype, device, model_config)
 

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .bridge import EngineBridge
 from .context import ServerContext, ServerSettings
+from .embeddings_api import embeddings_router
 from .errors import APIError, error_response
 from .guard import Guard
 from .jsonio import JSONOut
@@ -39,6 +40,7 @@ def create_app(engine: Any, settings: ServerSettings | None = None, shutdown_eng
     app.state.ctx = ctx
     app.include_router(native_router(ctx))
     app.include_router(openai_router(ctx))
+    app.include_router(embeddings_router(ctx))
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError) -> JSONResponse:

