@@ -34,3 +34,29 @@ def accumulate(total: dict[str, Any] | None, chunk: dict[str, Any] | None) -> di
 def has_rows(meta: dict[str, Any] | None) -> bool:
     """Whether a chunk's meta_info carries any incremental row."""
     return bool(meta) and any(meta.get(k) for k in INCREMENTAL_KEYS)
+
+
+class IncrementalMeta:
+    """Makes a server's streamed meta_info incremental whichever way it sends rows: ours and
+    SGLang's ``--incremental-streaming-output`` send the new rows, SGLang's default mode all rows
+    so far. ``output_token_logprobs_length`` says which (the rows start at ``length - len(rows)``);
+    a chunk without it is taken as cumulative (older servers). Rows already seen are dropped."""
+
+    def __init__(self) -> None:
+        self.seen = 0  # output rows passed on so far
+
+    def chunk(self, meta: dict[str, Any]) -> dict[str, Any]:
+        rows = meta.get("output_token_logprobs")
+        if not isinstance(rows, list):
+            return meta
+        length = meta.get("output_token_logprobs_length", len(rows))
+        skip = max(self.seen - (length - len(rows)), 0)
+        self.seen = max(self.seen, length)
+        if skip == 0 and "output_token_logprobs_length" in meta:
+            return meta
+        out = dict(meta)
+        for key in INCREMENTAL_KEYS:
+            if isinstance(out.get(key), list):
+                out[key] = out[key][skip:]
+        out["output_token_logprobs_length"] = length
+        return out

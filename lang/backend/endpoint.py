@@ -24,6 +24,7 @@ from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template, m
 from sgl.choices import ChoicesDecision, ChoicesSamplingMethod
 from sgl.global_config import global_config
 from sgl.ir import SamplingParams
+from sgl.stream_meta import IncrementalMeta
 
 _PREFILL_ONLY = {"max_new_tokens": 0}
 
@@ -105,6 +106,7 @@ class RuntimeEndpoint(BaseBackend):
 
     def generate_stream(self, state: Any, sampling_params: SamplingParams) -> Iterator[tuple[str, dict]]:
         body = {**self._body(state, sampling_params), "stream": True}
+        incremental = IncrementalMeta()  # SGLang's servers may send all rows so far
         with self._send("POST", "/generate", body, stream=True) as resp:
             sent = 0
             for line in resp.iter_lines():
@@ -117,7 +119,7 @@ class RuntimeEndpoint(BaseBackend):
                 if "error" in chunk:
                     raise EndpointError(chunk["error"]["message"])
                 text = chunk["text"]  # cumulative
-                yield text[sent:], chunk["meta_info"]
+                yield text[sent:], incremental.chunk(chunk["meta_info"])
                 sent = len(text)
 
     def select(

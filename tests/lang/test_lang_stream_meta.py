@@ -91,3 +91,20 @@ def test_text_async_iter_merges_chunks_so_no_row_is_lost():
     assert chunks[-1][1]["output_token_logprobs_length"] == 6
     assert all(p for p, _ in chunks[:-1]) and chunks[0] == ("Hel", chunks[0][1])
     assert [r[1] for r in state.get_meta_info("out")["output_token_logprobs"]] == [100 + i for i in range(6)]
+
+
+def test_endpoint_side_normalizes_cumulative_and_incremental_servers():
+    from sgl.stream_meta import IncrementalMeta
+
+    cumulative = [_result(n, "")["meta_info"] for n in (1, 3, 4)]  # SGLang's default mode
+    legacy = [dict(m) for m in cumulative]
+    for m in legacy:
+        del m["output_token_logprobs_length"]  # an older server: rows cumulative, no length
+    sliced = IncrementalStream()
+    ours = [sliced.chunk({"meta_info": m})["meta_info"] for m in cumulative]
+    for metas in (cumulative, legacy, ours):
+        norm = IncrementalMeta()
+        out = [norm.chunk(m) for m in metas]
+        assert [r[1] for m in out for r in m["output_token_logprobs"]] == [100, 101, 102, 103]
+        assert [m["output_token_logprobs_length"] for m in out] == [1, 3, 4]
+    assert IncrementalMeta().chunk(ours[1]) is ours[1]  # already incremental: passed as is
