@@ -118,3 +118,21 @@ def test_bad_grammars_and_two_constraints_name_the_field():
         grammar_spec(regex="a", ebnf=ARITHMETIC)
     with pytest.raises(InvalidGrammarError, match="structural_tag.triggers"):
         grammar_spec(structural_tag={"structures": [{"begin": "<f>", "end": "</f>", "schema": {}}], "triggers": []})
+
+
+def test_forced_tokens_are_what_one_hot_decoding_gives(compiler, info):
+    """Jump-forward appends forced_tokens() at once; decoding them one by one under one-hot masks
+    gives the same tokens, so greedy output does not depend on jump-forward."""
+    grammar = 'root ::= "{\\"name\\": \\"" [a-z]+ "\\", \\"kind\\": \\"tool\\"}"'
+    jumped, stepped = compiler.grammar("ebnf", grammar), compiler.grammar("ebnf", grammar)
+    first = jumped.forced_tokens()
+    assert len(first) >= 2
+    for t in list(first):
+        jumped.advance(t)
+    seen = []
+    while stepped.mask_key()[0] == "token":
+        t = stepped.mask_key()[1]
+        assert stepped.allowed_token_ids() == [t]
+        seen.append(t)
+        stepped.advance(t)
+    assert seen == first and jumped.forced_tokens() == stepped.forced_tokens() == []
