@@ -17,7 +17,9 @@ layer. Every variant flag takes the module path.
 
 Weights: packed for the tile kernel (runtime/layers/linear.py: pack_tile_weights), where the
 products also add the residual and apply silu * up, or as loaded (where they could not be
-packed): kernels/cpu/linear_bf16.c then serves 32 rows a pass with AMX, 4 without.
+packed): kernels/cpu/linear_bf16.c then serves 32 rows a pass with AMX, 4 with AVX-512 BF16
+alone, 16 on AVX2 (decode and rowwise batches of any size there, in calls of 32 rows); at ISA
+level none the stack does not run.
 """
 
 from __future__ import annotations
