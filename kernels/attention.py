@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import bf16_library, tile_path
+from .cpu import Level, bf16_library, dispatch, isa, tile_path
 
 
 def attention_rows_reference(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, table: torch.Tensor,
@@ -32,7 +32,8 @@ def attention_rows_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Ten
     """As the reference; q's rows may be strided, the pools and table contiguous, q_req and
     kv_len int64; max_len >= every kv_len (sizes the score scratch)."""
     lib = bf16_library(q, k_pool, v_pool)
-    assert lib is not None, (q.dtype, k_pool.dtype)
+    assert lib is not None, (q.dtype, k_pool.dtype)  # attention rows apply at every level
+    dispatch["attention_rows"] += 1
     rows, heads, d = q.shape
     kv_heads, dv = v_pool.shape[1], v_pool.shape[2]
     assert q.stride(2) == 1 and q.stride(1) == d and k_pool.is_contiguous() and v_pool.is_contiguous()
@@ -59,6 +60,7 @@ def kv_store_bf16(k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tenso
     if (k.dim() == 3 and k.stride(1) != k.shape[2]) or (v.dim() == 3 and v.stride(1) != v.shape[2]):
         return False
     slots = slots.contiguous()
+    dispatch["kv_store"] += 1
     lib.sgl_kv_store_bf16(k_pool.data_ptr(), v_pool.data_ptr(), k.data_ptr(), v.data_ptr(), k.stride(0),
                           slots.data_ptr(), tokens, k_width, v_width)
     return True
@@ -67,7 +69,7 @@ def kv_store_bf16(k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tenso
 def prefill_attention_applies(head_dim: int) -> bool:
     """Whether `prefill_attention_bf16` runs for heads of this width: AMX usable here, head_dim
     a multiple of 32 up to 128 (the kernel keeps a query block's O rows, 16 x 128 floats)."""
-    return head_dim % 32 == 0 and head_dim <= 128 and tile_path()
+    return head_dim % 32 == 0 and head_dim <= 128 and isa().level >= Level.AMX and tile_path()
 
 
 def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Tensor, slots: torch.Tensor,
@@ -84,6 +86,7 @@ def prefill_attention_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.
     if not prefill_attention_applies(d) or q.stride(2) != 1 or q.stride(1) != d or v_pool.shape[2] != d or not out.is_contiguous():
         return False
     assert slots.dtype == torch.int64 and slots.is_contiguous() and slots.shape[0] >= prefix + tokens
+    dispatch["prefill_attention"] += 1
     return bool(lib.sgl_prefill_attention_bf16(q.data_ptr(), q.stride(0), k_pool.data_ptr(), v_pool.data_ptr(),
                                                slots.data_ptr(), prefix, tokens, heads, k_pool.shape[1], d, scale,
                                                out.data_ptr()))

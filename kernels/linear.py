@@ -8,12 +8,13 @@ import functools
 
 import torch
 
-from .cpu import bf16_library, tile_path, vector_path
+from .cpu import Level, bf16_library, dispatch, isa, simd_path, tile_path, vector_path
 
 # Rows up to which the kernel beats oneDNN: with the tile unit (AMX) one pass over the weights
 # serves 32 rows (M = 1: 14 ms against 21 for 30 layers of SmolLM2-135M; M = 32: 23 against
-# 24); the dot-product loop without it is compute-bound past 4 rows.
-TILE_MAX_ROWS, DOT_MAX_ROWS = 32, 4
+# 24); the dot-product loop without it is compute-bound past 4 rows. On AVX2 (widened float32
+# FMAs) the kernel stays ahead of torch's bf16 GEMM up to AVX2_MAX_ROWS rows (see README).
+TILE_MAX_ROWS, DOT_MAX_ROWS, AVX2_MAX_ROWS = 32, 4, 16
 
 
 @functools.cache
@@ -21,8 +22,10 @@ def max_rows(in_features: int) -> int:
     """Rows the kernel takes for a weight with this many columns (the tile path needs a multiple
     of 32); the same kernel serves every row count up to it, so a row's result never depends on
     the other rows in the product. Cached: it is asked on every linear call."""
+    if not simd_path():
+        return 0  # level none: the scalar loop is slower than oneDNN at every size
     if not vector_path():
-        return 0
+        return AVX2_MAX_ROWS
     return TILE_MAX_ROWS if in_features % 32 == 0 and tile_path() else DOT_MAX_ROWS
 
 
@@ -34,19 +37,24 @@ def linear_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return out.to(torch.bfloat16)
 
 
-def fast_linear_available(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether `linear_bf16` serves this product: bf16 CPU tensors, few rows, AVX-512 BF16."""
-    return (x.dim() == 2 and x.shape[0] <= max_rows(x.shape[1]) and weight.is_contiguous()
-            and bf16_library(x, weight) is not None)
+def linear_applies(x: torch.Tensor, weight: torch.Tensor, capped: bool = True) -> bool:
+    """Whether `linear_bf16` serves this product: bf16 CPU tensors, level avx2 or above, 1 to
+    `max_rows` rows (0 rows: nothing to stream, torch's empty product). capped=False: any row
+    count above 0, which the kernel computes correctly, row by row, but past the cap slower
+    than oneDNN (tests of row invariance use it)."""
+    rows = x.shape[0] if x.dim() == 2 else 0
+    return (x.dim() == 2 and weight.dim() == 2 and x.shape[1] == weight.shape[1] and rows > 0
+            and (not capped or rows <= max_rows(x.shape[1])) and weight.is_contiguous()
+            and bf16_library(x, weight, level=Level.AVX2) is not None)
 
 
 def linear_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), all bf16 on the CPU; M up to
-    `max_rows(K)` (more rows work, in passes of 32 or at the dot-product loop's pace)."""
-    lib = bf16_library(x, weight, vector=True)
-    assert lib is not None, (x.dtype, weight.dtype, x.device)
-    assert x.dim() == 2 and weight.dim() == 2 and x.shape[1] == weight.shape[1], (x.shape, weight.shape)
-    assert weight.is_contiguous() and (bias is None or (bias.is_contiguous() and bias.dtype == torch.bfloat16))
+    """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), all bf16 on the CPU, where
+    `linear_applies(capped=False)`; callers dispatch on the capped predicate."""
+    assert linear_applies(x, weight, capped=False), (x.dtype, x.shape, weight.shape, isa().level.label)
+    lib = bf16_library(x, weight, level=Level.AVX2)
+    assert bias is None or (bias.is_contiguous() and bias.dtype == torch.bfloat16)
+    dispatch["linear"] += 1
     x = x.contiguous()
     m, k = x.shape
     n = weight.shape[0]
@@ -66,7 +74,7 @@ def tiles_available(in_features: int, out_features: int, gated: bool = False) ->
     process, K a multiple of 32, and (gated) each half a multiple of 16 columns."""
     if in_features % TILE_DEPTH or (gated and out_features % (2 * TILE_COLUMNS)):
         return False
-    return tile_path()
+    return isa().level >= Level.AMX and tile_path()
 
 
 def pack_tiles(weight: torch.Tensor, gated: bool = False) -> torch.Tensor:
@@ -111,8 +119,9 @@ def linear_tiles(x: torch.Tensor, tiles: torch.Tensor, out_features: int, bias: 
                  residual: torch.Tensor | None = None, gated: bool = False) -> torch.Tensor:
     """x (M, K) bf16 against a packed weight (`pack_tiles`) of `out_features` outputs, any M ->
     (M, out_features), + bias, + residual (M, out_features); gated -> (M, out_features / 2)."""
-    lib = bf16_library(x, tiles, vector=True)
-    assert lib is not None and x.dim() == 2, (x.dtype, x.shape)
+    lib = bf16_library(x, tiles, level=Level.AMX)
+    assert lib is not None and tile_path() and x.dim() == 2, (x.dtype, x.shape)
+    dispatch["linear_tiles"] += 1
     assert x.shape[1] == tiles.shape[1] * TILE_DEPTH, (x.shape, tiles.shape)
     assert bias is None or (bias.dtype == torch.bfloat16 and bias.is_contiguous() and not gated)
     assert residual is None or (residual.shape == (x.shape[0], out_features) and residual.is_contiguous()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from .cpu import bf16_library
+from .cpu import bf16_library, dispatch
 
 
 def rope_neox_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> torch.Tensor:
@@ -16,13 +16,22 @@ def rope_neox_reference(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, r
     return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s, rest), dim=-1)
 
 
+def rope_applies(heads: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> bool:
+    """bf16 CPU tensors, heads (tokens, n, head_dim) with each token's heads contiguous, cos/sin
+    (tokens, rotary_dim // 2) contiguous; any level."""
+    if heads.dim() != 3 or bf16_library(heads, cos, sin) is None:
+        return False
+    tokens, _, head_dim = heads.shape
+    return (heads.stride(2) == 1 and heads.stride(1) == head_dim and cos.is_contiguous() and sin.is_contiguous()
+            and cos.shape == sin.shape == (tokens, rotary_dim // 2))
+
+
 def rope_neox_bf16_(heads: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, rotary_dim: int) -> None:
-    """Rotates `heads` (tokens, n, head_dim) in place: bf16, each token's n heads contiguous,
-    tokens at any stride (q and k heads side by side in the fused qkv output)."""
+    """Rotates `heads` (tokens, n, head_dim) in place where `rope_applies`: tokens at any
+    stride (q and k heads side by side in the fused qkv output)."""
+    assert rope_applies(heads, cos, sin, rotary_dim), (heads.dtype, heads.stride(), cos.shape)
     lib = bf16_library(heads, cos, sin)
-    assert lib is not None, (heads.dtype, cos.dtype, sin.dtype)
     tokens, n, head_dim = heads.shape
-    assert heads.stride(2) == 1 and heads.stride(1) == head_dim, heads.stride()
-    assert cos.is_contiguous() and sin.is_contiguous() and cos.shape == (tokens, rotary_dim // 2), cos.shape
+    dispatch["rope"] += 1
     lib.sgl_rope_neox_bf16(heads.data_ptr(), heads.stride(0), tokens, n, head_dim, rotary_dim,
                            cos.data_ptr(), sin.data_ptr())

@@ -18,12 +18,15 @@ def default_tokenizer_folder() -> str:
 # test` (which installs one and sets SGL_REQUIRE_CPU_KERNELS=1); a kernel that did not build, or
 # built without the path the CPU has, fails the test ----------------------------------------
 
-def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
+def _require_kernels(level: str = "none") -> None:
+    """level: the lowest ISA level (sgl.kernels.cpu.isa) the tested paths need. A process whose
+    level is lower (the CPU's, or SGL_CPU_ISA's) skips; at that level or above the library
+    must have built for exactly the process's level (library() asserts it)."""
     import os
     import shutil
 
-    from sgl.kernels.cpu import library, tile_path, vector_path
-    from sgl.runtime.device_caps import cpu_flags, cpu_has_amx_bf16
+    from sgl.kernels.cpu import library, simd_path, tile_path, vector_path
+    from sgl.kernels.cpu.isa import Level, isa
 
     if os.environ.get("SGL_CPU_KERNELS", "1") == "0":
         pytest.skip("SGL_CPU_KERNELS=0: the CPU kernels are switched off")
@@ -33,13 +36,14 @@ def _require_kernels(vector: bool = False, tiles: bool = False) -> None:
                         "to test the torch fallback alone")
         pytest.skip("no C compiler: the CPU kernels cannot be built")
     assert library() is not None, "a C compiler is here but the CPU kernels did not build (see the log)"
-    if vector or tiles:
-        if "avx512_bf16" not in cpu_flags():
-            pytest.skip("the CPU has no AVX-512 BF16")
-        assert vector_path(), "the CPU has AVX-512 BF16 but the library was built without it"
-    if tiles:
-        if not cpu_has_amx_bf16():
-            pytest.skip("the CPU has no AMX")
+    need, have = Level[level.upper()], isa()
+    if have.level < need:
+        pytest.skip(f"the ISA level here is {have.level.label} (CPU: {have.hardware.label}); this needs {level}")
+    if need >= Level.AVX2:
+        assert simd_path(), f"level {have.level.label} but the library has no vector paths"
+    if have.level >= Level.AVX512_BF16:
+        assert vector_path(), f"level {have.level.label} but the library was built without AVX-512 BF16"
+    if need >= Level.AMX:
         assert tile_path(), "the CPU has AMX but the library cannot use it"
 
 
@@ -51,11 +55,11 @@ def cpu_kernels() -> None:
 
 @pytest.fixture(scope="session")
 def vector_kernels() -> None:
-    """The AVX-512 BF16 paths (linear, silu*up, add, the fused decoder)."""
-    _require_kernels(vector=True)
+    """The vector paths, AVX2 or AVX-512 BF16 (linear, silu*up, add, the fused decoder)."""
+    _require_kernels("avx2")
 
 
 @pytest.fixture(scope="session")
 def tile_kernels() -> None:
     """The AMX paths (packed and 32-row linear, prefill attention, rowwise bf16 decode)."""
-    _require_kernels(vector=True, tiles=True)
+    _require_kernels("amx")

@@ -2,13 +2,19 @@
 ctypes (Triton has no CPU backend). Each has a torch reference beside its wrapper in
 `sgl.kernels`; without a compiler, or with SGL_CPU_KERNELS=0, callers use the reference.
 
-The library is compiled for this machine (-march=native) into
-$SGL_CACHE_DIR/kernels (default ~/.cache/sgl/kernels), keyed by the sources, the compiler and
-the CPU's flags, so a rebuild happens only when one of them changes (~1 s).
+The library is compiled for the process's ISA level (`isa()`: -march=native with AMX, native
+minus AMX, x86-64-v3 for AVX2, baseline x86-64 for none) into $SGL_CACHE_DIR/kernels (default
+~/.cache/sgl/kernels), keyed by the sources, the compiler, the CPU's flags and the level, so a
+rebuild happens only when one of them changes (~1 s).
+
+Convention: each wrapper in sgl.kernels has an `*_applies(...)` predicate (dtype, shape, level)
+that its caller asks, and the kernel asserts it. `dispatch` counts the kernel calls made, by
+name, so tests can check which path a level takes.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import functools
 import hashlib
@@ -21,15 +27,18 @@ from pathlib import Path
 
 import torch  # NOTE: imported first, so the library's libgomp.so.1 resolves to torch's copy
 
+from .isa import Isa, Level, isa
+
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "linear_tiles_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c",
            "attention_bf16.c", "decoder_bf16.c", "prefill_attention_bf16.c")
 HEADERS = ("bf16.h", "kernels.h", "simd.h")
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
+FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c11")  # + the level's (isa.compile_flags)
 
 P, I64, F32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
 SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_has_avx512_bf16": ([], ctypes.c_int),
+    "sgl_isa_level": ([], ctypes.c_int),
     "sgl_linear_bf16": ([P, P, P, P, I64, I64, I64], None),
     "sgl_amx_init": ([], ctypes.c_int),
     "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
@@ -59,19 +68,20 @@ def _cpu_flags() -> str:
         return ""
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: str, level: Isa) -> Path:
     here = Path(__file__).parent
     sources = [here / name for name in SOURCES]
     texts = [(here / name).read_text() for name in (*SOURCES, *HEADERS)]
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
-    key = hashlib.sha256("\0".join([*texts, version, _cpu_flags(), *FLAGS]).encode())
-    target = _cache_dir() / f"sgl_cpu_{key.hexdigest()[:16]}.so"
+    flags = (*FLAGS, *level.compile_flags())
+    key = hashlib.sha256("\0".join([*texts, version, _cpu_flags(), level.level.label, *flags]).encode())
+    target = _cache_dir() / f"sgl_cpu_{level.level.label}_{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:  # build aside, then rename: atomic
         out = Path(tmp) / target.name
-        done = subprocess.run([compiler, *FLAGS, f"-I{here}", *map(str, sources), "-lm", "-o", str(out)], capture_output=True, text=True)
+        done = subprocess.run([compiler, *flags, f"-I{here}", *map(str, sources), "-lm", "-o", str(out)], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{compiler} failed:\n{done.stderr}")
         os.replace(out, target)
@@ -87,20 +97,31 @@ def library() -> ctypes.CDLL | None:
     if compiler is None:
         logger.warning("no C compiler found: CPU kernels fall back to torch")
         return None
+    level = isa()
     try:
-        lib = ctypes.CDLL(str(_build(compiler)))
+        lib = ctypes.CDLL(str(_build(compiler, level)))
     except (OSError, RuntimeError, subprocess.SubprocessError) as e:
         logger.warning("CPU kernels unavailable, falling back to torch: %s", e)
         return None
     for name, (argtypes, restype) in SIGNATURES.items():
         fn = getattr(lib, name)
         fn.argtypes, fn.restype = argtypes, restype
+    built = Level(lib.sgl_isa_level())
+    # NOTE: AMX needs the kernel's permission at run time too (tile_path), so a build with the
+    # tile paths compiled in counts as amx here whatever sgl_amx_init later says
+    assert built == level.level, f"the CPU kernels were built for {built.label}, not {level.level.label}"
     return lib
+
+
+def simd_path() -> bool:
+    """Whether the library has vector paths for the streaming kernels (linear, silu * up, add,
+    the fused decoder): AVX2 + FMA or above."""
+    return library() is not None and isa().level >= Level.AVX2
 
 
 @functools.cache
 def vector_path() -> bool:
-    """Whether the library was built with its AVX-512 BF16 paths (else the portable C ones)."""
+    """Whether the library was built with its AVX-512 BF16 paths (else AVX2 or portable C)."""
     lib = library()
     return lib is not None and bool(lib.sgl_has_avx512_bf16())
 
@@ -112,11 +133,14 @@ def tile_path() -> bool:
     return vector_path() and lib.sgl_amx_init() == 1
 
 
-def bf16_library(*tensors: torch.Tensor, vector: bool = False) -> ctypes.CDLL | None:
-    """The library, where every tensor is bf16 on the CPU (and, with `vector`, the AVX-512 BF16
-    paths are built); else None. The one gate the wrappers in sgl.kernels share."""
+def bf16_library(*tensors: torch.Tensor, level: Level = Level.NONE) -> ctypes.CDLL | None:
+    """The library, where every tensor is bf16 on the CPU and the process's level is at least
+    `level`; else None. The one gate the wrappers' `*_applies` predicates share."""
     if any(t.dtype != torch.bfloat16 or t.device.type != "cpu" for t in tensors):
         return None
-    if vector and not vector_path():
+    if isa().level < level:
         return None
     return library()
+
+
+dispatch: collections.Counter[str] = collections.Counter()  # kernel name -> calls in this process

@@ -17,6 +17,8 @@ void sgl_add_bf16(const uint16_t *a, const uint16_t *b, uint16_t *out, int64_t n
         for (; i + 16 <= end; i += 16)
             _mm256_storeu_si256((__m256i *)(out + i),
                                 (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(load_bf16(a + i), load_bf16(b + i))));
+#elif defined(SGL_AVX2)
+        for (; i + 8 <= end; i += 8) store8_bf16(out + i, _mm256_add_ps(load8_bf16(a + i), load8_bf16(b + i)));
 #endif
         for (; i < end; i++) out[i] = f32_to_bf16(bf16_to_f32(a[i]) + bf16_to_f32(b[i]));
     }
@@ -37,6 +39,12 @@ void sgl_silu_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_
             const __m512 s = _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.0f), exp_ps(_mm512_sub_ps(_mm512_setzero_ps(), g))));
             const __m512 y = _mm512_mul_ps(round_bf16_ps(s), load_bf16(up + i));
             _mm256_storeu_si256((__m256i *)(o + i), (__m256i)_mm512_cvtneps_pbh(y));
+        }
+#elif defined(SGL_AVX2)
+        for (; i + 8 <= I; i += 8) {
+            const __m256 g = load8_bf16(gate + i);
+            const __m256 s = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8_ps(_mm256_sub_ps(_mm256_setzero_ps(), g))));
+            store8_bf16(o + i, _mm256_mul_ps(round8_bf16_ps(s), load8_bf16(up + i)));
         }
 #endif
         for (; i < I; i++) o[i] = f32_to_bf16(round_bf16(silu(bf16_to_f32(gate[i]))) * bf16_to_f32(up[i]));

@@ -79,6 +79,52 @@ static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16
         }
     }
 }
+#elif defined(SGL_AVX2)
+/* The AVX2 path for one (query row, kv head), D % 8 == 0, group <= MAX_GROUP: as above with
+ * widened float32 FMAs, 8 lanes; the softmax's exp runs 8 scores at a time (scalar tail). */
+static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16_t *v_pool, const int64_t *slots,
+                         int64_t first, int64_t len, int64_t Hk, int64_t hk, int64_t group, int64_t D, int64_t Dv,
+                         float scale, float *scores, int64_t max_len, uint16_t *out) {
+    for (int64_t j = first; j < len; j++) {
+        const uint16_t *kj = k_pool + (slots[j] * Hk + hk) * D;
+        for (int64_t g = 0; g < group; g++) {
+            const uint16_t *qg = q + g * D;
+            __m256 acc = _mm256_setzero_ps();
+            for (int64_t d = 0; d < D; d += 8) acc = _mm256_fmadd_ps(load8_bf16(qg + d), load8_bf16(kj + d), acc);
+            scores[g * max_len + j] = hsum8_ps(acc) * scale;
+        }
+    }
+    float inv[MAX_GROUP];
+    for (int64_t g = 0; g < group; g++) {
+        float *s = scores + g * max_len;
+        float top = -INFINITY;
+        for (int64_t j = first; j < len; j++) top = s[j] > top ? s[j] : top;
+        const __m256 peak = _mm256_set1_ps(top);
+        __m256 total8 = _mm256_setzero_ps();
+        int64_t j = first;
+        for (; j + 8 <= len; j += 8) {
+            const __m256 e = exp8_ps(_mm256_sub_ps(_mm256_loadu_ps(s + j), peak));
+            _mm256_storeu_ps(s + j, e);
+            total8 = _mm256_add_ps(total8, e);
+        }
+        float total = hsum8_ps(total8);
+        for (; j < len; j++) {
+            s[j] = expf(s[j] - top);
+            total += s[j];
+        }
+        inv[g] = 1.0f / total;
+    }
+    for (int64_t d = 0; d < Dv; d += 8) { /* out[g][d:d+8] = sum_j p[g][j] v_j[d:d+8] */
+        __m256 acc[MAX_GROUP];
+        for (int64_t g = 0; g < group; g++) acc[g] = _mm256_setzero_ps();
+        for (int64_t j = first; j < len; j++) {
+            const __m256 v = load8_bf16(v_pool + (slots[j] * Hk + hk) * Dv + d);
+            for (int64_t g = 0; g < group; g++)
+                acc[g] = _mm256_fmadd_ps(_mm256_broadcast_ss(scores + g * max_len + j), v, acc[g]);
+        }
+        for (int64_t g = 0; g < group; g++) store8_bf16(out + g * Dv + d, _mm256_mul_ps(acc[g], _mm256_set1_ps(inv[g])));
+    }
+}
 #endif
 
 /* q (Tq, Hq, D) with row stride q_stride; k_pool (slots, Hk, D), v_pool (slots, Hk, Dv);
@@ -99,6 +145,13 @@ void sgl_attention_rows_bf16(const uint16_t *q, int64_t q_stride, const uint16_t
             const int64_t *slots = table + q_req[i] * table_stride;
 #ifdef __AVX512BF16__
             if (D % 32 == 0 && Dv % 32 == 0 && group <= MAX_GROUP) {
+                attend_group(q + i * q_stride + hk * group * D, k_pool, v_pool, slots, first, len, Hk, hk, group, D,
+                             Dv, scale, scores + (i * Hq + hk * group) * max_len, max_len,
+                             out + (i * Hq + hk * group) * Dv);
+                continue;
+            }
+#elif defined(SGL_AVX2)
+            if (D % 8 == 0 && Dv % 8 == 0 && group <= MAX_GROUP) {
                 attend_group(q + i * q_stride + hk * group * D, k_pool, v_pool, slots, first, len, Hk, hk, group, D,
                              Dv, scale, scores + (i * Hq + hk * group) * max_len, max_len,
                              out + (i * Hq + hk * group) * Dv);

@@ -17,9 +17,7 @@
 #include <stdlib.h>
 #include "bf16.h"
 #include "kernels.h"
-#ifdef __AVX512BF16__
-#include <immintrin.h>
-#endif
+#include "simd.h"
 
 #define ROWS_PER_BLOCK 8 /* weight rows per tile: 8 streams per thread, 16 accumulators */
 #define X_PER_TILE 2     /* x rows per tile */
@@ -73,8 +71,52 @@ static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *b
     for (; m + X_PER_TILE <= M; m += X_PER_TILE) tile(x, w, bias, y, N, K, m, n0, X_PER_TILE, ROWS_PER_BLOCK);
     for (; m < M; m++) tile(x, w, bias, y, N, K, m, n0, 1, ROWS_PER_BLOCK);
 }
+#elif defined(SGL_AVX2)
+/* AVX2 + FMA: bf16 widened to float32 in registers (a shift left by 16), float32 FMAs.
+ * ms rows of x against r rows of w; each output's sum runs over K in 8-lane steps, then
+ * hsum8_ps, then the last K % 8 columns in order: the same sequence whatever M or the tile. */
+static inline __attribute__((always_inline)) void tile(const uint16_t *x, const uint16_t *w,
+        const uint16_t *bias, uint16_t *y, int64_t N, int64_t K, int64_t m0, int64_t n0,
+        const int ms, const int r) {
+    __m256 acc[ms][r];
+    for (int i = 0; i < ms; i++)
+        for (int j = 0; j < r; j++) acc[i][j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256 xv[ms];
+        for (int i = 0; i < ms; i++) xv[i] = load8_bf16(x + (m0 + i) * K + k);
+        for (int j = 0; j < r; j++) {
+            const __m256 wv = load8_bf16(w + (n0 + j) * K + k);
+            for (int i = 0; i < ms; i++) acc[i][j] = _mm256_fmadd_ps(xv[i], wv, acc[i][j]);
+        }
+    }
+    for (int i = 0; i < ms; i++)
+        for (int j = 0; j < r; j++) {
+            float sum = hsum8_ps(acc[i][j]);
+            for (int64_t t = k; t < K; t++) sum += bf16_to_f32(x[(m0 + i) * K + t]) * bf16_to_f32(w[(n0 + j) * K + t]);
+            store(y, bias, N, m0 + i, n0 + j, sum);
+        }
+}
+
+static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
+                         int64_t M, int64_t N, int64_t K, int64_t n0) {
+    if (N - n0 < ROWS_PER_BLOCK) {
+        for (int64_t n = n0; n < N; n++)
+            for (int64_t m = 0; m < M; m++) tile(x, w, bias, y, N, K, m, n, 1, 1);
+        return;
+    }
+    if (M == 1) { /* decode: 8 weight streams, 8 accumulators */
+        tile(x, w, bias, y, N, K, 0, n0, 1, ROWS_PER_BLOCK);
+        return;
+    }
+    for (int64_t j = 0; j < ROWS_PER_BLOCK; j += 4) { /* 4 weight rows (in L1) against x rows in 3s */
+        int64_t m = 0;
+        for (; m + 3 <= M; m += 3) tile(x, w, bias, y, N, K, m, n0 + j, 3, 4);
+        for (; m < M; m++) tile(x, w, bias, y, N, K, m, n0 + j, 1, 4);
+    }
+}
 #else
-/* Portable fallback (no AVX-512 BF16): the same sums in float32, one output at a time. */
+/* Portable fallback (no AVX2): the same sums in float32, one output at a time. */
 static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                          int64_t M, int64_t N, int64_t K, int64_t n0) {
     const int64_t end = n0 + ROWS_PER_BLOCK < N ? n0 + ROWS_PER_BLOCK : N;
@@ -221,6 +263,19 @@ void sgl_linear_amx_bf16(const uint16_t *x, const uint16_t *w, const uint16_t *b
     sgl_linear_bf16(x, w, bias, y, M, N, K);
 }
 #endif
+
+/* The level this library was built for (kernels/cpu/isa.py's Level). */
+int sgl_isa_level(void) {
+#if defined(__AMX_BF16__) && defined(__AMX_TILE__) && defined(__AVX512BF16__)
+    return 3;
+#elif defined(__AVX512BF16__)
+    return 2;
+#elif defined(SGL_AVX2)
+    return 1;
+#else
+    return 0;
+#endif
+}
 
 int sgl_has_avx512_bf16(void) {
 #ifdef __AVX512BF16__

@@ -22,6 +22,13 @@ void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weigh
             squares = _mm512_fmadd_ps(v, v, squares);
         }
         sum = _mm512_reduce_add_ps(squares);
+#elif defined(SGL_AVX2)
+        __m256 squares = _mm256_setzero_ps();
+        for (; d + 8 <= D; d += 8) {
+            const __m256 v = load8_bf16(row + d);
+            squares = _mm256_fmadd_ps(v, v, squares);
+        }
+        sum = hsum8_ps(squares);
 #endif
         for (; d < D; d++) {
             const float v = bf16_to_f32(row[d]);
@@ -35,6 +42,10 @@ void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weigh
             const __m512 y = _mm512_mul_ps(load_bf16(weight + d), round_bf16_ps(_mm512_mul_ps(load_bf16(row + d), s16)));
             _mm256_storeu_si256((__m256i *)(o + d), (__m256i)_mm512_cvtneps_pbh(y));
         }
+#elif defined(SGL_AVX2)
+        const __m256 s8 = _mm256_set1_ps(scale);
+        for (; d + 8 <= D; d += 8)
+            store8_bf16(o + d, _mm256_mul_ps(load8_bf16(weight + d), round8_bf16_ps(_mm256_mul_ps(load8_bf16(row + d), s8))));
 #endif
         for (; d < D; d++) o[d] = f32_to_bf16(bf16_to_f32(weight[d]) * round_bf16(bf16_to_f32(row[d]) * scale));
     }

@@ -25,6 +25,13 @@ void sgl_rope_neox_bf16(uint16_t *qkv, int64_t row_stride, int64_t T, int64_t he
                 _mm256_storeu_si256((__m256i *)(x + i), (__m256i)_mm512_cvtneps_pbh(y1));
                 _mm256_storeu_si256((__m256i *)(x + i + half), (__m256i)_mm512_cvtneps_pbh(y2));
             }
+#elif defined(SGL_AVX2)
+            for (; i + 8 <= half; i += 8) {
+                const __m256 x1 = load8_bf16(x + i), x2 = load8_bf16(x + i + half);
+                const __m256 ci = load8_bf16(c + i), si = load8_bf16(s + i);
+                store8_bf16(x + i, _mm256_sub_ps(round8_bf16_ps(_mm256_mul_ps(x1, ci)), round8_bf16_ps(_mm256_mul_ps(x2, si))));
+                store8_bf16(x + i + half, _mm256_add_ps(round8_bf16_ps(_mm256_mul_ps(x2, ci)), round8_bf16_ps(_mm256_mul_ps(x1, si))));
+            }
 #endif
             for (; i < half; i++) {
                 const float x1 = bf16_to_f32(x[i]), x2 = bf16_to_f32(x[i + half]);

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from sgl.kernels.activation import add_bf16, silu_mul_bf16, silu_mul_bf16_available
+from sgl.kernels.activation import add_bf16, silu_mul_applies, silu_mul_bf16
 from torch.nn import functional as F
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -29,7 +29,7 @@ def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def gated(act: Callable[[torch.Tensor], torch.Tensor], gate_up: torch.Tensor) -> torch.Tensor:
     """act(gate) * up for a fused (..., 2 * intermediate) tensor."""
-    if act is F.silu and silu_mul_bf16_available(gate_up):
+    if act is F.silu and silu_mul_applies(gate_up):
         return silu_mul_bf16(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
     return act(gate) * up

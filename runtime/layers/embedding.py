@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import torch
+from sgl.kernels.cpu.isa import Level, isa
+from sgl.kernels.linear import linear_applies, linear_bf16
 from torch import nn
 from torch.nn import functional as F
 
@@ -36,6 +38,11 @@ class LMHead(nn.Module):
         self._wide: torch.Tensor | None = None  # float32 copy of weight, made on first use (after loading)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isa().level == Level.AVX2 and linear_applies(x, self.weight, capped=False):
+            # AVX2: every row count through the kernel, each row alone, so a token's logits are
+            # the same decoded or in a rowwise extend of any size (the fused stack's identity);
+            # past 16 rows it is compute-bound, about as fast as a float32 product of the head
+            return linear_bf16(x, self.weight, self.bias)
         if x.shape[0] > BF16_NATIVE_MAX_ROWS and emulated_bf16(self.weight):
             # The head is the largest matrix (vocab x hidden) and batched decode multiplies it
             # every step: widen it once, not per step (costs a float32 copy of the head).

@@ -17,7 +17,9 @@ layer. Every variant flag takes the module path.
 
 Weights: packed for the tile kernel (runtime/layers/linear.py: pack_tile_weights), where the
 products also add the residual and apply silu * up, or as loaded (where they could not be
-packed): kernels/cpu/linear_bf16.c then serves 32 rows a pass with AMX, 4 without.
+packed): kernels/cpu/linear_bf16.c then serves 32 rows a pass with AMX, 4 with AVX-512 BF16
+alone, 16 on AVX2 (decode and rowwise batches of any size there, in calls of 32 rows); at ISA
+level none the stack does not run.
 """
 
 from __future__ import annotations
@@ -27,8 +29,8 @@ import dataclasses
 
 import torch
 from sgl.kernels.attention import prefill_attention_applies
-from sgl.kernels.cpu import library
-from sgl.kernels.linear import max_rows
+from sgl.kernels.cpu import dispatch, library
+from sgl.kernels.linear import AVX2_MAX_ROWS, max_rows
 from torch import nn
 
 from ..config import Scales
@@ -81,10 +83,10 @@ class FusedDecoder:
             if batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL:
                 return True
             return self._prefill_on_tiles()  # a longer extend: one call, tile attention per request
-        if weights == "plain":  # weights as loaded: 32 rows a pass with AMX, 4 without, 0: no kernels
+        if weights == "plain":  # as loaded: 32 rows a pass with AMX, 16 on AVX2, 4 on AVX-512, 0 at none
             limit = max_rows(self.config.hidden_size)
-            if limit >= ROWS_PER_CALL and (batch.mode == ForwardMode.DECODE or batch.rowwise):
-                return True  # any size, in calls of 32 rows
+            if limit >= AVX2_MAX_ROWS and (batch.mode == ForwardMode.DECODE or batch.rowwise):
+                return True  # any size, in calls of 32 rows: each row computed alone
             return x.shape[0] <= limit
         return False
 
@@ -131,6 +133,7 @@ class FusedDecoder:
         """x (tokens, hidden) embeddings -> (tokens, hidden) residual stream after every layer."""
         c, lib = self.config, library()
         assert lib is not None
+        dispatch["fused_decoder"] += 1
         tokens = x.shape[0]
         # one query row per token: token j of request b sees its prefix and new tokens up to j
         if batch.mode == ForwardMode.DECODE:

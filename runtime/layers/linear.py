@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 from sgl.kernels.linear import (
-    fast_linear_available,
+    linear_applies,
     linear_bf16,
     linear_tiles,
     pack_tiles,
@@ -31,7 +31,7 @@ BF16_NATIVE_MAX_ROWS = 4
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear; a few bf16 rows on a CPU with AVX-512 BF16 (decode) take the streaming kernel
     of kernels/cpu/linear_bf16.c; the bf16 policy above on CPUs that lack bf16 units."""
-    if fast_linear_available(x, weight):
+    if linear_applies(x, weight):
         return linear_bf16(x, weight, bias)
     if x.numel() > BF16_NATIVE_MAX_ROWS * x.shape[-1] and emulated_bf16(weight):
         wide_bias = None if bias is None else bias.float()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
-from sgl.kernels.cpu import bf16_library
-from sgl.kernels.rope import rope_neox_bf16_
+from sgl.kernels.rope import rope_applies, rope_neox_bf16_
 from torch import nn
 
 from ..config import RopeConfig
@@ -147,19 +146,21 @@ class RotaryEmbedding(nn.Module):
         """q: (tokens, q_heads * head_dim), k: (tokens, kv_heads * head_dim) -> same shapes."""
         cos, sin = self.cos_sin(positions, q.dtype)
         tokens, q_width = q.shape
-        if not self.interleaved and _side_by_side_bf16(q, k):  # views of one fused qkv output
+        if not self.interleaved and _side_by_side(q, k):  # views of one fused qkv output
             heads = q.as_strided((tokens, (q_width + k.shape[1]) // self.head_dim, self.head_dim),
                                  (q.stride(0), self.head_dim, 1))  # (tokens, q_heads + kv_heads, head_dim)
-            rope_neox_bf16_(heads, cos.view(tokens, -1), sin.view(tokens, -1), self.rotary_dim)
-            return q, k
+            c, s = cos.view(tokens, -1), sin.view(tokens, -1)
+            if rope_applies(heads, c, s, self.rotary_dim):
+                rope_neox_bf16_(heads, c, s, self.rotary_dim)
+                return q, k
         # q and k rotate together: one set of elementwise ops instead of two (decode is op-bound)
         qk = torch.cat((q.view(tokens, -1, self.head_dim), k.view(tokens, -1, self.head_dim)), dim=1)
         qk = self._rotate(qk, cos, sin).flatten(1)  # (tokens, (q_heads + kv_heads) * head_dim)
         return qk[:, :q_width], qk[:, q_width:]
 
 
-def _side_by_side_bf16(q: torch.Tensor, k: torch.Tensor) -> bool:
-    """q and k are bf16 CPU slices of one buffer, k's columns right after q's (the rope kernel
-    rotates both in place in one call)."""
-    return (q.stride(1) == 1 and k.stride(1) == 1 and q.stride(0) == k.stride(0)
-            and k.data_ptr() == q.data_ptr() + q.shape[1] * q.element_size() and bf16_library(q, k) is not None)
+def _side_by_side(q: torch.Tensor, k: torch.Tensor) -> bool:
+    """q and k are slices of one buffer, k's columns right after q's (the rope kernel rotates
+    both in place in one call)."""
+    return (q.dtype == k.dtype and q.stride(1) == 1 and k.stride(1) == 1 and q.stride(0) == k.stride(0)
+            and k.data_ptr() == q.data_ptr() + q.shape[1] * q.element_size())

@@ -7,8 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
+from sgl.kernels.cpu.isa import isa
+from sgl.kernels.linear import AVX2_MAX_ROWS, max_rows
 from sgl.runtime import Engine
 from sgl.runtime.forward_batch import ForwardMode, ScheduledBatch, ScheduledReq
+from sgl.runtime.layers.fused_decoder import ROWS_PER_CALL
 
 
 @pytest.fixture(scope="module", params=["packed", "as loaded"])
@@ -69,11 +72,17 @@ class Driver:
                        list(range(len(rows))))
 
 
-def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, tile_kernels) -> None:
-    torch.manual_seed(0)
-    prompt = torch.randint(3, 40000, (120,)).tolist()
+def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -> None:
     model = engine._scheduler.runner  # holds the fused decoder (`fused`)
     fused, calls = model.fused, []
+    # extends the stack takes: any size packed (AMX); as loaded, up to max_rows (32 with AMX, 16
+    # on AVX2), and then decode and rowwise batches of any size; AVX-512 without AMX (4) takes
+    # no rowwise batch past 4 rows, so the identity is not the stack's there
+    limit = ROWS_PER_CALL if fused._weights() == "packed" else max_rows(fused.config.hidden_size)
+    if limit < AVX2_MAX_ROWS:
+        pytest.skip(f"level {isa().level.label}: the stack takes rowwise batches of up to {limit} rows only")
+    torch.manual_seed(0)
+    prompt = torch.randint(3, 40000, (120,)).tolist()
 
     class Counting:  # the fused decoder, counting the rows of each forward it runs
         accepts = fused.accepts
@@ -107,8 +116,8 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine, t
         engine._call(run)
     finally:
         model.fused = fused
-    # the decodes and every forward of up to 32 tokens; the 44-token rowwise extend in two calls
-    assert sorted(calls) == sorted([1] * 48 + [2] * 4 + [3, 9, 20, 20, 20, 44])
+    # the decodes and every extend of up to `limit` tokens; the 44-token rowwise extend
+    assert sorted(calls) == sorted([1] * 48 + [2] * 4 + [44] + [n for n in (3, 9, 20, 20, 20) if n <= limit])
 
 
 def test_fused_decoder_agrees_with_the_module_path(engine, vector_kernels) -> None:
