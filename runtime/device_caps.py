@@ -4,21 +4,8 @@ torch paths a CPU of that level would."""
 
 from __future__ import annotations
 
-import functools
-
 import torch
-from sgl.kernels.cpu.isa import Level, isa
-
-
-@functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (/proc/cpuinfo); empty where that cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            line = next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return frozenset()
-    return frozenset(line.partition(":")[2].split())
+from sgl.kernels.cpu.isa import Level, cpu_flags, isa  # noqa: F401 (cpu_flags: re-exported)
 
 
 def cpu_has_native_bf16() -> bool:

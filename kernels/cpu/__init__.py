@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch  # NOTE: imported first, so the library's libgomp.so.1 resolves to torch's copy
 
-from .isa import Isa, Level, isa
+from .isa import Isa, Level, cpu_flags, isa
 
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "linear_tiles_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c",
@@ -60,13 +60,6 @@ def _cache_dir() -> Path:
     return Path(root) / "kernels"
 
 
-def _cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith("flags")), "")
-    except OSError:
-        return ""
-
 
 def _build(compiler: str, level: Isa) -> Path:
     here = Path(__file__).parent
@@ -74,7 +67,7 @@ def _build(compiler: str, level: Isa) -> Path:
     texts = [(here / name).read_text() for name in (*SOURCES, *HEADERS)]
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     flags = (*FLAGS, *level.compile_flags())
-    key = hashlib.sha256("\0".join([*texts, version, _cpu_flags(), level.level.label, *flags]).encode())
+    key = hashlib.sha256("\0".join([*texts, version, " ".join(sorted(cpu_flags())), level.level.label, *flags]).encode())
     target = _cache_dir() / f"sgl_cpu_{level.level.label}_{key.hexdigest()[:16]}.so"
     if target.exists():
         return target

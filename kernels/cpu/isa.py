@@ -51,7 +51,9 @@ class Isa:
         return _FLAGS[self.level]
 
 
-def _flags() -> frozenset[str]:
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (/proc/cpuinfo); empty where that cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             line = next((line for line in f if line.startswith("flags")), "")
@@ -88,7 +90,7 @@ def parse_level(value: str, hardware: Level) -> Level:
 @functools.cache
 def isa() -> Isa:
     """The process's level: the hardware's, lowered by SGL_CPU_ISA where set."""
-    hardware = hardware_level(_flags())
+    hardware = hardware_level(cpu_flags())
     value = os.environ.get("SGL_CPU_ISA", "")
     level = parse_level(value, hardware) if value else hardware
     return Isa(level, hardware)
