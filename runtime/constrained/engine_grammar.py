@@ -23,7 +23,7 @@ import llguidance.hf
 import numpy as np
 import torch
 
-from .errors import GrammarStateError, InvalidGrammarError
+from .errors import GrammarStateError, InvalidGrammarError, advance_eos
 from .vocabulary import TokenizerInfo
 
 _SERIAL = itertools.count()  # mask keys of computed masks: each one new (no state ids to share)
@@ -114,12 +114,7 @@ class EngineGrammar:
 
     def advance(self, token_id: int) -> None:
         """Consume one token; raises GrammarStateError if the grammar does not allow it."""
-        if self.terminated:
-            raise GrammarStateError("advance() after EOS; the request is finished")
-        if token_id in self.compiled.info.eos_token_ids:
-            if not self.accepts_eos():
-                raise GrammarStateError(f"EOS token {token_id} before the grammar can end")
-            self.terminated = True
+        if advance_eos(self, token_id):
             return
         if self.matcher.validate_tokens([token_id]) != 1 or not self.matcher.consume_token(token_id):
             raise GrammarStateError(f"token {token_id} is not allowed here: {self.matcher.get_error()[:200]}")

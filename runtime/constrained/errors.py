@@ -54,3 +54,16 @@ def count_keyword(schema: dict[str, Any], key: str, pointer: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
         raise UnsupportedSchemaError(key, pointer, "must be a non-negative integer")
     return int(value)
+
+
+def advance_eos(grammar: Any, token_id: int) -> bool:
+    """The start every grammar's advance() shares: refuses tokens after EOS, and consumes an
+    EOS token (True) where the grammar may end; raises GrammarStateError otherwise."""
+    if grammar.terminated:
+        raise GrammarStateError("advance() after EOS; the request is finished")
+    if token_id not in grammar.compiled.info.eos_token_ids:
+        return False
+    if not grammar.accepts_eos():
+        raise GrammarStateError(f"EOS token {token_id} before the grammar can end")
+    grammar.terminated = True
+    return True

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from outlines_core import Index
 
-from .errors import GrammarStateError, InvalidRegexError
+from .errors import GrammarStateError, InvalidRegexError, advance_eos
 from .jump_forward import CharCursor, CharFSM, forced_tokens
 from .regex_text import END, SENTINEL
 from .state_table import MAX_TABLE_BYTES, StateTable
@@ -165,12 +165,7 @@ class Grammar:
 
     def advance(self, token_id: int) -> None:
         """Consume one token; raises GrammarStateError if the grammar does not allow it."""
-        if self.terminated:
-            raise GrammarStateError("advance() after EOS; the request is finished")
-        if token_id in self.compiled.info.eos_token_ids:
-            if not self.accepts_eos():
-                raise GrammarStateError(f"EOS token {token_id} before the grammar can end")
-            self.terminated = True
+        if advance_eos(self, token_id):
             return
         nxt = self.compiled.next_state(self.state, token_id)
         if nxt is None:
