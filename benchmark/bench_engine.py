@@ -6,6 +6,11 @@ time of 64 requests sharing a 1,000-token prefix. Each figure is the median of -
 transformers (for wall time: transformers / ours).
 
     .venv/bin/python benchmark/bench_engine.py [--repeats 3] [--decode-tokens 64]
+
+SGL_CPU_ISA=avx2 (or none) stands for a CPU without bf16 dot products, so it caps torch's
+oneDNN and ATen at the same level (ONEDNN_MAX_CPU_ISA, ATEN_CPU_CAPABILITY, unless set):
+transformers, and our torch ops, then run as they would on such a CPU, not on this one's
+AVX-512 BF16.
 """
 
 from __future__ import annotations
@@ -15,7 +20,14 @@ import os
 import statistics
 import time
 
-import torch
+# before torch loads: both libraries read these once
+_TORCH_CAPS = {"avx2": ("AVX2", "avx2"), "none": ("SSE41", "default")}
+if os.environ.get("SGL_CPU_ISA", "").strip().lower() in _TORCH_CAPS:
+    _onednn, _aten = _TORCH_CAPS[os.environ["SGL_CPU_ISA"].strip().lower()]
+    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", _onednn)
+    os.environ.setdefault("ATEN_CPU_CAPABILITY", _aten)
+
+import torch  # noqa: E402
 
 
 def median_time(fn, repeats: int) -> float:
@@ -178,8 +190,11 @@ def main() -> None:
 
     if hf is not None and "overhead" in only:
         rows.append(overhead_row(engine, n_dec, args.repeats, args.dtype))
+    from sgl.kernels.cpu import isa
+
+    caps = {k: os.environ[k] for k in ("SGL_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if k in os.environ}
     print(f"\nmodel: {engine.model_path} ({engine.dtype}), threads: {torch.get_num_threads()}, "
-          f"median of {args.repeats}")
+          f"median of {args.repeats}, kernels: {isa().level.label} (torch bf16 native: {isa().torch_bf16}) {caps}")
     print(f"{'workload':<52}{'sgl':>12}{'transformers':>14}{'ratio':>8}")
     for name, a, b, better in rows:
         ratio = "" if b is None else f"{(a / b if better == 'higher' else b / a):.2f}x"

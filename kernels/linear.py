@@ -13,8 +13,10 @@ from .cpu import Level, bf16_library, dispatch, isa, simd_path, tile_path, vecto
 # Rows up to which the kernel beats oneDNN: with the tile unit (AMX) one pass over the weights
 # serves 32 rows (M = 1: 14 ms against 21 for 30 layers of SmolLM2-135M; M = 32: 23 against
 # 24); the dot-product loop without it is compute-bound past 4 rows. On AVX2 (widened float32
-# FMAs) the kernel stays ahead of torch's bf16 GEMM up to AVX2_MAX_ROWS rows (see README).
+# FMAs, ~25 GMAC/s a core) the kernel stays ahead of a native bf16 oneDNN GEMM up to
+# AVX2_MAX_ROWS rows, and of an emulated one (an AVX2-only CPU: ~4.5 GMAC/s) at every size.
 TILE_MAX_ROWS, DOT_MAX_ROWS, AVX2_MAX_ROWS = 32, 4, 16
+ANY_ROWS = 1 << 62
 
 
 @functools.cache
@@ -25,7 +27,7 @@ def max_rows(in_features: int) -> int:
     if not simd_path():
         return 0  # level none: the scalar loop is slower than oneDNN at every size
     if not vector_path():
-        return AVX2_MAX_ROWS
+        return AVX2_MAX_ROWS if isa().torch_bf16 else ANY_ROWS
     return TILE_MAX_ROWS if in_features % 32 == 0 and tile_path() else DOT_MAX_ROWS
 
 

@@ -41,11 +41,14 @@ _FLAGS = {
 
 @dataclasses.dataclass(frozen=True)
 class Isa:
-    """level: what the kernels use in this process; hardware: what the CPU has (>= level).
-    Levels compare as integers: `isa().level >= Level.AVX2`."""
+    """level: what the kernels use in this process; hardware: what the CPU has (>= level);
+    torch_bf16: whether torch's own bf16 GEMM (oneDNN) runs on bf16 dot-product instructions
+    here, rather than emulating them at a tenth of the speed (AVX2-only CPUs, or oneDNN capped
+    by ONEDNN_MAX_CPU_ISA). Levels compare as integers: `isa().level >= Level.AVX2`."""
 
     level: Level
     hardware: Level
+    torch_bf16: bool = True
 
     def compile_flags(self) -> tuple[str, ...]:
         return _FLAGS[self.level]
@@ -87,10 +90,20 @@ def parse_level(value: str, hardware: Level) -> Level:
     return level
 
 
+# ONEDNN_MAX_CPU_ISA values below oneDNN's first with bf16 dot products (AVX512_CORE_BF16)
+_ONEDNN_WITHOUT_BF16 = {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+
+
+def torch_bf16_native(hardware: Level, onednn_max_isa: str) -> bool:
+    """Whether oneDNN (torch's CPU GEMM) multiplies bf16 natively on this hardware, given the
+    ONEDNN_MAX_CPU_ISA it reads ("" when unset)."""
+    return hardware >= Level.AVX512_BF16 and onednn_max_isa.strip().upper() not in _ONEDNN_WITHOUT_BF16
+
+
 @functools.cache
 def isa() -> Isa:
     """The process's level: the hardware's, lowered by SGL_CPU_ISA where set."""
     hardware = hardware_level(cpu_flags())
     value = os.environ.get("SGL_CPU_ISA", "")
     level = parse_level(value, hardware) if value else hardware
-    return Isa(level, hardware)
+    return Isa(level, hardware, torch_bf16_native(hardware, os.environ.get("ONEDNN_MAX_CPU_ISA", "")))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from sgl.kernels.cpu.isa import LEVELS, Level, hardware_level, isa, parse_level
+from sgl.kernels.cpu.isa import LEVELS, Level, hardware_level, isa, parse_level, torch_bf16_native
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,10 +72,44 @@ def test_hardware_level_from_flags() -> None:
     assert len({isa().__class__(level, Level.AMX).compile_flags() for level in Level}) == len(LEVELS)
 
 
-def _env(level: Level) -> dict[str, str]:
-    env = dict(os.environ, SGL_CPU_ISA=level.label)
+def test_torch_bf16_is_native_only_with_bf16_dot_products_in_onednn() -> None:
+    assert torch_bf16_native(Level.AMX, "") and torch_bf16_native(Level.AVX512_BF16, "avx512_core_bf16")
+    assert not torch_bf16_native(Level.AVX2, "")  # an AVX2-only CPU: oneDNN emulates bf16
+    assert not torch_bf16_native(Level.AMX, "AVX2") and not torch_bf16_native(Level.AVX512_BF16, "avx512_core")
+
+
+def _env(level: Level, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, SGL_CPU_ISA=level.label, **extra)
     env.pop("SGL_CPU_KERNELS", None)
     return env
+
+
+# An AVX2-only CPU (here: oneDNN capped at AVX2 too): torch's bf16 GEMM is emulated, ~5x slower
+# than the AVX2 kernel, so the kernel takes products of every row count, prefill's included.
+AVX2_ONLY = dict(ONEDNN_MAX_CPU_ISA="AVX2")
+ROWS_PROBE = """
+import json, torch
+from sgl.kernels.cpu import dispatch
+from sgl.kernels.cpu.isa import isa
+from sgl.kernels.linear import linear_reference
+from sgl.runtime.layers.linear import linear
+torch.manual_seed(0)
+x, w = torch.randn(300, 64, dtype=torch.bfloat16), torch.randn(96, 64, dtype=torch.bfloat16)
+same = torch.allclose(linear(x, w).float(), linear_reference(x, w).float(), rtol=1e-2, atol=1e-2)
+print(json.dumps({"native": isa().torch_bf16, "linear": dispatch["linear"], "same": same}))
+"""
+
+
+@pytest.mark.parametrize("extra", [{}, AVX2_ONLY], ids=["native torch", "avx2-only torch"])
+def test_avx2_kernel_takes_long_products_where_torch_emulates_bf16(extra, cpu_kernels) -> None:
+    if isa().hardware < Level.AVX2:
+        pytest.skip("no AVX2 on this CPU")
+    done = subprocess.run([sys.executable, "-c", ROWS_PROBE], env=_env(Level.AVX2, **extra), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    emulated = not extra and isa().hardware == Level.AVX2 or bool(extra)
+    assert got == {"native": not emulated, "linear": int(emulated), "same": True}, got
 
 
 @pytest.mark.parametrize("level", list(Level), ids=LEVELS)
