@@ -124,16 +124,18 @@ def test_each_level_dispatches_to_its_kernels(level, cpu_kernels) -> None:
     assert set(got["dispatch"]) == EXPECTED[level], (level.label, got["dispatch"])
 
 
-@pytest.mark.parametrize("level", [Level.NONE, Level.AVX2], ids=["none", "avx2"])
-def test_lower_levels_pass_the_fused_decoder_tests(level, cpu_kernels) -> None:
+@pytest.mark.parametrize(("level", "extra"), [(Level.NONE, {}), (Level.AVX2, {}), (Level.AVX2, AVX2_ONLY)],
+                         ids=["none", "avx2", "avx2-only torch"])
+def test_lower_levels_pass_the_fused_decoder_tests(level, extra, cpu_kernels) -> None:
     """The dispatch-sensitive engine tests at a level below this CPU's (this process runs them
-    at its own): at avx2 the stack must run (identity and module-path agreement); at none the
-    vector fixture skips them, so the engine must still serve through torch."""
-    if level >= isa().level:
+    at its own): at avx2 the stack must run (identity and module-path agreement), also as on an
+    AVX2-only CPU, where it takes extends of any size; at none the vector fixture skips them, so
+    the engine must still serve through torch."""
+    if level >= isa().level and not (extra and isa().torch_bf16):
         pytest.skip(f"this process already runs at {isa().level.label}")
     done = subprocess.run([sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider",
                            "tests/runtime/test_fused_decoder.py", "tests/runtime/test_llama_parity.py::test_cached_prefix"],
-                          env=_env(level), cwd=ROOT, capture_output=True, text=True, timeout=600)
+                          env=_env(level, **extra), cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-4000:]
     if level == Level.AVX2:  # the as-loaded identity and agreement tests must run there, not skip
         for name in ("test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend",
