@@ -198,6 +198,7 @@ def _dtype_or_none(value: Any) -> torch.dtype | None:
 
 
 SCHEDULE_POLICIES = ("lpm", "dfs-weight", "fcfs")
+ATTENTION_BACKENDS = ("auto", "torch_native", "triton")  # see layers/attention_backend.py
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ class EngineConfig:
     tokenizer_path: str | None = None
     dtype: str = "auto"  # auto | bfloat16 | float32 | float16
     device: str = "auto"  # auto | cpu | cuda
+    attention_backend: str = "auto"  # auto | torch_native | triton (layers/attention_backend.py)
     max_total_tokens: int | None = None  # KV slots; None = from mem_fraction_static
     mem_fraction_static: float = 0.25  # of free memory, when max_total_tokens is None
     max_running_requests: int = 256
@@ -224,6 +226,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
             raise ValueError(f"dtype={self.dtype!r}: use auto, bfloat16, float32 or float16")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend={self.attention_backend!r}: use one of {', '.join(ATTENTION_BACKENDS)}")
         if self.schedule_policy not in SCHEDULE_POLICIES:
             raise ValueError(f"schedule_policy={self.schedule_policy!r}: use one of {SCHEDULE_POLICIES}")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:

@@ -62,7 +62,7 @@ class Engine:
         allocator = SlotAllocator(self.num_slots)
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
-        runner = ModelRunner(loaded.model, pool, table, self.device)
+        runner = ModelRunner(loaded.model, pool, table, self.device, cfg.attention_backend)
         self._grammar_compiler: Any = None
         self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
                                         self._get_grammar_compiler)

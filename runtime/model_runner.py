@@ -26,9 +26,10 @@ class ForwardOutput(NamedTuple):
 
 
 class ModelRunner:
-    def __init__(self, model: nn.Module, kv_pool: KVPool, table: ReqToTokenTable, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, kv_pool: KVPool, table: ReqToTokenTable, device: torch.device,
+                 attention_backend: str = "auto") -> None:
         self.model, self.kv_pool, self.table, self.device = model, kv_pool, table, device
-        self.attn_backend = select_backend(device)
+        self.attn_backend = select_backend(device, attention_backend)
         self.task = getattr(type(model), "task", "generate")
         assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
         # a pooler over every token (cls, mean) needs whole prompts in one forward; so does a

@@ -6,8 +6,8 @@ every layer (`forward`). A model file only calls `Attention`, which calls the ba
 - `TorchNativeBackend` (torch_attention.py): SDPA over the pool, any device; the reference.
 - `CpuKernelBackend`: the torch backend, with causal prefill on the CPU's tile unit where the C
   kernels apply (kernels/cpu/prefill_attention_bf16.c; ~2x SDPA at 512 tokens).
-- CUDA: the torch backend until the Triton backend lands (the GPU issue), which takes its place
-  in `select_backend`.
+- `TritonBackend` (triton_attention.py): the Triton kernels over the paged pool; CUDA's default,
+  and on the CPU under TRITON_INTERPRET=1 (tests).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 from sgl.kernels.attention import prefill_attention_bf16
 
+from ..config import ATTENTION_BACKENDS
 from ..forward_batch import ForwardBatch, ForwardMode
 from .torch_attention import TorchNativeBackend
 
@@ -63,8 +64,17 @@ class CpuKernelBackend(TorchNativeBackend):
         return out
 
 
-def select_backend(device: torch.device) -> AttentionBackend:
-    """The attention backend for a device."""
-    if device.type == "cpu":
+def select_backend(device: torch.device, name: str = "auto") -> AttentionBackend:
+    """The attention backend for a device: `auto` is the C kernels' on the CPU and Triton on
+    CUDA; `torch_native` is SDPA anywhere (the reference); `triton` the kernels anywhere they
+    run (on the CPU only under TRITON_INTERPRET=1)."""
+    from .triton_attention import TritonBackend, triton_is_default  # triton imports lazily
+
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention_backend={name!r}: use one of {', '.join(ATTENTION_BACKENDS)}")
+    if name == "triton" or (name == "auto" and triton_is_default(device)):
+        TritonBackend.check_usable(device)
+        return TritonBackend()
+    if name == "auto" and device.type == "cpu":
         return CpuKernelBackend()
     return TorchNativeBackend()
