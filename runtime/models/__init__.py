@@ -42,6 +42,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "OPTForCausalLM": ("opt", "OPTForCausalLM", "facebook/opt-1.3b"),
     "BloomForCausalLM": ("bloom", "BloomForCausalLM", "bigscience/bloomz-560m"),
     "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
+    "DeepseekV2ForCausalLM": ("deepseek", "DeepseekV2ForCausalLM", "deepseek-ai/DeepSeek-V2-Lite-Chat"),
+    "DeepseekV3ForCausalLM": ("deepseek", "DeepseekV3ForCausalLM", "deepseek-ai/DeepSeek-V3"),
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 

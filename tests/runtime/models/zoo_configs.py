@@ -23,6 +23,18 @@ def _cfg(name: str, **kw: Any) -> Any:
     return getattr(transformers, name)(**kw)
 
 
+def _deepseek(c: dict, **kw: Any) -> dict:
+    """MLA dims unlike each other (latent 32, rope 16, nope 8, v 12), the first layer dense,
+    8 routed experts (top 2) and a shared one."""
+    c = {**c, "num_hidden_layers": 3, "num_key_value_heads": c["num_attention_heads"]}
+    return dict(c, kv_lora_rank=32, qk_rope_head_dim=16, qk_nope_head_dim=8, v_head_dim=12,
+                first_k_dense_replace=DEEPSEEK_DENSE, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
+                moe_intermediate_size=32, **kw)
+
+
+DEEPSEEK_DENSE = 3  # every layer dense until the MoE layer is merged
+
+
 def tiny_config(arch: str) -> Any:
     """The transformers config of a tiny checkpoint of `arch`."""
     c = dict(LLAMA_LIKE)
@@ -114,6 +126,15 @@ def tiny_config(arch: str) -> Any:
     elif arch == "MptForCausalLM":
         cfg = _cfg("MptConfig", vocab_size=VOCAB, d_model=64, n_heads=4, n_layers=2,
                    max_seq_len=512, attn_config={"alibi": True, "alibi_bias_max": 8, "clip_qkv": 0.5})
+    elif arch == "DeepseekV2ForCausalLM":  # q from one projection; yarn with mscale; softmax routing
+        cfg = _cfg("DeepseekV2Config", **_deepseek(c, q_lora_rank=None, n_group=2, topk_group=1,
+                                                   topk_method="group_limited_greedy", routed_scaling_factor=1.5),
+                   rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 8.0,
+                                    "original_max_position_embeddings": 64, "beta_fast": 32, "beta_slow": 1,
+                                    "mscale": 1.0, "mscale_all_dim": 0.8})
+    elif arch == "DeepseekV3ForCausalLM":  # low-rank q; sigmoid grouped routing, correction bias
+        cfg = _cfg("DeepseekV3Config", **_deepseek(c, q_lora_rank=24, n_group=4, topk_group=2, norm_topk_prob=True,
+                                                   routed_scaling_factor=2.5))
     else:
         raise ValueError(f"no tiny config for {arch!r}; add one to tests/runtime/models/zoo_configs.py")
     cfg.architectures = [arch]
