@@ -3,8 +3,10 @@
 Differs from Llama: attention is Multi-head Latent Attention (layers/mla.py) over a pool of
 latents (cache/kv_pool.py: MLAKVPool), with rope on a separate qk_rope_head_dim slice, rotated
 in adjacent pairs; the first `first_k_dense_replace` layers have a dense MLP, the rest a
-mixture of experts with shared experts. V2 routes by softmax (greedy or group-limited), V3 by
-sigmoid scores plus a correction bias with grouped top-k (layers/moe.py)."""
+mixture of experts with shared experts (layers/moe.py). V2 routes by softmax, greedy or
+group-limited (the topk_group groups with the best expert); V3 by sigmoid scores plus a
+correction bias, grouped top-k (groups scored by their best two); both renormalize with
+norm_topk_prob and scale the routed sum by routed_scaling_factor."""
 
 from __future__ import annotations
 
@@ -17,22 +19,49 @@ from ..forward_batch import ForwardBatch
 from ..layers.embedding import LMHead, VocabEmbedding
 from ..layers.logits import LogitsProcessor
 from ..layers.mla import MLA_PACKED, MLAConfig, MLAttention
+from ..layers.moe import MoESpec, SparseMoE, expert_weight_rules
+from ..layers.moe_router import RouterSpec
 from ..layers.norm import RMSNorm
 from ..layers.rotary import RotaryEmbedding
 from .llama import GATE_UP_PACKED, LlamaMLP
 
+TOPK_METHODS = ("greedy", "group_limited_greedy", "noaux_tc")
+
+
+def deepseek_moe_spec(hf: object, v3: bool) -> MoESpec:
+    """How a DeepSeek config routes (module docstring). V3 always routes as "noaux_tc"."""
+    method = "noaux_tc" if v3 else (getattr(hf, "topk_method", None) or "greedy")
+    if method not in TOPK_METHODS:
+        raise ValueError(f"topk_method={method!r} is not supported; use one of {TOPK_METHODS}")
+    grouped = method != "greedy"
+    router = RouterSpec(hf.n_routed_experts, hf.num_experts_per_tok, scoring="sigmoid" if v3 else "softmax",
+                        renormalize=bool(hf.norm_topk_prob) and hf.num_experts_per_tok > 1, correction_bias=v3,
+                        n_group=(hf.n_group or 1) if grouped else 1, topk_group=(hf.topk_group or 1) if grouped else 1,
+                        group_score="top2" if v3 else "max",
+                        routed_scaling_factor=float(hf.routed_scaling_factor or 1.0))
+    return MoESpec(router, hf.moe_intermediate_size, hf.hidden_act)
+
+
+def is_moe_layer(hf: object, layer_id: int) -> bool:
+    """DeepSeek's rule: MoE from layer first_k_dense_replace on, every moe_layer_freq-th."""
+    return (getattr(hf, "n_routed_experts", None) is not None and layer_id >= hf.first_k_dense_replace
+            and layer_id % (getattr(hf, "moe_layer_freq", 1) or 1) == 0)
+
 
 class DeepseekDecoderLayer(nn.Module):
-    def __init__(self, config: ModelConfig, mla: MLAConfig, layer_id: int, rotary: RotaryEmbedding) -> None:
+    def __init__(self, config: ModelConfig, mla: MLAConfig, layer_id: int, rotary: RotaryEmbedding,
+                 moe: MoESpec | None) -> None:
+        """moe: the layer's experts, None for a dense layer."""
         super().__init__()
         c = config
         self.self_attn = MLAttention(c, mla, layer_id, rotary)
-        self.dense = layer_id < c.hf.first_k_dense_replace
-        if self.dense:
+        self.mlp: nn.Module
+        if moe is None:
             self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size, c.hidden_act, c.mlp_bias)
         else:
-            raise ValueError(f"layer {layer_id}: mixture-of-experts layers need layers/moe.py, which is not "
-                             "merged yet; set first_k_dense_replace = num_hidden_layers")
+            shared = c.hf.n_shared_experts or 0
+            self.mlp = SparseMoE(c.hidden_size, moe, shared=LlamaMLP(
+                c.hidden_size, moe.intermediate * shared, c.hidden_act, c.mlp_bias) if shared else None)
         self.input_layernorm = RMSNorm(c.hidden_size, c.norm_eps)
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.norm_eps)
 
@@ -42,12 +71,15 @@ class DeepseekDecoderLayer(nn.Module):
 
 
 class DeepseekModel(nn.Module):
-    def __init__(self, config: ModelConfig, mla: MLAConfig, interleaved_rope: bool, max_length: int) -> None:
+    def __init__(self, config: ModelConfig, mla: MLAConfig, interleaved_rope: bool, max_length: int,
+                 moe: MoESpec | None) -> None:
         super().__init__()
         c = config
         rotary = RotaryEmbedding(c.rope, mla.qk_rope_head_dim, max_length, interleaved=interleaved_rope)
         self.embed_tokens = VocabEmbedding(c.vocab_size, c.hidden_size)
-        self.layers = nn.ModuleList(DeepseekDecoderLayer(c, mla, i, rotary) for i in range(c.num_layers))
+        self.layers = nn.ModuleList(
+            DeepseekDecoderLayer(c, mla, i, rotary, moe if moe is not None and is_moe_layer(c.hf, i) else None)
+            for i in range(c.num_layers))
         self.norm = RMSNorm(c.hidden_size, c.norm_eps)
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
@@ -59,6 +91,9 @@ class DeepseekModel(nn.Module):
 
 class DeepseekV2ForCausalLM(nn.Module):
     packed_modules = {**MLA_PACKED, **GATE_UP_PACKED}
+    stacked_weights = expert_weight_rules()
+    renamed_weights = [(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.")]
+    v3 = False
     # V3 checkpoints carry a multi-token-prediction layer past the last one; transformers skips it too
     ignored_weights = (r"rotary_emb\.inv_freq", r"^model\.layers\.61\.")
     task = "generate"
@@ -71,7 +106,8 @@ class DeepseekV2ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.mla = MLAConfig.from_hf(config.hf)
-        self.model = DeepseekModel(config, self.mla, self.interleaved_rope(config), max_length)
+        moe = deepseek_moe_spec(config.hf, self.v3) if getattr(config.hf, "n_routed_experts", None) else None
+        self.model = DeepseekModel(config, self.mla, self.interleaved_rope(config), max_length, moe)
         self.lm_head = LMHead(config.vocab_size, config.hidden_size)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
@@ -91,6 +127,8 @@ class DeepseekV2ForCausalLM(nn.Module):
 
 class DeepseekV3ForCausalLM(DeepseekV2ForCausalLM):
     """Differs from V2: rope pairs as the config's `rope_interleave` says; sigmoid grouped routing."""
+
+    v3 = True
 
     @staticmethod
     def interleaved_rope(config: ModelConfig) -> bool:

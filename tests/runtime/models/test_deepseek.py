@@ -1,7 +1,8 @@
 """DeepSeek's latent KV pool: what one token costs (reported by get_server_info) for the real
 DeepSeek-V3 attention dims, how many more tokens the same bytes hold than per-head keys and
-values would, and retraction over the latent pool (parity with transformers lives in
-test_model_zoo.py)."""
+values would, and retraction over the latent pool; its experts: the first layer dense, the zoo
+prompt routes to most experts, a decode step at batch 1 runs top_k per MoE layer (parity with
+transformers lives in test_model_zoo.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from llama_fixtures import Reference, save_tiny_checkpoint
 from sgl.runtime import Engine, memory
 from sgl.runtime.cache import MHAKVPool, MLAKVPool
 from sgl.runtime.config import EngineConfig
-from zoo_configs import tiny_config
+from sgl.runtime.layers.moe import FusedExperts, SparseMoE
+from zoo_configs import checkpoint_edit, tiny_config
 
 # DeepSeek-V3's attention (config.json of deepseek-ai/DeepSeek-V3)
 V3_LAYERS, V3_HEADS, V3_RANK, V3_ROPE, V3_NOPE, V3_V = 61, 128, 512, 64, 128, 128
@@ -65,10 +67,45 @@ def test_same_bytes_hold_that_many_times_more_tokens_than_mha(monkeypatch):
     assert mla_slots / mha_slots == pytest.approx(ratio, rel=2e-3)  # the floors' rounding only
 
 
-def test_retraction_on_the_latent_pool(tmp_path, default_tokenizer_folder):
+@pytest.fixture(scope="module")
+def v3_tiny(tmp_path_factory, default_tokenizer_folder) -> str:
+    """The zoo's V3 checkpoint: layer 0 dense, layers 1-2 with 8 experts (top 2) in 4 groups."""
+    arch = "DeepseekV3ForCausalLM"
+    folder = str(tmp_path_factory.mktemp("v3_tiny"))
+    return save_tiny_checkpoint(tiny_config(arch), folder, default_tokenizer_folder, edit=checkpoint_edit(arch))
+
+
+def _experts(engine: Engine) -> list[FusedExperts]:
+    return [m for m in engine._scheduler.runner.model.modules() if isinstance(m, FusedExperts)]
+
+
+def test_experts_after_the_dense_layers_and_decode_runs_only_the_chosen(v3_tiny):
+    """Layer 0 is dense (first_k_dense_replace=1), layers 1-2 MoE with a shared expert; the
+    zoo's 37-token prompt routes to most of the 8 experts; each decode step at batch 1 runs
+    exactly top_k (2) experts per MoE layer."""
+    rng = random.Random(1)
+    ids = [rng.randrange(3, 40000) for _ in range(37)]  # the zoo's prompt (test_model_zoo.tokens(37, seed=1))
+    with Engine(v3_tiny, dtype="float32", max_total_tokens=512) as engine:
+        layers = engine._scheduler.runner.model.model.layers
+        assert [isinstance(layer.mlp, SparseMoE) for layer in layers] == [False, True, True]
+        assert all(layer.mlp.shared_expert is not None for layer in layers[1:])
+        experts = _experts(engine)
+        engine.generate(input_ids=ids, sampling_params={"max_new_tokens": 0})
+        used = [sum(c > 0 for c in e.calls) for e in experts]
+        assert min(used) >= 6, used
+        steps, greedy = 5, {"max_new_tokens": 6, "temperature": 0, "ignore_eos": True}
+        engine.generate(input_ids=ids[:9], sampling_params=greedy)  # caches the prompt
+        before = [sum(e.calls) for e in experts]
+        engine.generate(input_ids=ids[:9], sampling_params=greedy)
+        runs = [sum(e.calls) - b for e, b in zip(experts, before)]
+        # all but the last prompt token cached: one token's pass (2 experts), then 5 decode steps
+        assert runs == [2 * (1 + steps)] * 2, runs
+
+
+def test_retraction_on_the_latent_pool(v3_tiny):
     """Decode runs out of latent slots, requests are retracted and resumed: same tokens and
     logprobs as transformers, slot invariants intact."""
-    folder = save_tiny_checkpoint(tiny_config("DeepseekV3ForCausalLM"), str(tmp_path), default_tokenizer_folder)
+    folder = v3_tiny
     ref = Reference(folder)
     rng = random.Random(8)
     batch = [[rng.randrange(3, 40000) for _ in range(rng.randrange(5, 30))] for _ in range(6)]

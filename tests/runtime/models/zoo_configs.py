@@ -32,7 +32,7 @@ def _deepseek(c: dict, **kw: Any) -> dict:
                 moe_intermediate_size=32, **kw)
 
 
-DEEPSEEK_DENSE = 3  # every layer dense until the MoE layer is merged
+DEEPSEEK_DENSE = 1  # layer 0 dense (first_k_dense_replace), layers 1 and 2 MoE
 
 
 def tiny_config(arch: str) -> Any:
@@ -142,3 +142,17 @@ def tiny_config(arch: str) -> Any:
     if hasattr(cfg, "init_std"):  # OPT
         cfg.init_std = INIT
     return cfg
+
+
+def checkpoint_edit(arch: str):
+    """What to change in the random checkpoint before saving (None: nothing): the MoE
+    correction biases transformers initializes to zero get values that change the choice."""
+    def randomize_correction_bias(model) -> None:
+        import torch
+
+        for name, tensor in model.state_dict().items():
+            if name.endswith("e_score_correction_bias"):
+                tensor.copy_(torch.randn(tensor.shape) * 0.3)  # ~ the spread of sigmoid/softmax scores
+
+    return randomize_correction_bias if "Glm4Moe" in arch or "Ernie" in arch and "Moe" in arch \
+        or arch == "DeepseekV3ForCausalLM" else None
