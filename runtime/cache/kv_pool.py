@@ -19,6 +19,7 @@ class KVPool(ABC):
     """What the engine and the attention layers need of any pool."""
 
     num_slots: int = 0
+    values_in_keys: bool = False  # values(layer) is a view of keys(layer)'s first channels (MLA)
 
     @abstractmethod
     def bytes_per_token(self) -> int:
@@ -83,6 +84,8 @@ class MLAKVPool(KVPool):
     (num_slots + 1, 1, kv_lora_rank + rope_dim) and `values(layer)`, a view of the same
     storage, (num_slots + 1, 1, kv_lora_rank). So every backend that attends over keys()/values()
     serves it, and `store` writes only the rows."""
+
+    values_in_keys = True  # values(layer) is keys(layer)[..., :kv_lora_rank]: backends gather once
 
     def __init__(self, num_layers: int, kv_lora_rank: int, rope_dim: int, dtype: torch.dtype,
                  device: torch.device | str = "cpu") -> None:

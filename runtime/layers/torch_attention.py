@@ -99,8 +99,18 @@ class TorchNativeBackend:
         flat, shape = kv_index.flatten(), (*kv_index.shape, k.shape[1], -1)
         # NOTE: index_select on the flat index is ~10x faster than advanced indexing `pool[kv_index]`.
         keys = batch.kv_pool.keys(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)  # (b, kv_heads, max_kv, d)
-        values = batch.kv_pool.values(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)
-        if batch.mode == ForwardMode.DECODE:
+        if batch.kv_pool.values_in_keys:  # MLA: a value is its key's first dv channels
+            values = keys[..., : layer.v_head_dim]  # gathered once
+        else:
+            values = batch.kv_pool.values(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)
+        plain = layer.softcap is None and layer.alibi is None
+        # decode with fewer kv heads than heads: each kv head's group of heads are its query rows,
+        # (batch, kv_heads, groups, d), so SDPA never repeats the keys per head (MLA: 1 kv head of
+        # kv_lora_rank + rope channels and every head in its group)
+        folded = batch.mode == ForwardMode.DECODE and plain and k.shape[1] < q.shape[1]
+        if folded:
+            queries = q.view(q.shape[0], k.shape[1], -1, q.shape[2])
+        elif batch.mode == ForwardMode.DECODE:
             queries = q[:, :, None, :]  # (batch, heads, 1, d)
         elif batch.batch_size == 1:
             queries = q.transpose(0, 1)[None]  # (1, heads, tokens, d)
@@ -111,14 +121,16 @@ class TorchNativeBackend:
             queries, keys, values = queries.float(), keys.float(), values.float()
         needs_mask = not (meta.dense_decode and window is None)
         mask = self._mask(batch, window, layer.causal) if needs_mask else None
-        if layer.softcap is None and layer.alibi is None:
+        if plain:  # a decode mask (batch, 1, 1, max_kv) broadcasts over the folded query rows
             out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
-                                                 scale=layer.scaling, enable_gqa=True)
+                                                 scale=layer.scaling, enable_gqa=not folded)
         else:
             out = self._explicit(queries, keys, values, mask, layer, batch)
 
         out = out.to(q.dtype)
         # out: (batch, heads, max_q, dv) -> packed (tokens, heads, dv)
+        if folded:  # (batch, kv_heads, groups, dv)
+            return out.reshape(q.shape[0], q.shape[1], -1)
         if batch.mode == ForwardMode.DECODE:
             return out[:, :, 0, :]
         if batch.batch_size == 1:
