@@ -44,6 +44,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
     "DeepseekV2ForCausalLM": ("deepseek", "DeepseekV2ForCausalLM", "deepseek-ai/DeepSeek-V2-Lite-Chat"),
     "DeepseekV3ForCausalLM": ("deepseek", "DeepseekV3ForCausalLM", "deepseek-ai/DeepSeek-V3"),
+    "MiniCPM3ForCausalLM": ("deepseek", "MiniCPM3ForCausalLM", "openbmb/MiniCPM3-4B"),
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 

@@ -1,4 +1,5 @@
-"""DeepSeek V2 and V3 (and the checkpoints built on V3: R1, Kimi K2).
+"""DeepSeek V2 and V3 (and the checkpoints built on V3: R1, Kimi K2), and MiniCPM3 (V2's
+attention in a dense model with MiniCPM's scalings).
 
 Differs from Llama: attention is Multi-head Latent Attention (layers/mla.py) over a pool of
 latents (cache/kv_pool.py: MLAKVPool), with rope on a separate qk_rope_head_dim slice, rotated
@@ -9,6 +10,8 @@ correction bias, grouped top-k (groups scored by their best two); both renormali
 norm_topk_prob and scale the routed sum by routed_scaling_factor."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -50,10 +53,12 @@ def is_moe_layer(hf: object, layer_id: int) -> bool:
 
 class DeepseekDecoderLayer(nn.Module):
     def __init__(self, config: ModelConfig, mla: MLAConfig, layer_id: int, rotary: RotaryEmbedding,
-                 moe: MoESpec | None) -> None:
-        """moe: the layer's experts, None for a dense layer."""
+                 moe: MoESpec | None, residual_scale: float | None = None) -> None:
+        """moe: the layer's experts, None for a dense layer; residual_scale: each sublayer's
+        output is scaled by it before its residual add (MiniCPM3)."""
         super().__init__()
         c = config
+        self.residual_scale = residual_scale
         self.self_attn = MLAttention(c, mla, layer_id, rotary)
         self.mlp: nn.Module
         if moe is None:
@@ -66,19 +71,23 @@ class DeepseekDecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.norm_eps)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        if self.residual_scale is not None:
+            x = x + self.self_attn(positions, self.input_layernorm(x), batch) * self.residual_scale
+            return x + self.mlp(self.post_attention_layernorm(x)) * self.residual_scale
         x = self.self_attn(positions, self.input_layernorm(x), batch, residual=x)
         return self.mlp(self.post_attention_layernorm(x), residual=x)
 
 
 class DeepseekModel(nn.Module):
     def __init__(self, config: ModelConfig, mla: MLAConfig, interleaved_rope: bool, max_length: int,
-                 moe: MoESpec | None) -> None:
+                 moe: MoESpec | None, embed_scale: float | None = None, residual_scale: float | None = None) -> None:
         super().__init__()
         c = config
         rotary = RotaryEmbedding(c.rope, mla.qk_rope_head_dim, max_length, interleaved=interleaved_rope)
-        self.embed_tokens = VocabEmbedding(c.vocab_size, c.hidden_size)
+        self.embed_tokens = VocabEmbedding(c.vocab_size, c.hidden_size, scale=embed_scale)
         self.layers = nn.ModuleList(
-            DeepseekDecoderLayer(c, mla, i, rotary, moe if moe is not None and is_moe_layer(c.hf, i) else None)
+            DeepseekDecoderLayer(c, mla, i, rotary, moe if moe is not None and is_moe_layer(c.hf, i) else None,
+                                 residual_scale)
             for i in range(c.num_layers))
         self.norm = RMSNorm(c.hidden_size, c.norm_eps)
 
@@ -102,16 +111,22 @@ class DeepseekV2ForCausalLM(nn.Module):
     def interleaved_rope(config: ModelConfig) -> bool:
         return True  # V2 rotates adjacent pairs (transformers: complex multiplication)
 
+    @staticmethod
+    def scales(config: ModelConfig) -> tuple[float | None, float | None]:
+        """(embedding scale, residual branch scale); None: not scaled."""
+        return None, None
+
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
         self.config = config
         self.mla = MLAConfig.from_hf(config.hf)
         moe = deepseek_moe_spec(config.hf, self.v3) if getattr(config.hf, "n_routed_experts", None) else None
-        self.model = DeepseekModel(config, self.mla, self.interleaved_rope(config), max_length, moe)
+        self.model = DeepseekModel(config, self.mla, self.interleaved_rope(config), max_length, moe,
+                                   *self.scales(config))
         self.lm_head = LMHead(config.vocab_size, config.hidden_size)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.logits_processor = LogitsProcessor()
+        self.logits_processor = LogitsProcessor(scale=config.scales.logits)  # MiniCPM3: 1 / logits_scaling
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """-> (tokens, hidden) hidden states after the final norm."""
@@ -133,3 +148,18 @@ class DeepseekV3ForCausalLM(DeepseekV2ForCausalLM):
     @staticmethod
     def interleaved_rope(config: ModelConfig) -> bool:
         return bool(config.hf.rope_interleave)
+
+
+class MiniCPM3ForCausalLM(DeepseekV2ForCausalLM):
+    """DeepSeek V2's latent attention with dense MLPs. Differs: rope rotates halves, embeddings
+    *= scale_emb, each sublayer's output *= scale_depth / sqrt(layers), the final hidden state
+    /= hidden_size / dim_model_base (the config's `logits_scaling`, ModelConfig.scales)."""
+
+    @staticmethod
+    def interleaved_rope(config: ModelConfig) -> bool:
+        return False
+
+    @staticmethod
+    def scales(config: ModelConfig) -> tuple[float | None, float | None]:
+        h = config.hf
+        return float(h.scale_emb), float(h.scale_depth) / math.sqrt(config.num_layers)

@@ -23,13 +23,16 @@ def _cfg(name: str, **kw: Any) -> Any:
     return getattr(transformers, name)(**kw)
 
 
+def _mla(c: dict) -> dict:
+    """Three layers, no GQA, MLA dims unlike each other (latent 32, rope 16, nope 8, v 12)."""
+    return dict(c, num_hidden_layers=3, num_key_value_heads=c["num_attention_heads"], kv_lora_rank=32,
+                qk_rope_head_dim=16, qk_nope_head_dim=8, v_head_dim=12)
+
+
 def _deepseek(c: dict, **kw: Any) -> dict:
-    """MLA dims unlike each other (latent 32, rope 16, nope 8, v 12), the first layer dense,
-    8 routed experts (top 2) and a shared one."""
-    c = {**c, "num_hidden_layers": 3, "num_key_value_heads": c["num_attention_heads"]}
-    return dict(c, kv_lora_rank=32, qk_rope_head_dim=16, qk_nope_head_dim=8, v_head_dim=12,
-                first_k_dense_replace=DEEPSEEK_DENSE, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=1,
-                moe_intermediate_size=32, **kw)
+    """MLA, the first layer dense, 8 routed experts (top 2) and a shared one."""
+    return dict(_mla(c), first_k_dense_replace=DEEPSEEK_DENSE, n_routed_experts=8, num_experts_per_tok=2,
+                n_shared_experts=1, moe_intermediate_size=32, **kw)
 
 
 DEEPSEEK_DENSE = 1  # layer 0 dense (first_k_dense_replace), layers 1 and 2 MoE
@@ -135,6 +138,13 @@ def tiny_config(arch: str) -> Any:
     elif arch == "DeepseekV3ForCausalLM":  # low-rank q; sigmoid grouped routing, correction bias
         cfg = _cfg("DeepseekV3Config", **_deepseek(c, q_lora_rank=24, n_group=4, topk_group=2, norm_topk_prob=True,
                                                    routed_scaling_factor=2.5))
+    elif arch == "MiniCPM3ForCausalLM":  # MLA with halves-rotated rope, MiniCPM's three scalings, longrope
+        cfg = _cfg("MiniCPM3Config", **_mla(c),
+                   q_lora_rank=24, scale_emb=3.0, scale_depth=1.4, dim_model_base=32, tie_word_embeddings=False,
+                   rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0, "factor": 4.0,
+                                    "original_max_position_embeddings": 128,
+                                    "short_factor": [1.0, 1.1, 1.3, 1.6, 2.0, 2.5, 3.0, 4.0],
+                                    "long_factor": [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]})
     else:
         raise ValueError(f"no tiny config for {arch!r}; add one to tests/runtime/models/zoo_configs.py")
     cfg.architectures = [arch]
