@@ -45,6 +45,18 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "DeepseekV2ForCausalLM": ("deepseek", "DeepseekV2ForCausalLM", "deepseek-ai/DeepSeek-V2-Lite-Chat"),
     "DeepseekV3ForCausalLM": ("deepseek", "DeepseekV3ForCausalLM", "deepseek-ai/DeepSeek-V3"),
     "MiniCPM3ForCausalLM": ("deepseek", "MiniCPM3ForCausalLM", "openbmb/MiniCPM3-4B"),
+    "MixtralForCausalLM": ("moe_llama", "MixtralForCausalLM", "mistralai/Mixtral-8x7B-Instruct-v0.1"),
+    "Qwen2MoeForCausalLM": ("moe_llama", "Qwen2MoeForCausalLM", "Qwen/Qwen1.5-MoE-A2.7B-Chat"),
+    "Qwen3MoeForCausalLM": ("moe_llama", "Qwen3MoeForCausalLM", "Qwen/Qwen3-30B-A3B"),
+    "OlmoeForCausalLM": ("moe_llama", "OlmoeForCausalLM", "allenai/OLMoE-1B-7B-0924-Instruct"),
+    "GraniteMoeForCausalLM": ("moe_llama", "GraniteMoeForCausalLM", "ibm-granite/granite-3.1-3b-a800m-instruct"),
+    "GraniteMoeSharedForCausalLM": ("moe_llama", "GraniteMoeSharedForCausalLM",
+                                    "ibm-research/moe-7b-1b-active-shared-experts"),
+    "PhimoeForCausalLM": ("moe_llama", "PhimoeForCausalLM", "microsoft/Phi-3.5-MoE-instruct"),
+    "PhiMoEForCausalLM": ("moe_llama", "PhiMoEForCausalLM", "microsoft/Phi-3.5-MoE-instruct"),
+    "Ernie4_5_MoeForCausalLM": ("moe_llama", "Ernie4_5_MoeForCausalLM", "baidu/ERNIE-4.5-21B-A3B-PT"),
+    "ErnieMoeForCausalLM": ("moe_llama", "ErnieMoeForCausalLM", "baidu/ERNIE-4.5-21B-A3B-PT"),
+    "Glm4MoeForCausalLM": ("moe_llama", "Glm4MoeForCausalLM", "zai-org/GLM-4.5-Air"),
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 

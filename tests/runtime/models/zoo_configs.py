@@ -15,6 +15,9 @@ LLAMA_LIKE = dict(vocab_size=VOCAB, hidden_size=64, intermediate_size=96, num_hi
 GPT_LIKE = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=512,
                 bos_token_id=1, eos_token_id=2)
 ALTERNATING = ["sliding_attention", "full_attention"]
+# MoE: 8 experts, 2 per token (a 37-token prompt routes to most of them), narrower experts
+EXPERTS = 8
+MOE = dict(num_experts_per_tok=2)
 
 
 def _cfg(name: str, **kw: Any) -> Any:
@@ -106,6 +109,34 @@ def tiny_config(arch: str) -> Any:
                    layer_types=ALTERNATING, **c)
     elif arch == "Ernie4_5ForCausalLM":
         cfg = _cfg("Ernie4_5Config", use_bias=True, head_dim=16, **c)
+    elif arch == "MixtralForCausalLM":
+        cfg = _cfg("MixtralConfig", num_local_experts=EXPERTS, sliding_window=WINDOW, **MOE, **c)
+    elif arch == "Qwen2MoeForCausalLM":  # layer 0 dense (mlp_only_layers), shared expert with its gate
+        cfg = _cfg("Qwen2MoeConfig", num_experts=EXPERTS, moe_intermediate_size=32, shared_expert_intermediate_size=48,
+                   mlp_only_layers=[0], norm_topk_prob=False, **MOE, **c)
+    elif arch == "Qwen3MoeForCausalLM":  # layer 0 dense (decoder_sparse_step)
+        cfg = _cfg("Qwen3MoeConfig", num_experts=EXPERTS, moe_intermediate_size=32, decoder_sparse_step=2,
+                   norm_topk_prob=True, head_dim=32, **MOE, **c)
+    elif arch == "OlmoeForCausalLM":
+        cfg = _cfg("OlmoeConfig", num_experts=EXPERTS, clip_qkv=2.0, **MOE, **c)
+    elif arch == "GraniteMoeForCausalLM":
+        cfg = _cfg("GraniteMoeConfig", num_local_experts=EXPERTS, embedding_multiplier=2.0, residual_multiplier=0.5,
+                   attention_multiplier=0.1, logits_scaling=2.0, **MOE, **c)
+    elif arch == "GraniteMoeSharedForCausalLM":
+        cfg = _cfg("GraniteMoeSharedConfig", num_local_experts=EXPERTS, shared_intermediate_size=48,
+                   residual_multiplier=0.5, logits_scaling=2.0, **MOE, **c)
+    elif arch in ("PhimoeForCausalLM", "PhiMoEForCausalLM"):
+        cfg = _cfg("PhimoeConfig", num_local_experts=EXPERTS, attention_bias=True, lm_head_bias=True,
+                   sliding_window=WINDOW, **MOE, **c)
+    elif arch in ("Ernie4_5_MoeForCausalLM", "ErnieMoeForCausalLM"):  # layer 0 dense, shared experts
+        cfg = _cfg("Ernie4_5_MoeConfig", moe_num_experts=EXPERTS, moe_k=2, moe_intermediate_size=32,
+                   moe_num_shared_experts=2, moe_layer_start_index=1, use_bias=True, head_dim=16,
+                   tie_word_embeddings=False, **c)
+    elif arch == "Glm4MoeForCausalLM":  # layer 0 dense, grouped sigmoid routing, shared expert
+        cfg = _cfg("Glm4MoeConfig", n_routed_experts=EXPERTS, moe_intermediate_size=32, n_shared_experts=1,
+                   first_k_dense_replace=1, n_group=2, topk_group=1, routed_scaling_factor=2.5,
+                   norm_topk_prob=True, use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5,
+                   head_dim=16, **MOE, **c)
     elif arch == "GPT2LMHeadModel":
         cfg = _cfg("GPT2Config", **GPT_LIKE)
     elif arch == "GPTBigCodeForCausalLM":
