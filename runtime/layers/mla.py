@@ -64,10 +64,17 @@ class LatentUpProjection(nn.Module):
         super().__init__()
         self.rank, self.heads, self.nope, self.v = kv_lora_rank, heads, nope, v
         self.weight = nn.Parameter(torch.empty(heads * (nope + v), kv_lora_rank), requires_grad=False)
+        self._cache: tuple[tuple[int, int], torch.Tensor, torch.Tensor] | None = None
 
     def _per_head(self) -> tuple[torch.Tensor, torch.Tensor]:
-        w = self.weight.view(self.heads, self.nope + self.v, self.rank)
-        return w[:, : self.nope], w[:, self.nope :]  # (heads, nope, rank), (heads, v, rank): views
+        """W_UK (heads, nope, rank) and W_UV^T (heads, rank, v), contiguous: made once after
+        loading (the CPU's batched products over the strided views of `weight` run several
+        times slower); remade if the weight is replaced or written."""
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._cache is None or self._cache[0] != key:
+            w = self.weight.detach().view(self.heads, self.nope + self.v, self.rank)
+            self._cache = key, w[:, : self.nope].contiguous(), w[:, self.nope :].transpose(1, 2).contiguous()
+        return self._cache[1], self._cache[2]
 
     def absorb_query(self, q_nope: torch.Tensor) -> torch.Tensor:
         """(tokens, heads, nope) -> (tokens, heads, rank): q_nope_h W_UK_h, one product per head."""
@@ -76,8 +83,8 @@ class LatentUpProjection(nn.Module):
 
     def expand_output(self, o: torch.Tensor) -> torch.Tensor:
         """(tokens, heads, rank) attention output over the latent -> (tokens, heads * v)."""
-        _, w_uv = self._per_head()
-        out = torch.bmm(o.transpose(0, 1), w_uv.transpose(1, 2))  # (heads, tokens, v)
+        _, w_uv_t = self._per_head()
+        out = torch.bmm(o.transpose(0, 1), w_uv_t)  # (heads, tokens, v)
         return out.transpose(0, 1).reshape(o.shape[0], -1)
 
 

@@ -103,8 +103,7 @@ class DeepseekV2ForCausalLM(nn.Module):
     stacked_weights = expert_weight_rules()
     renamed_weights = [(r"\.mlp\.shared_experts\.", ".mlp.shared_expert.")]
     v3 = False
-    # V3 checkpoints carry a multi-token-prediction layer past the last one; transformers skips it too
-    ignored_weights = (r"rotary_emb\.inv_freq", r"^model\.layers\.61\.")
+    ignored_weights: tuple[str, ...] = (r"rotary_emb\.inv_freq",)
     task = "generate"
 
     @staticmethod
@@ -120,6 +119,10 @@ class DeepseekV2ForCausalLM(nn.Module):
         super().__init__()
         self.config = config
         self.mla = MLAConfig.from_hf(config.hf)
+        # V3 and R1 checkpoints carry multi-token-prediction layers past the last one
+        # (num_nextn_predict_layers): every layer index >= num_layers is skipped, as transformers does
+        kept = "|".join(str(i) for i in range(config.num_layers))
+        self.ignored_weights = (*self.ignored_weights, rf"^model\.layers\.(?!(?:{kept})\.)\d+\.")
         moe = deepseek_moe_spec(config.hf, self.v3) if getattr(config.hf, "n_routed_experts", None) else None
         self.model = DeepseekModel(config, self.mla, self.interleaved_rope(config), max_length, moe,
                                    *self.scales(config))

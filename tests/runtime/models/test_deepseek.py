@@ -6,7 +6,10 @@ transformers lives in test_model_zoo.py)."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import shutil
 
 import pytest
 import torch
@@ -100,6 +103,21 @@ def test_experts_after_the_dense_layers_and_decode_runs_only_the_chosen(v3_tiny)
         runs = [sum(e.calls) - b for e, b in zip(experts, before)]
         # all but the last prompt token cached: one token's pass (2 experts), then 5 decode steps
         assert runs == [2 * (1 + steps)] * 2, runs
+
+
+def test_layers_past_num_hidden_layers_are_skipped(v3_tiny, tmp_path):
+    """A V3/R1 checkpoint keeps its multi-token-prediction layer after the last decoder layer:
+    the same 3-layer weights load as a 2-layer model, layer 2 ignored."""
+    for name in os.listdir(v3_tiny):
+        shutil.copy(os.path.join(v3_tiny, name), tmp_path)
+    with open(tmp_path / "config.json") as f:
+        config = json.load(f)
+    config["num_hidden_layers"] = 2
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(config, f)
+    with Engine(str(tmp_path), dtype="float32", max_total_tokens=256) as engine:
+        assert len(engine._scheduler.runner.model.model.layers) == 2
+        assert len(engine.generate(input_ids=list(range(5, 15)), sampling_params={"max_new_tokens": 2})["output_ids"]) == 2
 
 
 def test_retraction_on_the_latent_pool(v3_tiny):
