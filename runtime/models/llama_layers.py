@@ -47,6 +47,7 @@ class LlamaFlags:
     embed_norm: bool = False  # a norm right after the embedding (Bloom)
     head_bias: bool = False  # LM head with bias (Phi, GPT-J)
     clip_after_qk_norm: bool = False  # clip_qkv clamps the normed q/k (OLMoE), not the projections
+    sinks: bool = False  # a learned sink logit per head in each softmax (GPT-OSS; layers/attention.py)
 
     def __post_init__(self) -> None:
         choices = {"norm": ("rms", "gemma", "layer", "layer_nobias", "layer1p", "nonparametric"),
@@ -127,7 +128,8 @@ class LlamaAttention(nn.Module):
             scaling /= layer_id + 1
         alibi = torch.tensor(f.alibi_slopes, dtype=torch.float32) if f.alibi_slopes else None
         self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, scaling=scaling,
-                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi)
+                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi,
+                              sinks=f.sinks)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
