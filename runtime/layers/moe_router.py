@@ -13,7 +13,8 @@ Scorings (logits (tokens, experts) -> weights (tokens, top_k), ids (tokens, top_
 - topk_softmax: choose the top_k logits; weights softmax over the chosen ones (GPT-OSS, Granite)
 - topk_sigmoid: choose the top_k logits; weights sigmoid of each (Llama 4)
 - sparsemixer:  PhiMoE's top-2 sparse mixer at inference (masked softmax around each maximum)
-Then, in order: `renormalize` (weights / max(sum, renorm_min)), `routed_scaling_factor`.
+Then, in order: `renormalize` (weights / max(sum, renorm_min); with renorm_p != 1 the p-norm
+instead of the sum, as DBRX's moe_normalize_expert_weights), `routed_scaling_factor`.
 `weight_input` (Llama 4): the weight scales the expert's input instead of its output."""
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class RouterSpec:
     scoring: str = "softmax"  # one of SCORINGS (module docstring)
     renormalize: bool = False  # weights / max(sum of the top_k weights, renorm_min)
     renorm_min: float = 1e-20  # ERNIE 4.5's moe_norm_min
+    renorm_p: float = 1.0  # renormalize by this p-norm of the weights (DBRX); 1: their sum
     correction_bias: bool = False  # a per-expert bias added to the scores for the choice only
     n_group: int = 1  # grouped top-k (sigmoid scoring): experts split into n_group groups ...
     topk_group: int = 1  # ... of which the topk_group best are eligible
@@ -100,7 +102,8 @@ def select_experts(logits: torch.Tensor, spec: RouterSpec,
         ids = _grouped_choice(choice, spec).topk(k, dim=-1)[1]
         weights = scores.gather(1, ids)
     if spec.renormalize:
-        weights = weights / weights.sum(-1, keepdim=True).clamp(min=spec.renorm_min)
+        norm = weights.sum(-1, keepdim=True) if spec.renorm_p == 1 else weights.norm(spec.renorm_p, -1, keepdim=True)
+        weights = weights / norm.clamp(min=spec.renorm_min)
     if spec.routed_scaling_factor != 1.0:
         weights = weights * spec.routed_scaling_factor
     return weights, ids

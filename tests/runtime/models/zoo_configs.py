@@ -126,6 +126,12 @@ def tiny_config(arch: str) -> Any:
         c.update(intermediate_size=32)
         cfg = _cfg("GptOssConfig", num_local_experts=EXPERTS, head_dim=16, sliding_window=WINDOW,
                    layer_types=ALTERNATING, swiglu_limit=1.0, **MOE, **c)
+    elif arch == "DbrxForCausalLM":  # GQA, clip_qkv, p-norm renormalized weights
+        cfg = _cfg("DbrxConfig", vocab_size=VOCAB, d_model=64, n_heads=4, n_layers=2, max_seq_len=512,
+                   attn_config={"kv_n_heads": 2, "clip_qkv": 2.0, "rope_theta": 10000.0},
+                   ffn_config={"ffn_hidden_size": 32, "moe_num_experts": EXPERTS, "moe_top_k": 2,
+                               "moe_normalize_expert_weights": 2.0},
+                   bos_token_id=1, eos_token_id=2)
     elif arch == "GPT2LMHeadModel":
         cfg = _cfg("GPT2Config", **GPT_LIKE)
     elif arch == "GPTBigCodeForCausalLM":
