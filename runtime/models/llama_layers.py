@@ -156,12 +156,13 @@ class DecoderBlock(nn.Module):
     (straight-line forwards, one per topology). Norm names are the checkpoints'."""
 
     def __init__(self, config: ModelConfig, flags: LlamaFlags, layer_id: int, rotary: RotaryEmbedding | None,
-                 mlp: nn.Module | None = None) -> None:
+                 mlp: nn.Module | None = None, attn: nn.Module | None = None) -> None:
         """mlp: the layer's feed-forward when it is not the dense MLP (an MoE block, taking
-        `(x, residual=None)` as LlamaMLP does)."""
+        `(x, residual=None)` as LlamaMLP does); attn: its attention when not LlamaAttention (a
+        subclass)."""
         super().__init__()
         c, f = config, flags
-        self.self_attn = LlamaAttention(c, f, layer_id, rotary)
+        self.self_attn = attn if attn is not None else LlamaAttention(c, f, layer_id, rotary)
         self.mlp = mlp if mlp is not None else LlamaMLP(
             c.hidden_size, c.intermediate_size, f.hidden_act or c.hidden_act, _or(f.mlp_bias, c.mlp_bias),
             f.gated_mlp, f.conv1d)

@@ -126,6 +126,12 @@ def tiny_config(arch: str) -> Any:
         c.update(intermediate_size=32)
         cfg = _cfg("GptOssConfig", num_local_experts=EXPERTS, head_dim=16, sliding_window=WINDOW,
                    layer_types=ALTERNATING, swiglu_limit=1.0, **MOE, **c)
+    elif arch == "Llama4ForCausalLM":  # layer 0: rope, chunked, L2 q/k, dense; layer 1: NoPE, temperature, MoE
+        c.update(intermediate_size=32)
+        cfg = _cfg("Llama4TextConfig", num_local_experts=EXPERTS, intermediate_size_mlp=96, interleave_moe_layer_step=2,
+                   no_rope_layers=[1, 0], attention_chunk_size=WINDOW, use_qk_norm=True, attn_temperature_tuning=True,
+                   floor_scale=4, attn_scale=0.5, head_dim=16, rope_parameters={"rope_type": "default",
+                                                                                "rope_theta": 10000.0}, **MOE, **c)
     elif arch == "DbrxForCausalLM":  # GQA, clip_qkv, p-norm renormalized weights
         cfg = _cfg("DbrxConfig", vocab_size=VOCAB, d_model=64, n_heads=4, n_layers=2, max_seq_len=512,
                    attn_config={"kv_n_heads": 2, "clip_qkv": 2.0, "rope_theta": 10000.0},
