@@ -8,7 +8,8 @@ Scorings (logits (tokens, experts) -> weights (tokens, top_k), ids (tokens, top_
 - softmax:      p = softmax(logits); choose the top_k of p (+ correction bias); weights p[ids]
                 (Mixtral, Qwen-MoE, OLMoE, DBRX, ERNIE 4.5 with a correction bias)
 - sigmoid:      s = sigmoid(logits); choose the top_k of s + correction bias, within the
-                `topk_group` best of `n_group` groups (group score: sum of its best two);
+                `topk_group` best of `n_group` groups (group score: sum of its best two, or
+                its best with group_score="max", DeepSeek V2's group_limited_greedy);
                 weights s[ids] (DeepSeek V3, GLM-4.5)
 - topk_softmax: choose the top_k logits; weights softmax over the chosen ones (GPT-OSS, Granite)
 - topk_sigmoid: choose the top_k logits; weights sigmoid of each (Llama 4)
@@ -41,6 +42,7 @@ class RouterSpec:
     correction_bias: bool = False  # a per-expert bias added to the scores for the choice only
     n_group: int = 1  # grouped top-k (sigmoid scoring): experts split into n_group groups ...
     topk_group: int = 1  # ... of which the topk_group best are eligible
+    group_score: str = "top2_sum"  # a group's score: sum of its best two (DeepSeek V3) | max (V2)
     routed_scaling_factor: float = 1.0  # routed outputs scaled by this (DeepSeek V3)
     router_bias: bool = False  # the logits' linear has a bias (GPT-OSS)
     weight_input: bool = False  # Llama 4: the weight multiplies the expert's input
@@ -54,18 +56,21 @@ class RouterSpec:
         if self.num_experts % self.n_group or not 0 < self.topk_group <= self.n_group:
             raise ValueError(f"RouterSpec n_group={self.n_group}, topk_group={self.topk_group}: n_group must "
                              f"divide num_experts ({self.num_experts}) and 0 < topk_group <= n_group")
+        if self.group_score not in ("top2_sum", "max"):
+            raise ValueError(f"RouterSpec.group_score={self.group_score!r}: use 'top2_sum' or 'max'")
         if self.scoring == "sparsemixer" and self.top_k != 2:
             raise ValueError("RouterSpec.scoring='sparsemixer' routes to exactly 2 experts: set top_k=2")
 
 
 def _grouped_choice(scores: torch.Tensor, spec: RouterSpec) -> torch.Tensor:
     """scores (tokens, experts) with the experts outside each token's topk_group best groups
-    set to -inf (a group scores the sum of its best two experts)."""
+    set to -inf (a group scores the sum of its best two experts, or its best)."""
     if spec.n_group == 1:
         return scores
     t = scores.shape[0]
     grouped = scores.view(t, spec.n_group, -1)
-    group_scores = grouped.topk(min(2, grouped.shape[-1]), dim=-1)[0].sum(-1)  # (tokens, n_group)
+    best_of = 1 if spec.group_score == "max" else min(2, grouped.shape[-1])
+    group_scores = grouped.topk(best_of, dim=-1)[0].sum(-1)  # (tokens, n_group)
     best = group_scores.topk(spec.topk_group, dim=-1, sorted=False)[1]
     keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, best, True)
     return grouped.masked_fill(~keep[:, :, None], float("-inf")).view(t, -1)

@@ -100,3 +100,26 @@ def test_gpt_oss_loads_mxfp4_experts_like_unquantized_ones():
         torch.testing.assert_close(ours[name], ref[name], rtol=0, atol=0)
     with pytest.raises(ValueError, match="without their pair"):
         list(model.transform_weights(quantized[:1]))
+
+
+def test_group_limited_greedy_routes_as_deepseek_v2():
+    """group_score="max" (DeepSeek V2's group_limited_greedy) picks the experts and weights
+    transformers' DeepSeek V2 router picks."""
+    from sgl.runtime.layers.moe_router import RouterSpec, select_experts
+    from transformers import DeepseekV2Config
+    from transformers.models.deepseek_v2.modeling_deepseek_v2 import DeepseekV2TopkRouter
+
+    config = DeepseekV2Config(hidden_size=32, n_routed_experts=16, num_experts_per_tok=3, n_group=4, topk_group=2,
+                              topk_method="group_limited_greedy", routed_scaling_factor=1.5)
+    torch.manual_seed(0)
+    theirs = DeepseekV2TopkRouter(config)
+    torch.nn.init.normal_(theirs.weight, std=0.1)  # flat scores: a group's best and best two disagree
+    x = torch.randn(64, 32)
+    logits, weights, ids = theirs(x)
+    spec = RouterSpec(16, 3, n_group=4, topk_group=2, group_score="max", routed_scaling_factor=1.5)
+    our_weights, our_ids = select_experts(logits, spec)
+    order, our_order = ids.argsort(-1), our_ids.argsort(-1)
+    assert torch.equal(ids.gather(1, order), our_ids.gather(1, our_order))
+    torch.testing.assert_close(weights.gather(1, order), our_weights.gather(1, our_order))
+    with pytest.raises(ValueError, match="group_score"):
+        RouterSpec(16, 3, group_score="mean")
