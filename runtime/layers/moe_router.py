@@ -8,14 +8,14 @@ Scorings (logits (tokens, experts) -> weights (tokens, top_k), ids (tokens, top_
 - softmax:      p = softmax(logits); choose the top_k of p (+ correction bias); weights p[ids]
                 (Mixtral, Qwen-MoE, OLMoE, DBRX, ERNIE 4.5 with a correction bias)
 - sigmoid:      s = sigmoid(logits); choose the top_k of s + correction bias, within the
-                `topk_group` best of `n_group` groups (group score: sum of its best two);
+                `topk_group` best of `n_group` groups (group score: sum of its best two, or
+                its best with group_score="max", DeepSeek V2's group_limited_greedy);
                 weights s[ids] (DeepSeek V3, GLM-4.5)
-Grouped top-k applies to either: DeepSeek V2's group_limited_greedy is softmax scores with
-`group_score="max"` (a group scores its best expert).
 - topk_softmax: choose the top_k logits; weights softmax over the chosen ones (GPT-OSS, Granite)
 - topk_sigmoid: choose the top_k logits; weights sigmoid of each (Llama 4)
 - sparsemixer:  PhiMoE's top-2 sparse mixer at inference (masked softmax around each maximum)
-Then, in order: `renormalize` (weights / max(sum, renorm_min)), `routed_scaling_factor`.
+Then, in order: `renormalize` (weights / max(sum, renorm_min); with renorm_p != 1 the p-norm
+instead of the sum, as DBRX's moe_normalize_expert_weights), `routed_scaling_factor`.
 `weight_input` (Llama 4): the weight scales the expert's input instead of its output."""
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ class RouterSpec:
     scoring: str = "softmax"  # one of SCORINGS (module docstring)
     renormalize: bool = False  # weights / max(sum of the top_k weights, renorm_min)
     renorm_min: float = 1e-20  # ERNIE 4.5's moe_norm_min
+    renorm_p: float = 1.0  # renormalize by this p-norm of the weights (DBRX); 1: their sum
     correction_bias: bool = False  # a per-expert bias added to the scores for the choice only
     n_group: int = 1  # grouped top-k (sigmoid scoring): experts split into n_group groups ...
     topk_group: int = 1  # ... of which the topk_group best are eligible
-    group_score: str = "top2"  # a group's score: "top2" the sum of its best two, "max" its best
+    group_score: str = "top2_sum"  # a group's score: sum of its best two (DeepSeek V3) | max (V2)
     routed_scaling_factor: float = 1.0  # routed outputs scaled by this (DeepSeek V3)
     router_bias: bool = False  # the logits' linear has a bias (GPT-OSS)
     weight_input: bool = False  # Llama 4: the weight multiplies the expert's input
@@ -55,23 +56,21 @@ class RouterSpec:
         if self.num_experts % self.n_group or not 0 < self.topk_group <= self.n_group:
             raise ValueError(f"RouterSpec n_group={self.n_group}, topk_group={self.topk_group}: n_group must "
                              f"divide num_experts ({self.num_experts}) and 0 < topk_group <= n_group")
-        if self.group_score not in ("top2", "max"):
-            raise ValueError(f"RouterSpec.group_score={self.group_score!r}: use 'top2' or 'max'")
+        if self.group_score not in ("top2_sum", "max"):
+            raise ValueError(f"RouterSpec.group_score={self.group_score!r}: use 'top2_sum' or 'max'")
         if self.scoring == "sparsemixer" and self.top_k != 2:
             raise ValueError("RouterSpec.scoring='sparsemixer' routes to exactly 2 experts: set top_k=2")
 
 
 def _grouped_choice(scores: torch.Tensor, spec: RouterSpec) -> torch.Tensor:
     """scores (tokens, experts) with the experts outside each token's topk_group best groups
-    set to -inf (a group scores the sum of its best two experts, or its best: spec.group_score)."""
+    set to -inf (a group scores the sum of its best two experts, or its best)."""
     if spec.n_group == 1:
         return scores
     t = scores.shape[0]
     grouped = scores.view(t, spec.n_group, -1)
-    if spec.group_score == "max":
-        group_scores = grouped.amax(-1)  # (tokens, n_group)
-    else:
-        group_scores = grouped.topk(min(2, grouped.shape[-1]), dim=-1)[0].sum(-1)
+    best_of = 1 if spec.group_score == "max" else min(2, grouped.shape[-1])
+    group_scores = grouped.topk(best_of, dim=-1)[0].sum(-1)  # (tokens, n_group)
     best = group_scores.topk(spec.topk_group, dim=-1, sorted=False)[1]
     keep = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, best, True)
     return grouped.masked_fill(~keep[:, :, None], float("-inf")).view(t, -1)
@@ -108,7 +107,8 @@ def select_experts(logits: torch.Tensor, spec: RouterSpec,
         ids = _grouped_choice(choice, spec).topk(k, dim=-1)[1]
         weights = scores.gather(1, ids)
     if spec.renormalize:
-        weights = weights / weights.sum(-1, keepdim=True).clamp(min=spec.renorm_min)
+        norm = weights.sum(-1, keepdim=True) if spec.renorm_p == 1 else weights.norm(spec.renorm_p, -1, keepdim=True)
+        weights = weights / norm.clamp(min=spec.renorm_min)
     if spec.routed_scaling_factor != 1.0:
         weights = weights * spec.routed_scaling_factor
     return weights, ids

@@ -40,7 +40,7 @@ def deepseek_moe_spec(hf: object, v3: bool) -> MoESpec:
     router = RouterSpec(hf.n_routed_experts, hf.num_experts_per_tok, scoring="sigmoid" if v3 else "softmax",
                         renormalize=bool(hf.norm_topk_prob) and hf.num_experts_per_tok > 1, correction_bias=v3,
                         n_group=(hf.n_group or 1) if grouped else 1, topk_group=(hf.topk_group or 1) if grouped else 1,
-                        group_score="top2" if v3 else "max",
+                        group_score="top2_sum" if v3 else "max",
                         routed_scaling_factor=float(hf.routed_scaling_factor or 1.0))
     return MoESpec(router, hf.moe_intermediate_size, hf.hidden_act)
 

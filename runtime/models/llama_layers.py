@@ -47,6 +47,7 @@ class LlamaFlags:
     embed_norm: bool = False  # a norm right after the embedding (Bloom)
     head_bias: bool = False  # LM head with bias (Phi, GPT-J)
     clip_after_qk_norm: bool = False  # clip_qkv clamps the normed q/k (OLMoE), not the projections
+    sinks: bool = False  # a learned sink logit per head in each softmax (GPT-OSS; layers/attention.py)
 
     def __post_init__(self) -> None:
         choices = {"norm": ("rms", "gemma", "layer", "layer_nobias", "layer1p", "nonparametric"),
@@ -127,7 +128,8 @@ class LlamaAttention(nn.Module):
             scaling /= layer_id + 1
         alibi = torch.tensor(f.alibi_slopes, dtype=torch.float32) if f.alibi_slopes else None
         self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, scaling=scaling,
-                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi)
+                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi,
+                              sinks=f.sinks)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
@@ -154,12 +156,13 @@ class DecoderBlock(nn.Module):
     (straight-line forwards, one per topology). Norm names are the checkpoints'."""
 
     def __init__(self, config: ModelConfig, flags: LlamaFlags, layer_id: int, rotary: RotaryEmbedding | None,
-                 mlp: nn.Module | None = None) -> None:
+                 mlp: nn.Module | None = None, attn: nn.Module | None = None) -> None:
         """mlp: the layer's feed-forward when it is not the dense MLP (an MoE block, taking
-        `(x, residual=None)` as LlamaMLP does)."""
+        `(x, residual=None)` as LlamaMLP does); attn: its attention when not LlamaAttention (a
+        subclass)."""
         super().__init__()
         c, f = config, flags
-        self.self_attn = LlamaAttention(c, f, layer_id, rotary)
+        self.self_attn = attn if attn is not None else LlamaAttention(c, f, layer_id, rotary)
         self.mlp = mlp if mlp is not None else LlamaMLP(
             c.hidden_size, c.intermediate_size, f.hidden_act or c.hidden_act, _or(f.mlp_bias, c.mlp_bias),
             f.gated_mlp, f.conv1d)

@@ -137,6 +137,22 @@ def tiny_config(arch: str) -> Any:
                    first_k_dense_replace=1, n_group=2, topk_group=1, routed_scaling_factor=2.5,
                    norm_topk_prob=True, use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5,
                    head_dim=16, **MOE, **c)
+    elif arch in ("GptOssForCausalLM", "GPTOSSForCausalLM"):  # sinks, alternating windows, yarn, clamped SwiGLU
+        c.update(intermediate_size=32)
+        cfg = _cfg("GptOssConfig", num_local_experts=EXPERTS, head_dim=16, sliding_window=WINDOW,
+                   layer_types=ALTERNATING, swiglu_limit=1.0, **MOE, **c)
+    elif arch == "Llama4ForCausalLM":  # layer 0: rope, chunked, L2 q/k, dense; layer 1: NoPE, temperature, MoE
+        c.update(intermediate_size=32)
+        cfg = _cfg("Llama4TextConfig", num_local_experts=EXPERTS, intermediate_size_mlp=96, interleave_moe_layer_step=2,
+                   no_rope_layers=[1, 0], attention_chunk_size=WINDOW, use_qk_norm=True, attn_temperature_tuning=True,
+                   floor_scale=4, attn_scale=0.5, head_dim=16, rope_parameters={"rope_type": "default",
+                                                                                "rope_theta": 10000.0}, **MOE, **c)
+    elif arch == "DbrxForCausalLM":  # GQA, clip_qkv, p-norm renormalized weights
+        cfg = _cfg("DbrxConfig", vocab_size=VOCAB, d_model=64, n_heads=4, n_layers=2, max_seq_len=512,
+                   attn_config={"kv_n_heads": 2, "clip_qkv": 2.0, "rope_theta": 10000.0},
+                   ffn_config={"ffn_hidden_size": 32, "moe_num_experts": EXPERTS, "moe_top_k": 2,
+                               "moe_normalize_expert_weights": 2.0},
+                   bos_token_id=1, eos_token_id=2)
     elif arch == "GPT2LMHeadModel":
         cfg = _cfg("GPT2Config", **GPT_LIKE)
     elif arch == "GPTBigCodeForCausalLM":
@@ -186,14 +202,21 @@ def tiny_config(arch: str) -> Any:
 
 
 def checkpoint_edit(arch: str):
-    """What to change in the random checkpoint before saving (None: nothing): the MoE
-    correction biases transformers initializes to zero get values that change the choice."""
-    def randomize_correction_bias(model) -> None:
+    """What to change in the random checkpoint before saving (None: nothing): tensors
+    transformers initializes to constants get random values that matter (MoE correction biases
+    change the choice; GPT-OSS's sinks, router and expert biases)."""
+    if "Glm4Moe" in arch or "Ernie" in arch and "Moe" in arch or arch == "DeepseekV3ForCausalLM":
+        suffixes, scale = ("e_score_correction_bias",), 0.3  # ~ the spread of sigmoid/softmax scores
+    elif arch in ("GptOssForCausalLM", "GPTOSSForCausalLM"):
+        suffixes, scale = ("sinks", "router.bias", "gate_up_proj_bias", "down_proj_bias"), 1.0
+    else:
+        return None
+
+    def randomize(model) -> None:
         import torch
 
         for name, tensor in model.state_dict().items():
-            if name.endswith("e_score_correction_bias"):
-                tensor.copy_(torch.randn(tensor.shape) * 0.3)  # ~ the spread of sigmoid/softmax scores
+            if name.endswith(suffixes):
+                tensor.copy_(torch.randn(tensor.shape) * scale)
 
-    return randomize_correction_bias if "Glm4Moe" in arch or "Ernie" in arch and "Moe" in arch \
-        or arch == "DeepseekV3ForCausalLM" else None
+    return randomize
