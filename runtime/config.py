@@ -72,7 +72,9 @@ def _num_kv_heads(hf: Any, heads: int) -> int:
         return hf.num_kv_heads
     if getattr(hf, "multi_query", False):  # Falcon 7B, GPTBigCode
         return 1
-    return _field(hf, "num_key_value_heads") or heads
+    nested = getattr(hf, "attn_config", None)  # DBRX: attn_config.kv_n_heads
+    nested_kv = getattr(nested, "kv_n_heads", None) if nested is not None and not isinstance(nested, dict) else None
+    return _field(hf, "num_key_value_heads") or nested_kv or heads
 
 
 def _layer_windows(hf: Any, num_layers: int) -> tuple[int | None, ...]:

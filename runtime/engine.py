@@ -59,6 +59,7 @@ class Engine:
         pool: KVPool = loaded.model.make_kv_pool(loaded.dtype, self.device)
         self.num_slots = choose_num_slots(cfg, pool, self.device, self.context_length)
         pool.allocate(self.num_slots)
+        self._pool = pool
         allocator = SlotAllocator(self.num_slots)
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
@@ -339,6 +340,8 @@ class Engine:
                 "device": str(self.device),
                 "context_length": self.context_length,
                 "max_total_tokens": self.num_slots,
+                "kv_pool": type(self._pool).__name__,  # the KV layout: MHAKVPool, MLAKVPool
+                "kv_bytes_per_token": self._pool.bytes_per_token(),  # every layer's share of one slot
                 "max_running_requests": self.config.max_running_requests,
                 "chunked_prefill_size": self.config.chunked_prefill_size,
                 "schedule_policy": self.config.schedule_policy,

@@ -38,13 +38,18 @@ class Attention(nn.Module):
     sliding_window: a key at position j is visible from query position i when i - j < window.
     softcap: scores become softcap * tanh(scores / softcap) (Gemma 2).
     alibi: per-head slopes added as slope * (j - i) to the scores (Bloom, MPT).
+    chunk: a key is visible only from queries in its chunk of `chunk` positions (i // chunk ==
+    j // chunk; Llama 4's chunked local attention).
+    sinks: a learned logit per head joins each row's softmax and is dropped after it (GPT-OSS's
+    attention sinks); the parameter `sinks` (heads,).
     causal=False: every token of a request sees all of its tokens (bidirectional encoders: BERT);
     NOTE: such a request must be computed whole in one forward (no cached prefix, no chunks)."""
 
     def __init__(self, num_heads: int, num_kv_heads: int, head_dim: int, layer_id: int,
                  scaling: float | None = None, sliding_window: int | None = None,
                  softcap: float | None = None, alibi: torch.Tensor | None = None,
-                 v_head_dim: int | None = None, causal: bool = True) -> None:
+                 v_head_dim: int | None = None, causal: bool = True, chunk: int | None = None,
+                 sinks: bool = False) -> None:
         super().__init__()
         self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
         self.v_head_dim = v_head_dim or head_dim
@@ -53,7 +58,16 @@ class Attention(nn.Module):
         self.sliding_window = sliding_window
         self.softcap = softcap
         self.causal = causal
+        self.chunk = chunk
         self.register_buffer("alibi", alibi, persistent=False)
+        self.sinks = nn.Parameter(torch.empty(num_heads), requires_grad=False) if sinks else None
+
+    @property
+    def plain(self) -> bool:
+        """Causal softmax attention over every earlier key: what SDPA's is_causal and the tile
+        kernel compute."""
+        return (self.causal and self.sliding_window is None and self.chunk is None and self.alibi is None
+                and self.softcap is None and self.sinks is None)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """q (tokens, heads * head_dim), k/v (tokens, kv_heads * head_dim) -> (tokens, heads * v_head_dim)."""

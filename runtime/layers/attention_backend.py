@@ -38,9 +38,8 @@ class AttentionBackend(Protocol):
 class CpuKernelBackend(TorchNativeBackend):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
                 batch: ForwardBatch) -> torch.Tensor:
-        # the tile kernel is causal only: a bidirectional layer (BERT) takes SDPA
-        plain = layer.causal and layer.sliding_window is None and layer.alibi is None and layer.softcap is None
-        if batch.mode == ForwardMode.EXTEND and plain:
+        # the tile kernel is plain causal only: other layers (BERT, windows, sinks) take SDPA
+        if batch.mode == ForwardMode.EXTEND and layer.plain:
             out = self._tile_prefill(q, layer, batch)
             if out is not None:
                 return out

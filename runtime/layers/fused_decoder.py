@@ -35,7 +35,7 @@ from torch import nn
 
 from ..config import Scales
 from ..forward_batch import ForwardBatch, ForwardMode
-from ..models.llama import LlamaFlags, LlamaForCausalLM
+from ..models.llama import LlamaFlags, LlamaForCausalLM, LlamaMLP
 
 ROWS_PER_CALL = 32  # the tile kernel's rows per pass (kernels/cpu/linear_bf16.c)
 
@@ -185,6 +185,8 @@ def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
         return None
     if not fused_decoder_applies(model.config, type(model).flags(model.config)):
         return None
+    if not all(isinstance(layer.mlp, LlamaMLP) for layer in model.model.layers):
+        return None  # MoE layers take the module path (layers/moe.py)
     return FusedDecoder(model.model.layers, model.config)
 
 

@@ -36,19 +36,30 @@ def _llama3_inv_freq(inv_freq: torch.Tensor, p: dict) -> torch.Tensor:
     return torch.where(is_medium, smoothed, scaled)
 
 
+def _yarn_mscale(scale: float, m: float = 1.0) -> float:
+    return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
+
+
+def yarn_softmax_scale(rope: RopeConfig) -> float:
+    """What DeepSeek's yarn multiplies the attention score scale by: mscale(factor,
+    mscale_all_dim) ** 2 where the config sets `mscale_all_dim` (the cos/sin tables carry
+    mscale / mscale_all_dim, `_yarn_inv_freq`), else 1."""
+    p = rope.params
+    if rope.scaling_type == "default" or not p.get("mscale_all_dim"):
+        return 1.0
+    return _yarn_mscale(p["factor"], p["mscale_all_dim"]) ** 2
+
+
 def _yarn_inv_freq(theta: float, dim: int, p: dict, max_position: int) -> tuple[torch.Tensor, float]:
     original = p.get("original_max_position_embeddings") or max_position
     factor = p.get("factor") or max_position / original
 
-    def mscale(scale: float, m: float = 1.0) -> float:
-        return 1.0 if scale <= 1 else 0.1 * m * math.log(scale) + 1.0
-
     attention_factor = p.get("attention_factor")
     if attention_factor is None:
         if p.get("mscale") and p.get("mscale_all_dim"):
-            attention_factor = mscale(factor, p["mscale"]) / mscale(factor, p["mscale_all_dim"])
+            attention_factor = _yarn_mscale(factor, p["mscale"]) / _yarn_mscale(factor, p["mscale_all_dim"])
         else:
-            attention_factor = mscale(factor)
+            attention_factor = _yarn_mscale(factor)
     beta_fast, beta_slow = p.get("beta_fast") or 32, p.get("beta_slow") or 1
 
     def correction_dim(rotations: float) -> float:

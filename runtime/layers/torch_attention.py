@@ -4,7 +4,8 @@ Per batch, `prepare` builds once what every layer reuses:
 - kv_index (batch, max_kv): KV slots of each request's tokens, padded past its length;
 - q_index (batch * max_q,): packed token of each padded query position; q_valid: the padded
   positions that hold a token, in packed order;
-- masks (batch, 1, max_q, max_kv), bool, one per (sliding-window size, causal), built on first use.
+- masks (batch, 1, max_q, max_kv), bool, one per (sliding-window size, causal, chunk), built on
+  first use.
 
 NOTE: padded keys point at real (finite) slots and are masked out; padded query rows are given
 key 0 so softmax never sees an all-masked row, and their outputs are dropped.
@@ -37,8 +38,8 @@ class TorchAttnMeta:
     dense_decode: bool  # a decode of one request: no mask
     q_index: torch.Tensor | None = None  # (batch * max_q,) packed token of each padded query position
     q_valid: torch.Tensor | None = None  # padded positions that hold a token, in packed order
-    # (window, causal) -> mask, on first use
-    masks: dict[tuple[int | None, bool], torch.Tensor] = field(default_factory=dict)
+    # (window, causal, chunk) -> mask, on first use
+    masks: dict[tuple[int | None, bool, int | None], torch.Tensor] = field(default_factory=dict)
 
 
 class TorchNativeBackend:
@@ -64,11 +65,13 @@ class TorchNativeBackend:
             meta.q_valid = valid.flatten().nonzero()[:, 0]
         return meta
 
-    def _mask(self, batch: ForwardBatch, window: int | None, causal: bool = True) -> torch.Tensor | None:
+    def _mask(self, batch: ForwardBatch, window: int | None, causal: bool = True,
+              chunk: int | None = None) -> torch.Tensor | None:
         """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may.
-        causal=False: every key of the request (j < seq_len), whatever the query's position."""
+        causal=False: every key of the request (j < seq_len), whatever the query's position;
+        chunk: only keys of the query's chunk (j // chunk == i // chunk)."""
         meta: TorchAttnMeta = batch.attn_meta
-        if (window, causal) not in meta.masks:
+        if (window, causal, chunk) not in meta.masks:
             dev = meta.kv_index.device
             max_q, kv = meta.max_q, meta.kv_index.shape[1]
             q_pos = meta.prefix_lens[:, None] + torch.arange(max_q, device=dev)[None, :]  # (batch, max_q)
@@ -80,16 +83,20 @@ class TorchNativeBackend:
                 mask = mask.expand(-1, max_q, -1).clone()
             if window is not None:
                 mask &= j > q_pos[:, :, None] - window
+            if chunk is not None:
+                mask &= j // chunk == (q_pos // chunk)[:, :, None]
             mask[:, :, 0] |= ~mask.any(-1)  # padded query rows see key 0 (dropped later)
-            meta.masks[window, causal] = mask[:, None]
-        return meta.masks[window, causal]
+            meta.masks[window, causal, chunk] = mask[:, None]
+        return meta.masks[window, causal, chunk]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
                 batch: ForwardBatch) -> torch.Tensor:
         """q (tokens, heads, d), k/v (tokens, kv_heads, d) of the new tokens -> (tokens, heads, dv)."""
         meta: TorchAttnMeta = batch.attn_meta
-        window = layer.sliding_window
-        if meta.self_causal and (window is None or window >= q.shape[0]) and layer.alibi is None and layer.softcap is None:
+        window, chunk = layer.sliding_window, layer.chunk
+        explicit = layer.softcap is not None or layer.alibi is not None or layer.sinks is not None
+        within = (window is None or window >= q.shape[0]) and (chunk is None or chunk >= q.shape[0])
+        if meta.self_causal and within and not explicit:
             out = F.scaled_dot_product_attention(
                 q.transpose(0, 1)[None], k.transpose(0, 1)[None], v.transpose(0, 1)[None],
                 is_causal=layer.causal, scale=layer.scaling, enable_gqa=True)
@@ -99,8 +106,17 @@ class TorchNativeBackend:
         flat, shape = kv_index.flatten(), (*kv_index.shape, k.shape[1], -1)
         # NOTE: index_select on the flat index is ~10x faster than advanced indexing `pool[kv_index]`.
         keys = batch.kv_pool.keys(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)  # (b, kv_heads, max_kv, d)
-        values = batch.kv_pool.values(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)
-        if batch.mode == ForwardMode.DECODE:
+        if batch.kv_pool.values_in_keys:  # MLA: a value is its key's first dv channels
+            values = keys[..., : layer.v_head_dim]  # gathered once
+        else:
+            values = batch.kv_pool.values(layer.layer_id).index_select(0, flat).view(shape).transpose(1, 2)
+        # decode with fewer kv heads than heads: each kv head's group of heads are its query rows,
+        # (batch, kv_heads, groups, d), so SDPA never repeats the keys per head (MLA: 1 kv head of
+        # kv_lora_rank + rope channels and every head in its group)
+        folded = batch.mode == ForwardMode.DECODE and not explicit and k.shape[1] < q.shape[1]
+        if folded:
+            queries = q.view(q.shape[0], k.shape[1], -1, q.shape[2])
+        elif batch.mode == ForwardMode.DECODE:
             queries = q[:, :, None, :]  # (batch, heads, 1, d)
         elif batch.batch_size == 1:
             queries = q.transpose(0, 1)[None]  # (1, heads, tokens, d)
@@ -109,16 +125,22 @@ class TorchNativeBackend:
 
         if emulated_bf16(q):  # bf16 SDPA over gathered keys runs ~4x slower than float32 there
             queries, keys, values = queries.float(), keys.float(), values.float()
-        needs_mask = not (meta.dense_decode and window is None)
-        mask = self._mask(batch, window, layer.causal) if needs_mask else None
-        if layer.softcap is None and layer.alibi is None:
+        needs_mask = not (meta.dense_decode and window is None and chunk is None)
+        mask = self._mask(batch, window, layer.causal, chunk) if needs_mask else None
+        if folded and batch.kv_pool.values_in_keys:
+            # MLA decode: SDPA on the CPU takes a slow path for values that are a strided view of
+            # the keys (~10x at 1,024 keys in bf16); two float32 products are faster than either
+            out = self._explicit(queries, keys, values, mask, layer, batch)
+        elif not explicit:  # a decode mask (batch, 1, 1, max_kv) broadcasts over the folded query rows
             out = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask,
-                                                 scale=layer.scaling, enable_gqa=True)
+                                                 scale=layer.scaling, enable_gqa=not folded)
         else:
             out = self._explicit(queries, keys, values, mask, layer, batch)
 
         out = out.to(q.dtype)
         # out: (batch, heads, max_q, dv) -> packed (tokens, heads, dv)
+        if folded:  # (batch, kv_heads, groups, dv)
+            return out.reshape(q.shape[0], q.shape[1], -1)
         if batch.mode == ForwardMode.DECODE:
             return out[:, :, 0, :]
         if batch.batch_size == 1:
@@ -128,8 +150,8 @@ class TorchNativeBackend:
     @staticmethod
     def _explicit(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                   layer: Attention, batch: ForwardBatch) -> torch.Tensor:
-        """Attention with score soft-capping and/or ALiBi, which SDPA cannot express. Scores and
-        softmax in float32."""
+        """Attention with score soft-capping, ALiBi and/or sinks, which SDPA cannot express.
+        Scores and softmax in float32."""
         groups = q.shape[1] // k.shape[1]
         k = k.repeat_interleave(groups, dim=1)
         v = v.repeat_interleave(groups, dim=1)
@@ -143,5 +165,9 @@ class TorchNativeBackend:
             scores = scores + layer.alibi[None, :, None, None] * rel[:, None].float()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
+        if layer.sinks is not None:  # one more logit per row, dropped after the softmax
+            sink = layer.sinks.float()[None, :, None, None].expand(*scores.shape[:3], 1)
+            probs = torch.cat([scores, sink], -1).softmax(-1)[..., :-1].to(v.dtype)
+            return torch.matmul(probs, v)
         probs = scores.softmax(-1).to(v.dtype)
         return torch.matmul(probs, v)

@@ -1,6 +1,13 @@
 """The generic weight loader: a model declares how checkpoint names map to its parameters
-(`packed_modules`, `ignored_weights`, optional `renamed_weights`); this does the rest and fails
-loudly on a missing or unexpected tensor."""
+(`packed_modules`, `ignored_weights`, optional `renamed_weights`, `stacked_weights` and a
+`transform_weights` hook); this does the rest and fails loudly on a missing or unexpected tensor.
+
+- renamed_weights: [(pattern, replacement)], re.sub on every name, in order.
+- stacked_weights: [(pattern with an `expert` group, replacement, kind)]: a per-expert tensor
+  whose name matches loads into shard (int(expert), kind) of the parameter named by replacing
+  the match (MoE experts: layers/moe.py `expert_weight_rules`).
+- transform_weights(weights) -> weights: a model's own conversion of whole tensors before
+  naming (layouts of stacked experts, quantized blocks dequantized: GPT-OSS's MXFP4)."""
 
 from __future__ import annotations
 
@@ -18,6 +25,10 @@ def load_weights(model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]]) 
     packed: dict[str, tuple[str, str | int]] = getattr(model, "packed_modules", {})
     ignored = [re.compile(p) for p in getattr(model, "ignored_weights", ())]
     renamed = [(re.compile(a), b) for a, b in getattr(model, "renamed_weights", ())]
+    stacked = [(re.compile(a), b, kind) for a, b, kind in getattr(model, "stacked_weights", ())]
+    transform = getattr(model, "transform_weights", None)
+    if transform is not None:
+        weights = transform(weights)
     tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
     loaded: set[tuple[str, str | int | None]] = set()
     for name, tensor in weights:
@@ -26,8 +37,13 @@ def load_weights(model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]]) 
         for pattern, repl in renamed:
             name = pattern.sub(repl, name)
         target, shard = name, None
+        for pattern, repl, kind in stacked:
+            m = pattern.search(name)
+            if m is not None:
+                target, shard = name[:m.start()] + repl + name[m.end():], (int(m["expert"]), kind)
+                break
         for ckpt_part, (param_part, shard_id) in packed.items():
-            if f".{ckpt_part}." in name:
+            if shard is None and f".{ckpt_part}." in name:
                 target, shard = name.replace(f".{ckpt_part}.", f".{param_part}."), shard_id
                 break
         if target not in params:

@@ -10,6 +10,7 @@ gpt_neox.py, falcon.py, opt.py, bloom.py, mpt.py) and subclass `LlamaForCausalLM
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -26,7 +27,11 @@ __all__ = ["LlamaFlags", "LlamaForCausalLM", "LlamaMLP", "LlamaModel", "make_nor
 
 
 class LlamaModel(nn.Module):
-    def __init__(self, config: ModelConfig, flags: LlamaFlags, max_length: int) -> None:
+    def __init__(self, config: ModelConfig, flags: LlamaFlags, max_length: int,
+                 make_mlp: Callable[[int], nn.Module | None] | None = None,
+                 make_attention: Callable[[int, RotaryEmbedding | None], nn.Module | None] | None = None) -> None:
+        """make_mlp(layer) -> the layer's feed-forward when not the dense MLP (MoE), else None;
+        make_attention(layer, rotary) -> its attention when not LlamaAttention (Llama 4), else None."""
         super().__init__()
         c = config
         rotary = RotaryEmbedding(c.rope, c.head_dim, max_length, interleaved=flags.interleaved_rope)
@@ -41,7 +46,9 @@ class LlamaModel(nn.Module):
             VocabEmbedding(c.max_position + flags.learned_positions, c.hidden_size)
         self.embed_norm = make_norm(flags.norm, c.hidden_size, c.norm_eps) if flags.embed_norm else None
         block = BLOCKS[flags.block]
-        self.layers = nn.ModuleList(block(c, flags, i, ropes[i]) for i in range(c.num_layers))
+        mlps = [None if make_mlp is None else make_mlp(i) for i in range(c.num_layers)]
+        attns = [None if make_attention is None else make_attention(i, ropes[i]) for i in range(c.num_layers)]
+        self.layers = nn.ModuleList(block(c, flags, i, ropes[i], mlps[i], attns[i]) for i in range(c.num_layers))
         self.norm = make_norm(flags.norm, config.hidden_size, config.norm_eps)
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
@@ -83,11 +90,20 @@ class LlamaForCausalLM(nn.Module):
         if flags.norm_eps is not None:
             config = dataclasses.replace(config, norm_eps=flags.norm_eps)
         self.config = config
-        self.model = LlamaModel(config, flags, max_length)
+        self.model = LlamaModel(config, flags, max_length, self.make_mlp, self.make_attention)
         self.lm_head = LMHead(config.vocab_size, config.hidden_size, bias=flags.head_bias)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.logits_processor = LogitsProcessor(final_softcap=config.scales.final_softcap, scale=config.scales.logits)
+
+    def make_mlp(self, layer_id: int) -> nn.Module | None:
+        """The feed-forward of layer `layer_id` when it is not the dense MLP (MoE families:
+        moe_llama.py), else None."""
+        return None
+
+    def make_attention(self, layer_id: int, rotary: RotaryEmbedding | None) -> nn.Module | None:
+        """The attention of layer `layer_id` when it is not LlamaAttention (llama4.py), else None."""
+        return None
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """-> (tokens, hidden) hidden states after the final norm."""

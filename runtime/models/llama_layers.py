@@ -46,6 +46,8 @@ class LlamaFlags:
     learned_positions: int | None = None  # absolute position embedding, looked up at position + offset
     embed_norm: bool = False  # a norm right after the embedding (Bloom)
     head_bias: bool = False  # LM head with bias (Phi, GPT-J)
+    clip_after_qk_norm: bool = False  # clip_qkv clamps the normed q/k (OLMoE), not the projections
+    sinks: bool = False  # a learned sink logit per head in each softmax (GPT-OSS; layers/attention.py)
 
     def __post_init__(self) -> None:
         choices = {"norm": ("rms", "gemma", "layer", "layer_nobias", "layer1p", "nonparametric"),
@@ -119,20 +121,21 @@ class LlamaAttention(nn.Module):
         if f.qk_norm:
             self.q_norm = make_qk_norm(f.qk_norm, c.num_heads, c.head_dim, c.norm_eps, f.norm)
             self.k_norm = make_qk_norm(f.qk_norm, c.num_kv_heads, c.head_dim, c.norm_eps, f.norm)
-        self.clip_qkv = c.scales.clip_qkv
+        self.clip_qkv, self.clip_after_norm = c.scales.clip_qkv, f.clip_after_qk_norm
         self.rotary = rotary
         scaling = c.scales.attention or c.head_dim**-0.5
         if f.attn_scale_by_layer:
             scaling /= layer_id + 1
         alibi = torch.tensor(f.alibi_slopes, dtype=torch.float32) if f.alibi_slopes else None
         self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, scaling=scaling,
-                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi)
+                              sliding_window=c.layer_windows[layer_id], softcap=c.scales.attn_softcap, alibi=alibi,
+                              sinks=f.sinks)
 
     def forward(self, positions: torch.Tensor, x: torch.Tensor, batch: ForwardBatch,
                 residual: torch.Tensor | None = None) -> torch.Tensor:
         """The attention block's output, + residual when given (added inside o_proj)."""
         qkv = self.qkv_proj(x)
-        if self.clip_qkv is not None:
+        if self.clip_qkv is not None and not self.clip_after_norm:
             qkv = qkv.clamp(-self.clip_qkv, self.clip_qkv)
         q, k, v = self.qkv_proj.split(qkv)
         if self.qk_norm:
@@ -141,6 +144,8 @@ class LlamaAttention(nn.Module):
                 k = self.k_norm(k.view(-1, self.kv_heads, self.head_dim)).flatten(1)
             else:
                 q, k = self.q_norm(q), self.k_norm(k)
+        if self.clip_qkv is not None and self.clip_after_norm:
+            q, k, v = (t.clamp(-self.clip_qkv, self.clip_qkv) for t in (q, k, v))
         if self.rotary is not None:
             q, k = self.rotary(positions, q, k)
         return self.o_proj(self.attn(q, k, v, batch), residual)
@@ -150,12 +155,17 @@ class DecoderBlock(nn.Module):
     """Attention and MLP of one layer; subclasses differ only in where norms and residuals go
     (straight-line forwards, one per topology). Norm names are the checkpoints'."""
 
-    def __init__(self, config: ModelConfig, flags: LlamaFlags, layer_id: int, rotary: RotaryEmbedding | None) -> None:
+    def __init__(self, config: ModelConfig, flags: LlamaFlags, layer_id: int, rotary: RotaryEmbedding | None,
+                 mlp: nn.Module | None = None, attn: nn.Module | None = None) -> None:
+        """mlp: the layer's feed-forward when it is not the dense MLP (an MoE block, taking
+        `(x, residual=None)` as LlamaMLP does); attn: its attention when not LlamaAttention (a
+        subclass)."""
         super().__init__()
         c, f = config, flags
-        self.self_attn = LlamaAttention(c, f, layer_id, rotary)
-        self.mlp = LlamaMLP(c.hidden_size, c.intermediate_size, f.hidden_act or c.hidden_act,
-                            _or(f.mlp_bias, c.mlp_bias), f.gated_mlp, f.conv1d)
+        self.self_attn = attn if attn is not None else LlamaAttention(c, f, layer_id, rotary)
+        self.mlp = mlp if mlp is not None else LlamaMLP(
+            c.hidden_size, c.intermediate_size, f.hidden_act or c.hidden_act, _or(f.mlp_bias, c.mlp_bias),
+            f.gated_mlp, f.conv1d)
         self.residual_scale = c.scales.residual
         for name in self.norms:
             setattr(self, name, make_norm(f.norm, c.hidden_size, c.norm_eps))

@@ -10,13 +10,17 @@ import torch
 VOCAB = 49152  # the default model's tokenizer, so prompts can be text
 
 
-def save_tiny_checkpoint(config, folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+def save_tiny_checkpoint(config, folder: str, tokenizer_folder: str, seed: int = 0, edit=None) -> str:
     """Builds transformers' model for `config` with random weights, saves it with the default
-    model's tokenizer, and returns the folder."""
+    model's tokenizer, and returns the folder. `edit(model)` may change weights first (ones
+    transformers initializes to constants, such as MoE correction biases)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    if edit is not None:
+        with torch.no_grad():
+            edit(model)
     model.save_pretrained(folder)
     for name in os.listdir(tokenizer_folder):
         if name.startswith(("tokenizer", "special_tokens")) or name.endswith(".jinja"):
@@ -46,10 +50,10 @@ def tiny_llama_config(variant: str):
 class Reference:
     """transformers' forward on the same checkpoint: prompt logprobs and greedy continuations."""
 
-    def __init__(self, folder: str) -> None:
+    def __init__(self, folder: str, dtype: torch.dtype = torch.float32) -> None:
         from transformers import AutoModelForCausalLM
 
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
 
     @torch.inference_mode()
     def prompt_logprobs(self, ids: list[int]) -> torch.Tensor:

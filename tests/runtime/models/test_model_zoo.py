@@ -14,7 +14,7 @@ import torch
 from llama_fixtures import Reference, save_tiny_checkpoint
 from sgl.runtime import Engine
 from sgl.runtime.models import REGISTRY, get_model_class, markdown_table
-from zoo_configs import tiny_config
+from zoo_configs import checkpoint_edit, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 NEW_TOKENS = 16
@@ -29,7 +29,8 @@ GENERATORS = sorted(a for a in REGISTRY if getattr(get_model_class(a), "task", "
 def zoo(request, tmp_path_factory, default_tokenizer_folder):
     """(folder, transformers reference) of one architecture, built once."""
     folder = str(tmp_path_factory.mktemp(request.param))
-    save_tiny_checkpoint(tiny_config(request.param), folder, default_tokenizer_folder)
+    save_tiny_checkpoint(tiny_config(request.param), folder, default_tokenizer_folder,
+                         edit=checkpoint_edit(request.param))
     return folder, Reference(folder)
 
 
@@ -74,16 +75,24 @@ def test_bfloat16_with_packed_weights_stays_near_the_float32_reference(zoo):
     prompt logprobs stay within bf16 rounding of transformers' float32 ones."""
     from sgl.kernels.cpu import tile_path
     from sgl.runtime.layers.linear import Linear
+    from sgl.runtime.layers.moe import SparseMoE
 
     folder, ref = zoo
     ids = tokens(37, seed=1)
     with Engine(folder, dtype="bfloat16", max_total_tokens=1024) as engine:
-        linears = [m for m in engine._scheduler.runner.model.modules() if isinstance(m, Linear)]
+        modules = list(engine._scheduler.runner.model.modules())
+        linears = [m for m in modules if isinstance(m, Linear)]
         assert all(m.tiles is not None for m in linears) == tile_path()
         res = engine.generate(input_ids=ids, sampling_params={"max_new_tokens": 1}, return_logprob=True)
     ours = torch.tensor([r[0] for r in res["meta_info"]["input_token_logprobs"][1:]])
     error = (ours - ref.prompt_logprobs(ids)).abs()
-    assert error.mean() < 0.06 and error.max() < 0.4, (error.mean(), error.max())  # float32 vs bf16: ~0.02, 0.1
+    mean, top = 0.06, 0.4  # float32 vs bf16: ~0.02, 0.1
+    if any(isinstance(m, SparseMoE) for m in modules):
+        # bf16 rounding flips near-tied expert choices, which moves a logprob by up to ~1.5
+        # in transformers' own bf16 run too: MoE models may add that run's error
+        theirs = (Reference(folder, dtype=torch.bfloat16).prompt_logprobs(ids) - ref.prompt_logprobs(ids)).abs()
+        mean, top = mean + float(theirs.mean()), top + float(theirs.max())
+    assert error.mean() < mean and error.max() < top, (error.mean(), error.max(), mean, top)
 
 
 def test_models_md_is_generated_from_the_registry():
