@@ -61,6 +61,24 @@ def paired_median_times(ours, theirs, repeats: int) -> tuple[float, float | None
     return statistics.median(times[0]), statistics.median(times[1]) if theirs is not None else None
 
 
+def decode_workload(engine, hf, bs: int, n: int, vocab: int):
+    """(ours, theirs): greedy decoding of n tokens for bs distinct 16-token prompts, the cache
+    flushed so nothing is reused."""
+    prompts = [torch.randint(100, vocab, (16,)).tolist() for _ in range(bs)]
+    params = {"max_new_tokens": n, "temperature": 0, "ignore_eos": True}
+
+    def ours() -> None:
+        engine.flush_cache()
+        engine.generate(input_ids=prompts, sampling_params=params)
+
+    def theirs() -> None:
+        with torch.inference_mode():
+            hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
+                        max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+    return ours, theirs
+
+
 def load_transformers(path: str, num_heads: int, num_kv_heads: int, dtype: torch.dtype):
     """transformers' own Llama with the very weights our loader reads from the GGUF."""
     from sgl.runtime.loader.gguf_file import converted_folder, iterate_gguf_weights
@@ -152,18 +170,7 @@ def main() -> None:
 
     # -- decode at batch 1 and 16: short distinct prompts, fixed output length ----------------------
     for bs in (1, 16) if "decode" in only else ():
-        prompts = [torch.randint(100, vocab, (16,)).tolist() for _ in range(bs)]
-        params = {"max_new_tokens": n_dec, "temperature": 0, "ignore_eos": True}
-
-        def ours_decode(prompts=prompts, params=params) -> None:
-            engine.flush_cache()
-            engine.generate(input_ids=prompts, sampling_params=params)
-
-        def hf_decode(prompts=prompts, bs=bs) -> None:
-            with torch.inference_mode():
-                hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
-                            max_new_tokens=n_dec, min_new_tokens=n_dec, do_sample=False)
-
+        ours_decode, hf_decode = decode_workload(engine, hf, bs, n_dec, vocab)
         ours_s, theirs_s = paired_median_times(ours_decode, hf_decode if hf else None, args.repeats)
         ours, theirs = bs * n_dec / ours_s, (bs * n_dec / theirs_s if theirs_s else None)
         rows.append((f"decode tokens/s, batch {bs} ({n_dec} tokens each)", ours, theirs, "higher"))

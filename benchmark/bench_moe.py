@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_engine import paired_median_times  # noqa: E402
+from bench_engine import decode_workload, paired_median_times  # noqa: E402
 
 
 def random_mixtral(folder: str, layers: int):
@@ -83,18 +83,7 @@ def main() -> None:
 
     n = args.decode_tokens
     for bs in (1, 16):
-        prompts = torch.randint(100, 40000, (bs, 16)).tolist()
-        params = {"max_new_tokens": n, "temperature": 0, "ignore_eos": True}
-
-        def ours_decode(prompts=prompts, params=params) -> None:
-            engine.flush_cache()
-            engine.generate(input_ids=prompts, sampling_params=params)
-
-        def hf_decode(prompts=prompts, bs=bs) -> None:
-            with torch.inference_mode():
-                hf.generate(torch.tensor(prompts), attention_mask=torch.ones(bs, 16, dtype=torch.long),
-                            max_new_tokens=n, min_new_tokens=n, do_sample=False)
-
+        ours_decode, hf_decode = decode_workload(engine, hf, bs, n, 40000)
         run(f"decode tokens/s, batch {bs} ({n} tokens each)", ours_decode, hf_decode, bs * n)
 
     print(f"\nrandom Mixtral-shaped model: {args.layers} layers, hidden 1024, 8 experts top-2, bf16, "

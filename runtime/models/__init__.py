@@ -86,7 +86,8 @@ def get_model_class(architecture: str) -> type[nn.Module]:
 
 
 def markdown_table() -> str:
-    """docs/models.md: every registered architecture, its model file and an example model id."""
+    """docs/models.md: every registered architecture, its model file, its shared layers of note
+    (a model class's `features`: "MoE", "MLA") and an example model id."""
     lines = [
         "# Supported models",
         "",
@@ -94,9 +95,11 @@ def markdown_table() -> str:
         "`tests/runtime/models/test_model_zoo.py` fails when this file is out of date, and checks every",
         "architecture against transformers on a tiny random checkpoint.",
         "",
-        "| architecture (`config.json` `architectures`) | model file | example model id |",
-        "|---|---|---|",
+        "| architecture (`config.json` `architectures`) | model file | layers | example model id |",
+        "|---|---|---|---|",
     ]
     for arch, (module, _, example) in sorted(REGISTRY.items(), key=lambda kv: (kv[1][0], kv[0])):
-        lines.append(f"| `{arch}` | `runtime/models/{module}.py` | [`{example}`](https://huggingface.co/{example}) |")
+        features = ", ".join(getattr(get_model_class(arch), "features", ()))
+        lines.append(f"| `{arch}` | `runtime/models/{module}.py` | {features} | "
+                     f"[`{example}`](https://huggingface.co/{example}) |")
     return "\n".join(lines) + "\n"

@@ -40,6 +40,7 @@ class MoEForCausalLM(LlamaForCausalLM):
     `mlp.experts.<e>.{gate,up,down}_proj` unless a family says otherwise)."""
 
     stacked_weights = expert_weight_rules()
+    features: tuple[str, ...] = ("MoE",)  # docs/models.md's layers column
 
     def moe_spec(self) -> MoESpec:
         """How this family routes and what its experts compute (from self.config)."""

@@ -17,6 +17,9 @@ GPT_LIKE = dict(vocab_size=VOCAB, n_embd=64, n_layer=2, n_head=4, n_positions=51
 ALTERNATING = ["sliding_attention", "full_attention"]
 # MoE: 8 experts, 2 per token (a 37-token prompt routes to most of them), narrower experts
 EXPERTS = 8
+# vLLM's names for transformers' classes: the same model (test_vllm_names_serve_the_same_model)
+VLLM_NAMES = {"PhiMoEForCausalLM": "PhimoeForCausalLM", "ErnieMoeForCausalLM": "Ernie4_5_MoeForCausalLM",
+              "GPTOSSForCausalLM": "GptOssForCausalLM"}
 MOE = dict(num_experts_per_tok=2)
 
 
