@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .multimodal.config import MultimodalConfig, multimodal_config
+
 if TYPE_CHECKING:
     from .layers.pooler import Pooler
 
@@ -145,6 +147,8 @@ class ModelConfig:
     # the checkpoint's pooling (sentence-transformers' modules.json, read by the loader:
     # loader/sentence_transformers.py); None: the model family's rule
     pooling: Pooler | None = None
+    # a vision-language checkpoint's vision fields (tower, image token, feature layers); None: text only
+    multimodal: MultimodalConfig | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -188,6 +192,7 @@ class ModelConfig:
             torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
             scales=_scales(text),
             hf=text,
+            multimodal=multimodal_config(hf),
         )
 
 
@@ -220,6 +225,8 @@ class EngineConfig:
     random_seed: int = 0
     trust_remote_code: bool = False
     revision: str | None = None
+    allow_url_media: bool = False  # fetch http(s) image/video URLs (off: a server fetching for callers)
+    encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
@@ -232,6 +239,8 @@ class EngineConfig:
             raise ValueError("max_running_requests must be at least 1")
         if self.max_prefill_tokens < 1:
             raise ValueError("max_prefill_tokens must be at least 1")
+        if self.encoder_cache_mb < 0:
+            raise ValueError("encoder_cache_mb must be >= 0")
         if not 0.0 < self.mem_fraction_static <= 1.0:
             raise ValueError("mem_fraction_static must be in (0, 1]")
 

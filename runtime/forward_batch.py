@@ -13,6 +13,7 @@ from .cache.kv_pool import KVPool
 
 if TYPE_CHECKING:
     from .layers.attention_backend import AttentionBackend
+    from .multimodal.items import MediaSpan
 
 
 class ForwardMode(enum.Enum):
@@ -39,6 +40,9 @@ class ScheduledReq:
     input_ids: list[int]  # the tokens computed now
     out_slots: torch.Tensor  # (len(input_ids),) KV slots they are written to
     embeds: InputEmbeds | None = None
+    # parts of images/videos among these tokens: the runner embeds them (encoder or its cache)
+    # into `embeds` before packing
+    media: tuple[MediaSpan, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "OPTForCausalLM": ("opt", "OPTForCausalLM", "facebook/opt-1.3b"),
     "BloomForCausalLM": ("bloom", "BloomForCausalLM", "bigscience/bloomz-560m"),
     "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
+    "LlavaForConditionalGeneration": ("llava", "LlavaForConditionalGeneration", "llava-hf/llava-1.5-7b-hf"),
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 

@@ -1,0 +1,80 @@
+"""MultimodalConfig: a vision-language checkpoint's vision fields, normalized once from its HF
+config (model code reads these plain fields, never the HF config's spellings)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VisionTowerConfig:
+    """A ViT tower (CLIP/SigLIP-style): patches of `patch_size` over `image_size` squares."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    image_size: int
+    patch_size: int
+    num_channels: int
+    norm_eps: float
+    hidden_act: str
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass(frozen=True)
+class MultimodalConfig:
+    image_token_id: int | None  # the prompt token each image's placeholder positions hold
+    video_token_id: int | None
+    tower: VisionTowerConfig
+    # hidden_states index of each layer whose output is used (concatenated in order), e.g. (-2,)
+    feature_layers: tuple[int, ...]
+    select_strategy: str  # "default": drop the CLS token; "full": keep it
+    projector_act: str
+    projector_bias: bool
+
+    def __post_init__(self) -> None:
+        if self.select_strategy not in ("default", "full"):
+            raise ValueError(f"vision_feature_select_strategy={self.select_strategy!r}: use default or full")
+
+    @property
+    def takes_images(self) -> bool:
+        return self.image_token_id is not None
+
+    @property
+    def takes_video(self) -> bool:
+        return self.video_token_id is not None
+
+
+def _first(hf: Any, *names: str) -> Any:
+    for name in names:
+        value = getattr(hf, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def multimodal_config(hf: Any) -> MultimodalConfig | None:
+    """The vision fields of a root HF config that has a `vision_config`, else None."""
+    vision = getattr(hf, "vision_config", None)
+    if vision is None:
+        return None
+    layers = _first(hf, "vision_feature_layer")
+    layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
+    tower = VisionTowerConfig(
+        hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
+        num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
+        image_size=vision.image_size, patch_size=vision.patch_size,
+        num_channels=_first(vision, "num_channels") or 3,
+        norm_eps=_first(vision, "layer_norm_eps") or 1e-5, hidden_act=_first(vision, "hidden_act") or "quick_gelu")
+    return MultimodalConfig(
+        image_token_id=_first(hf, "image_token_id", "image_token_index"),
+        video_token_id=_first(hf, "video_token_id", "video_token_index"),
+        tower=tower, feature_layers=layers,
+        select_strategy=_first(hf, "vision_feature_select_strategy") or "default",
+        projector_act=_first(hf, "projector_hidden_act") or "gelu",
+        projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)))
