@@ -333,8 +333,15 @@ class Engine:
         self._inbox.put(("abort", rid))
 
     def flush_cache(self) -> bool:
-        """Empties the radix cache; refused (False) while requests are queued or running."""
-        return self._call(self._scheduler.flush)
+        """Empties the radix cache and the encoder-output cache; refused (False) while requests
+        are queued or running."""
+        def flush() -> bool:
+            done = self._scheduler.flush()
+            if done:
+                self._scheduler.runner.encoder_cache.clear()
+            return done
+
+        return self._call(flush)
 
     def check_kv(self) -> None:
         """Asserts the slot invariants (every slot free, cached, or held by one live request)."""

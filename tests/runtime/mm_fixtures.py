@@ -86,3 +86,48 @@ def write_video(path: str, frames: int = 12, size=(48, 64), seed: int = 0) -> st
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+class LlavaReference:
+    """transformers' LLaVA on the same checkpoint, fed by the folder's own processor."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_id
+        self.encoder_runs = 0
+        self.model.model.vision_tower.register_forward_hook(lambda *a: self._count())
+
+    def _count(self) -> None:
+        self.encoder_runs += 1
+
+    def inputs(self, prompt: str, images: list):
+        return self.processor(text=prompt, images=images or None, return_tensors="pt")
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, prompt: str, images: list) -> tuple[list[int], torch.Tensor]:
+        """(expanded ids, (len - 1,) logprob of each token given the ones before)."""
+        enc = self.inputs(prompt, images)
+        ids = enc["input_ids"][0].tolist()
+        logits = self.model(**enc).logits[0].float()
+        return ids, torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+
+    @torch.inference_mode()
+    def greedy(self, prompt: str, images: list, n: int = 16) -> list[int]:
+        enc = self.inputs(prompt, images)
+        out = self.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, enc["input_ids"].shape[1]:].tolist()
