@@ -39,6 +39,8 @@ def _rope_from_params(params: dict[str, Any], hf: Any, head_dim: int, max_positi
     rotary_dim = getattr(hf, "rotary_dim", None) or int(head_dim * partial)  # GPT-J: absolute
     if scaling_type == "su":  # Phi-3's early name for longrope
         scaling_type = "longrope"
+    if scaling_type == "mrope":  # Qwen2-VL's early configs: default frequencies, M-RoPE sections
+        scaling_type = "default"
     if scaling_type not in ("default", "linear", "dynamic", "yarn", "longrope", "llama3"):
         raise ValueError(f"rope type {scaling_type!r} is not supported; supported: default, linear, "
                          "dynamic, yarn, longrope, llama3")

@@ -43,6 +43,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "BloomForCausalLM": ("bloom", "BloomForCausalLM", "bigscience/bloomz-560m"),
     "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
     "LlavaForConditionalGeneration": ("llava", "LlavaForConditionalGeneration", "llava-hf/llava-1.5-7b-hf"),
+    "Qwen2VLForConditionalGeneration": ("qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen/Qwen2-VL-2B-Instruct"),
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
 }
 

@@ -20,6 +20,15 @@ class VisionTowerConfig:
     num_channels: int
     norm_eps: float
     hidden_act: str
+    # Qwen2-VL's native-resolution ViT (defaults: a CLIP tower): merge_size x merge_size patches
+    # become one decoder token; a patch spans temporal_patch_size frames; the merger's output
+    # width; 2.5's window attention (window_size pixels, blocks that attend to the whole image)
+    merge_size: int = 1
+    temporal_patch_size: int = 1
+    out_hidden_size: int = 0
+    window_size: int = 0
+    full_attention_blocks: tuple[int, ...] = ()
+    tokens_per_second: float = 0.0  # 2.5: temporal position step per second of video
 
     @property
     def num_patches(self) -> int:
@@ -65,7 +74,7 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         return None
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
-    tower = VisionTowerConfig(
+    tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(
         hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
         num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
         image_size=vision.image_size, patch_size=vision.patch_size,
@@ -78,3 +87,21 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         select_strategy=_first(hf, "vision_feature_select_strategy") or "default",
         projector_act=_first(hf, "projector_hidden_act") or "gelu",
         projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)))
+
+
+def _qwen_tower(vision: Any) -> VisionTowerConfig:
+    """Qwen2-VL's vision config (embed_dim wide, hidden_size = the merger's output) or 2.5's
+    (hidden_size wide, out_hidden_size the output, window attention)."""
+    if hasattr(vision, "embed_dim"):  # Qwen2-VL
+        width, out = vision.embed_dim, vision.hidden_size
+        inner = int(width * vision.mlp_ratio)
+    else:
+        width, out, inner = vision.hidden_size, vision.out_hidden_size, vision.intermediate_size
+    return VisionTowerConfig(
+        hidden_size=width, intermediate_size=inner, num_layers=vision.depth, num_heads=vision.num_heads,
+        image_size=0, patch_size=vision.patch_size, num_channels=_first(vision, "in_channels", "in_chans") or 3,
+        norm_eps=1e-6, hidden_act=vision.hidden_act, merge_size=vision.spatial_merge_size,
+        temporal_patch_size=vision.temporal_patch_size, out_hidden_size=out,
+        window_size=_first(vision, "window_size") or 0,
+        full_attention_blocks=tuple(_first(vision, "fullatt_block_indexes") or ()),
+        tokens_per_second=float(_first(vision, "tokens_per_second") or 0.0))

@@ -66,6 +66,19 @@ class MultimodalInputs:
     them again from the encoder cache or the encoder)."""
 
     items: list[MediaItem] = field(default_factory=list)
+    # M-RoPE (Qwen2-VL): (3, prompt tokens) temporal/height/width positions of the prompt, and
+    # the shift of every later token (outputs): position i >= prompt length is i + mrope_delta
+    mrope: torch.Tensor | None = None
+    mrope_delta: int = 0
+
+    def positions(self, start: int, end: int) -> torch.Tensor | None:
+        """(3, end - start) M-RoPE positions of tokens [start, end); None without M-RoPE."""
+        if self.mrope is None:
+            return None
+        prompt = self.mrope.shape[1]
+        first = max(start, prompt)
+        later = torch.arange(first, max(first, end), dtype=torch.int64) + self.mrope_delta
+        return torch.cat([self.mrope[:, start:min(end, prompt)], later.expand(3, -1)], dim=1)
 
     def spans(self, start: int, end: int) -> tuple[MediaSpan, ...]:
         """The parts of items inside positions [start, end) (a chunk embeds only its part)."""

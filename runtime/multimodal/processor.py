@@ -78,7 +78,10 @@ class MediaProcessor:
             h = content_hash(inputs, modality)
             items.append(MediaItem(modality, inputs, h, len(out), n))
             out += pad_ids(h, n, self.vocab_size)
-        return out, MultimodalInputs(items)
+        mm = MultimodalInputs(items)
+        if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
+            mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
+        return out, mm
 
 
 def as_list(x: Any) -> list[Any]:
