@@ -2,7 +2,11 @@
 frames) into patches of temporal_patch_size x patch x patch pixels, already ordered so that
 every merge_size x merge_size block of neighbouring patches is contiguous; the tower embeds
 them linearly, rotates q/k by each patch's 2-D (row, column) position, attends within one
-frame's patches, and the merger turns every block into one decoder-input row."""
+frame's patches, and the merger turns every block into one decoder-input row.
+
+Qwen2.5-VL's tower differs in RMSNorm, a gated MLP, and window attention: the blocks not in
+`full_attention_blocks` attend within windows of window_size pixels, so the tower works on
+the merge blocks reordered window by window (undone after the merger)."""
 
 from __future__ import annotations
 
@@ -11,8 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..multimodal.config import VisionTowerConfig
-from .linear import Linear
-from .norm import LayerNorm
+from .activation import gated, get_activation
+from .linear import GateUpLinear, Linear
+from .norm import LayerNorm, RMSNorm
 from .vision import VisionMLP
 
 
@@ -27,6 +32,23 @@ def patch_positions(grid: list[tuple[int, int, int]], merge: int) -> torch.Tenso
         pos = pos.reshape(h // merge, merge, w // merge, merge, 2).transpose(1, 2).reshape(-1, 2)
         out.append(pos.repeat(t, 1))
     return torch.cat(out)
+
+
+def window_order(grid: list[tuple[int, int, int]], merge: int, window: int) -> tuple[torch.Tensor, list[int]]:
+    """-> (blocks,) the merge blocks of every frame reordered window by window (row-major
+    windows of `window` x `window` blocks, row-major inside), and each window's patch count."""
+    order, segments, base = [], [], 0
+    for t, h, w in grid:
+        bh, bw = h // merge, w // merge
+        index = torch.arange(t * bh * bw).view(t, bh, bw) + base
+        for f in range(t):
+            for r in range(0, bh, window):
+                for c in range(0, bw, window):
+                    part = index[f, r : r + window, c : c + window].reshape(-1)
+                    order.append(part)
+                    segments.append(part.numel() * merge * merge)
+        base += t * bh * bw
+    return torch.cat(order), segments
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -71,13 +93,30 @@ class QwenVisionAttention(nn.Module):
         return self.proj(torch.cat(outs).reshape(n, -1))
 
 
+class GatedVisionMLP(nn.Module):
+    """2.5's MLP: down(act(gate(x)) * up(x)), with biases (gate/up fused as the decoder's)."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = GateUpLinear(c.hidden_size, c.intermediate_size, bias=True)
+        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=True)
+        self.act = get_activation(c.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(gated(self.act, self.gate_up_proj(x)))
+
+
+def _norm(c: VisionTowerConfig, dim: int) -> nn.Module:
+    return RMSNorm(dim, 1e-6) if c.rms_norm else LayerNorm(dim, 1e-6)
+
+
 class QwenVisionBlock(nn.Module):
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
-        self.norm1 = LayerNorm(c.hidden_size, c.norm_eps)
-        self.norm2 = LayerNorm(c.hidden_size, c.norm_eps)
+        self.norm1 = _norm(c, c.hidden_size)
+        self.norm2 = _norm(c, c.hidden_size)
         self.attn = QwenVisionAttention(c)
-        self.mlp = VisionMLP(c)
+        self.mlp = GatedVisionMLP(c) if c.gated_mlp else VisionMLP(c)
 
     def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], segments: list[int]) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), cos_sin, segments)
@@ -90,7 +129,7 @@ class PatchMerger(nn.Module):
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
         self.block = c.hidden_size * c.merge_size**2
-        self.ln_q = LayerNorm(c.hidden_size, 1e-6)
+        self.ln_q = _norm(c, c.hidden_size)
         self.mlp = nn.ModuleList([Linear(self.block, self.block, bias=True), nn.GELU(),
                                   Linear(self.block, c.out_hidden_size, bias=True)])
 
@@ -129,9 +168,21 @@ class Qwen2VisionTower(nn.Module):
     def forward(self, pixels: torch.Tensor, grid: list[tuple[int, int, int]]) -> torch.Tensor:
         """pixels (patches, patch_dim) of items with grids (t, h, w) in patches -> (patches /
         merge_size^2, out_hidden) rows, item after item."""
+        c = self.config
+        unit = c.merge_size**2
         x = self.patch_embed(pixels)
-        cos_sin = self.rotary(patch_positions(grid, self.config.merge_size).to(x.device))
-        segments = [h * w for t, h, w in grid for _ in range(t)]  # attention stays within a frame
-        for block in self.blocks:
-            x = block(x, cos_sin, segments)
-        return self.merger(x)
+        cos, sin = self.rotary(patch_positions(grid, c.merge_size).to(x.device))
+        frames = [h * w for t, h, w in grid for _ in range(t)]  # full attention stays within a frame
+        windows, order = frames, None
+        if c.window_size:  # 2.5: reorder the merge blocks window by window (frames stay contiguous)
+            order, windows = window_order(grid, c.merge_size, c.window_size // c.merge_size // c.patch_size)
+            order = order.to(x.device)
+
+            def by_window(t: torch.Tensor) -> torch.Tensor:
+                return t.view(-1, unit, t.shape[-1])[order].view(-1, t.shape[-1])
+
+            x, cos, sin = by_window(x), by_window(cos), by_window(sin)
+        for i, block in enumerate(self.blocks):
+            x = block(x, (cos, sin), frames if not c.window_size or i in c.full_attention_blocks else windows)
+        out = self.merger(x)  # (blocks, out_hidden), in window order with 2.5
+        return out if order is None else out[torch.argsort(order)]

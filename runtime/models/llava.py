@@ -80,7 +80,8 @@ class LlavaForConditionalGeneration(nn.Module):
         return (h // p) * (w // p) + (1 if mm.select_strategy == "full" else 0)
 
     @staticmethod
-    def video_inputs(image_processor: object, frames: object) -> dict[str, torch.Tensor]:
+    def video_inputs(mm: MultimodalConfig, image_processor: object, frames: object,
+                     fps: float | None) -> dict[str, torch.Tensor]:
         raise ValueError("video_data: LlavaForConditionalGeneration does not take videos")
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:

@@ -1,4 +1,5 @@
-"""Qwen2-VL (`Qwen2VLForConditionalGeneration`): a native-resolution ViT (layers/vision_qwen2.py)
+"""Qwen2-VL (`Qwen2VLForConditionalGeneration`) and Qwen2.5-VL (`Qwen2_5_VLForConditionalGeneration`:
+window attention, RMSNorm and a gated MLP in the tower, video time in the temporal positions): a native-resolution ViT (layers/vision_qwen2.py)
 whose merged patches enter a Qwen2 decoder as input embeddings, and M-RoPE: every token has
 (temporal, height, width) positions (multimodal/mrope.py), also for decode and cached prefixes.
 
@@ -23,6 +24,8 @@ from ..multimodal.config import MultimodalConfig
 from ..multimodal.items import MediaItem
 from ..multimodal.mrope import grid_thw, mrope_positions
 from .llama import QKV_PACKED, Qwen2ForCausalLM
+
+DEFAULT_FPS = 2.0
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
@@ -92,12 +95,18 @@ class Qwen2VLForConditionalGeneration(nn.Module):
         return int(grid.prod()) // mm.tower.merge_size**2
 
     @staticmethod
-    def video_inputs(image_processor: object, frames: np.ndarray) -> dict[str, torch.Tensor]:
-        return video_patches(image_processor, frames)
+    def video_inputs(mm: MultimodalConfig, image_processor: object, frames: np.ndarray,
+                     fps: float | None) -> dict[str, torch.Tensor]:
+        """2.5 also keeps the seconds each temporal patch spans (temporal_patch_size / sampled
+        fps; 2 fps, the processor's default, for frames given without a clip's timing)."""
+        out = video_patches(image_processor, frames)
+        if mm.tower.tokens_per_second:
+            out["second_per_grid_ts"] = torch.tensor([mm.tower.temporal_patch_size / (fps or DEFAULT_FPS)])
+        return out
 
     @staticmethod
     def mrope(mm: MultimodalConfig, length: int, items: list[MediaItem]) -> tuple[torch.Tensor, int]:
-        return mrope_positions(length, items, mm.tower.merge_size)
+        return mrope_positions(length, items, mm.tower.merge_size, mm.tower.tokens_per_second)
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
         """-> (item.length, hidden) decoder-input rows per item, all items in one tower call."""
@@ -117,3 +126,8 @@ class Qwen2VLForConditionalGeneration(nn.Module):
 
     def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
         return self.language_model.make_kv_pool(dtype, device)
+
+
+class Qwen2_5_VLForConditionalGeneration(Qwen2VLForConditionalGeneration):  # noqa: N801 (the architecture's name)
+    """Qwen2-VL with 2.5's tower (MultimodalConfig.tower: window_size, full_attention_blocks,
+    rms_norm, gated_mlp) and tokens_per_second in the video positions."""

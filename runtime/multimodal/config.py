@@ -29,6 +29,8 @@ class VisionTowerConfig:
     window_size: int = 0
     full_attention_blocks: tuple[int, ...] = ()
     tokens_per_second: float = 0.0  # 2.5: temporal position step per second of video
+    rms_norm: bool = False  # 2.5: RMSNorm (not LayerNorm) in the blocks and the merger
+    gated_mlp: bool = False  # 2.5: gate/up/down MLP
 
     @property
     def num_patches(self) -> int:
@@ -104,4 +106,5 @@ def _qwen_tower(vision: Any) -> VisionTowerConfig:
         temporal_patch_size=vision.temporal_patch_size, out_hidden_size=out,
         window_size=_first(vision, "window_size") or 0,
         full_attention_blocks=tuple(_first(vision, "fullatt_block_indexes") or ()),
-        tokens_per_second=float(_first(vision, "tokens_per_second") or 0.0))
+        tokens_per_second=float(_first(vision, "tokens_per_second") or 0.0),
+        rms_norm=not hasattr(vision, "embed_dim"), gated_mlp=not hasattr(vision, "embed_dim"))

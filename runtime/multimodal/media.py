@@ -92,7 +92,14 @@ def sample_indices(total: int, num_frames: int) -> np.ndarray:
 
 def load_video(x: Any, num_frames: int | None = None, field: str = "video_data",
                allow_urls: bool = False) -> np.ndarray:
-    """-> (frames, height, width, 3) uint8 RGB frames sampled evenly over the clip.
+    """-> (frames, height, width, 3) uint8 RGB frames sampled evenly over the clip."""
+    return load_clip(x, num_frames, field, allow_urls)[0]
+
+
+def load_clip(x: Any, num_frames: int | None = None, field: str = "video_data",
+              allow_urls: bool = False) -> tuple[np.ndarray, float | None]:
+    """-> ((frames, height, width, 3) uint8 RGB frames sampled evenly over the clip, the
+    sampled frames per second of the clip's time; None where frames were given as images).
 
     `x`: a path or bytes of a video file (read with decord), a list of images (frames given
     already), or SGLang's "video:" + base64 of concatenated PNG frames."""
@@ -101,14 +108,14 @@ def load_video(x: Any, num_frames: int | None = None, field: str = "video_data",
         raise ValueError(f"{field}: num_frames must be a positive integer, got {num_frames!r}")
     if isinstance(x, (list, tuple)):
         frames = [np.asarray(load_image(f, f"{field}[{i}]", allow_urls)) for i, f in enumerate(x)]
-        return _stack(frames, sample_indices(len(frames), n), field)
+        return _stack(frames, sample_indices(len(frames), n), field), None
     if isinstance(x, str) and x.startswith("video:"):
         blob = _b64(x[len("video:"):], field)
         parts = [PNG_MAGIC + p for p in blob.split(PNG_MAGIC)[1:]]
         if not parts:
             raise ValueError(f"{field}: a 'video:' payload must be base64 of concatenated PNG frames")
         frames = [np.asarray(load_image(p, f"{field} frame {i}")) for i, p in enumerate(parts)]
-        return _stack(frames, sample_indices(len(frames), n), field)
+        return _stack(frames, sample_indices(len(frames), n), field), None
     src = _bytes_of(x, field, allow_urls)
     import decord
 
@@ -117,13 +124,15 @@ def load_video(x: Any, num_frames: int | None = None, field: str = "video_data",
         total = len(reader)
         if total == 0:
             raise ValueError("no frames")
-        frames = reader.get_batch(list(sample_indices(total, n))).asnumpy()
+        idx = sample_indices(total, n)
+        frames = reader.get_batch(list(idx)).asnumpy()
+        fps = float(reader.get_avg_fps())
     except (decord.DECORDError, RuntimeError, ValueError) as e:
         raise ValueError(f"{field}: not a video decord can read ({str(e).splitlines()[0][:200]})") from None
     h, w = frames.shape[1:3]
     if w * h > MAX_PIXELS:
         raise ValueError(f"{field}: frames of {w}x{h} are more than {MAX_PIXELS} pixels")
-    return frames
+    return frames, (fps * len(idx) / total if fps > 0 else None)
 
 
 def _stack(frames: list[np.ndarray], idx: np.ndarray, field: str) -> np.ndarray:

@@ -11,11 +11,13 @@ import torch
 from .items import MediaItem
 
 
-def mrope_positions(length: int, items: list[MediaItem], merge_size: int) -> tuple[torch.Tensor, int]:
+def mrope_positions(length: int, items: list[MediaItem], merge_size: int,
+                    tokens_per_second: float = 0.0) -> tuple[torch.Tensor, int]:
     """-> ((3, length) positions of the expanded prompt, delta: output token i sits at i + delta).
 
-    Each item's inputs hold its (1, 3) grid in patches (image_grid_thw or video_grid_thw) and may hold `time_interval` (the
-    temporal step, 2.5's tokens_per_second * seconds per grid; else 1)."""
+    Each item's inputs hold its (1, 3) grid in patches (image_grid_thw or video_grid_thw); a
+    2.5 video also holds second_per_grid_ts (1,): its temporal step is then
+    tokens_per_second * that (float32, as transformers rounds it), else 1."""
     parts: list[torch.Tensor] = []
     pos, at = 0, 0  # next position, next prompt index
     for it in sorted(items, key=lambda i: i.offset):
@@ -24,7 +26,8 @@ def mrope_positions(length: int, items: list[MediaItem], merge_size: int) -> tup
         pos += text
         t, h, w = (int(x) for x in grid_thw(it).reshape(-1))
         h, w = h // merge_size, w // merge_size
-        step = float(it.inputs["time_interval"]) if "time_interval" in it.inputs else 1.0
+        step = (tokens_per_second * it.inputs["second_per_grid_ts"].float() if "second_per_grid_ts" in it.inputs
+                else torch.tensor(1.0))
         tt = (torch.arange(t) * step).long()[:, None, None].expand(t, h, w)
         hh = torch.arange(h)[None, :, None].expand(t, h, w)
         ww = torch.arange(w)[None, None, :].expand(t, h, w)

@@ -16,7 +16,7 @@ import torch
 
 from .config import MultimodalConfig
 from .items import MediaItem, MultimodalInputs, content_hash, pad_ids
-from .media import load_image, load_video
+from .media import load_clip, load_image
 
 logger = logging.getLogger("sgl.runtime")
 
@@ -46,8 +46,8 @@ class MediaProcessor:
         data, num_frames = video, None
         if isinstance(video, dict):
             data, num_frames = video.get("data", video.get("path")), video.get("num_frames")
-        frames = load_video(data, num_frames, field, self.allow_urls)
-        return self.model_cls.video_inputs(self.image_processor, np.asarray(frames))
+        frames, fps = load_clip(data, num_frames, field, self.allow_urls)
+        return self.model_cls.video_inputs(self.mm, self.image_processor, np.asarray(frames), fps)
 
     def expand(self, ids: list[int], images: list[Any], videos: list[Any]) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and

@@ -138,13 +138,14 @@ QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 QWEN_VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
 
 
-def save_tiny_qwen2_vl(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
-    """A random Qwen2-VL of tiny shape (4 px patches, 2x2 merge, 2-frame temporal patches),
-    saved with Qwen2-VL's PIL image processor (pixel bounds 256..4096) and the default model's
-    tokenizer plus Qwen's vision tokens. (Qwen2VLProcessor itself needs torchvision for its
-    video processor, so the folder holds the image processor and tokenizer, as older Qwen2-VL
-    checkpoints do.)"""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+def save_tiny_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2", seed: int = 0) -> str:
+    """A random Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windows of 2x2 merge blocks, the
+    last of its two blocks full attention) of tiny shape (4 px patches, 2x2 merge, 2-frame
+    temporal patches), saved with Qwen2-VL's PIL image processor (pixel bounds 256..4096) and
+    the default model's tokenizer plus Qwen's vision tokens. (Qwen2VLProcessor itself needs
+    torchvision for its video processor, so the folder holds the image processor and the
+    tokenizer, as older Qwen2-VL checkpoints do.)"""
+    import transformers
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     tok = tokenizer_with_image_token(tokenizer_folder)
@@ -154,13 +155,18 @@ def save_tiny_qwen2_vl(folder: str, tokenizer_folder: str, seed: int = 0) -> str
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2,
                 bos_token_id=1, eos_token_id=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                                   "mrope_section": [2, 3, 3]})
-    vision = dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, patch_size=4,
-                  spatial_merge_size=2, temporal_patch_size=2, in_channels=3, initializer_range=0.2)
-    config = Qwen2VLConfig(text_config=text, vision_config=vision, vision_start_token_id=ids[0],
-                           vision_end_token_id=ids[1], image_token_id=ids[2], video_token_id=ids[3],
-                           architectures=["Qwen2VLForConditionalGeneration"])
+    shape = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                 initializer_range=0.2)
+    if version == "2":
+        name, vision = "Qwen2VL", dict(shape, embed_dim=32, hidden_size=64, mlp_ratio=2)
+    else:
+        name, vision = "Qwen2_5_VL", dict(shape, hidden_size=32, intermediate_size=64, out_hidden_size=64,
+                                          window_size=16, fullatt_block_indexes=[1], tokens_per_second=4)
+    config = getattr(transformers, f"{name}Config")(
+        text_config=text, vision_config=vision, vision_start_token_id=ids[0], vision_end_token_id=ids[1],
+        image_token_id=ids[2], video_token_id=ids[3], architectures=[f"{name}ForConditionalGeneration"])
     torch.manual_seed(seed)
-    Qwen2VLForConditionalGeneration(config).eval().save_pretrained(folder)
+    getattr(transformers, f"{name}ForConditionalGeneration")(config).eval().save_pretrained(folder)
     Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
                              size={"shortest_edge": 256, "longest_edge": 4096}).save_pretrained(folder)
     tok.save_pretrained(folder)
@@ -168,28 +174,33 @@ def save_tiny_qwen2_vl(folder: str, tokenizer_folder: str, seed: int = 0) -> str
 
 
 class Qwen2VLReference:
-    """transformers' Qwen2-VL on the same checkpoint: images through the folder's image
-    processor, the prompt expanded as Qwen2VLProcessor does (grid / merge^2 pads per item);
-    video pixels are given (the video processor needs torchvision)."""
+    """transformers' Qwen2-VL / Qwen2.5-VL on the same checkpoint: images through the folder's
+    image processor, the prompt expanded as Qwen2VLProcessor does (grid / merge^2 pads per
+    item); video pixels are given (the video processor needs torchvision)."""
 
     def __init__(self, folder: str) -> None:
-        from transformers import AutoImageProcessor, AutoTokenizer, Qwen2VLForConditionalGeneration
+        import transformers
+        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
-        self.model = Qwen2VLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
+        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
         c = self.model.config
         self.image_token, self.video_token = c.image_token_id, c.video_token_id
         self.merge = c.vision_config.spatial_merge_size**2
 
     def inputs(self, prompt: str, images: list, videos: list) -> dict:
-        """videos: dicts with pixel_values_videos and video_grid_thw (one video each)."""
+        """videos: dicts with pixel_values_videos, video_grid_thw (and 2.5's
+        second_per_grid_ts), one video each."""
         enc: dict = {}
         if images:
             enc.update(self.image_processor(images=images, return_tensors="pt"))
         if videos:
             enc["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in videos])
             enc["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in videos])
+            if "second_per_grid_ts" in videos[0]:
+                enc["second_per_grid_ts"] = torch.cat([v["second_per_grid_ts"] for v in videos])
         counts = {self.image_token: iter([int(g.prod()) // self.merge for g in enc.get("image_grid_thw", [])]),
                   self.video_token: iter([int(g.prod()) // self.merge for g in enc.get("video_grid_thw", [])])}
         ids: list[int] = []

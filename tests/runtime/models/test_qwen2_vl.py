@@ -1,4 +1,4 @@
-"""Qwen2-VL against transformers on a tiny random checkpoint saved with Qwen2-VL's PIL image
+"""Qwen2-VL and Qwen2.5-VL against transformers on tiny random checkpoints saved with Qwen2-VL's PIL image
 processor: prompt logprobs (float32, 1e-4) and 16 greedy tokens with one image, two images of
 different sizes and a video file (written with PyAV, read back with decord), alone, batched
 with text, behind a cached prefix (M-RoPE positions of cached and decoded tokens) and through
@@ -18,8 +18,6 @@ from mm_fixtures import (
     write_video,
 )
 from sgl.runtime import Engine
-from sgl.runtime.models.qwen2_vl import video_patches
-from sgl.runtime.multimodal.media import load_video
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 ONE = f"A photo: {QWEN_IMAGE} What is in it?"
@@ -28,9 +26,9 @@ VID = f"Watch {QWEN_VIDEO} and {QWEN_IMAGE}: what moves?"
 FRAMES = 4
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, default_tokenizer_folder):
-    return save_tiny_qwen2_vl(str(tmp_path_factory.mktemp("qwen2vl")), default_tokenizer_folder)
+@pytest.fixture(scope="module", params=["2", "2.5"])
+def folder(request, tmp_path_factory, default_tokenizer_folder):
+    return save_tiny_qwen2_vl(str(tmp_path_factory.mktemp("qwen2vl")), default_tokenizer_folder, request.param)
 
 
 @pytest.fixture(scope="module")
@@ -59,15 +57,15 @@ def chunked(folder):
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
 
 
-def ref_videos(reference: Qwen2VLReference, video: dict | None) -> list:
-    if video is None:
-        return []
-    return [video_patches(reference.image_processor, load_video(video["data"], video["num_frames"]))]
+def ref_videos(engine: Engine, video: dict | None) -> list:
+    """The video as the engine processes it (decord frames, patches, 2.5's timing), for the
+    reference (transformers' video processor needs torchvision)."""
+    return [] if video is None else [engine._media.video_inputs(video, "video_data")]
 
 
-def check(result: dict, reference: Qwen2VLReference, prompt: str, images: list, video: dict | None = None,
-          start: int = 0) -> None:
-    videos = ref_videos(reference, video)
+def check(engine: Engine, result: dict, reference: Qwen2VLReference, prompt: str, images: list,
+          video: dict | None = None, start: int = 0) -> None:
+    videos = ref_videos(engine, video)
     ids, expected = reference.prompt_logprobs(prompt, images, videos)
     meta = result["meta_info"]
     assert meta["prompt_tokens"] == len(ids)
@@ -90,7 +88,7 @@ def test_parity_alone_and_chunked(engine, chunked, reference, video, case):
                            "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
         e.flush_cache()
-        check(run(e, prompt, images, vid), reference, prompt, images, vid)
+        check(e, run(e, prompt, images, vid), reference, prompt, images, vid)
         e.check_kv()
 
 
@@ -99,16 +97,16 @@ def test_batched_with_text_and_behind_a_cached_prefix(engine, reference, video):
     text = "Plain text, no pictures at all here."
     out = engine.generate([ONE, text, VID], GREEDY, image_data=[IMAGES[0], None, IMAGES[1]],
                           video_data=[None, None, video], return_logprob=True, logprob_start_len=0)
-    check(out[0], reference, ONE, IMAGES[:1])
-    check(out[2], reference, VID, IMAGES[1:2], video)
+    check(engine, out[0], reference, ONE, IMAGES[:1])
+    check(engine, out[2], reference, VID, IMAGES[1:2], video)
     assert out[1]["output_ids"] == reference.greedy(text, [])
     # a longer prompt starting with VID: the video and image come from the radix cache, the
     # rest continues their M-RoPE positions
     longer = VID + " Answer in one word."
-    start = len(reference.inputs(VID, IMAGES[1:2], ref_videos(reference, video))["input_ids"][0]) - 1
+    start = len(reference.inputs(VID, IMAGES[1:2], ref_videos(engine, video))["input_ids"][0]) - 1
     again = run(engine, longer, IMAGES[1:2], video, start)
     assert again["meta_info"]["cached_tokens"] >= start > 60
-    check(again, reference, longer, IMAGES[1:2], video, start)
+    check(engine, again, reference, longer, IMAGES[1:2], video, start)
     engine.check_kv()
 
 
@@ -131,15 +129,16 @@ def test_token_counts_and_mrope_positions_match_transformers(engine, reference, 
     sizes = [(40, 56), (64, 40), (33, 33), (200, 30), (16, 300), (90, 90)]
     for i, size in enumerate(sizes):
         img = random_image(10 + i, size)
-        enc = reference.inputs(VID, [img], ref_videos(reference, video))
+        enc = reference.inputs(VID, [img], ref_videos(engine, video))
         expanded, mm = engine._media.expand(engine.tokenizer(VID)["input_ids"], [img], [video])
         ids = enc["input_ids"][0].tolist()
         assert len(expanded) == len(ids)
         kinds = {reference.image_token: "image", reference.video_token: "video"}
         assert [(it.modality, p) for it in mm.items for p in range(it.offset, it.end)] == \
             sorted(((kinds[t], p) for p, t in enumerate(ids) if t in kinds), key=lambda x: x[1])
+        timing = {"second_per_grid_ts": enc["second_per_grid_ts"]} if "second_per_grid_ts" in enc else {}
         positions, delta = reference.model.model.get_rope_index(
-            enc["input_ids"], enc["mm_token_type_ids"], enc["image_grid_thw"], enc["video_grid_thw"])
+            enc["input_ids"], enc["mm_token_type_ids"], enc["image_grid_thw"], enc["video_grid_thw"], **timing)
         assert torch.equal(mm.mrope, positions[:, 0])
         assert mm.mrope_delta == int(delta)
 
