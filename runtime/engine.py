@@ -347,10 +347,18 @@ class Engine:
         """Asserts the slot invariants (every slot free, cached, or held by one live request)."""
         self._call(lambda: self._kv.check(self._scheduler.live_requests()))
 
-    def modalities(self) -> dict[str, bool]:
-        """Whether the model takes images and video (also in /get_model_info)."""
+    def modalities(self) -> dict[str, Any]:
+        """Whether the model takes images and video, and the prompt text standing for one of
+        each (also in /get_model_info)."""
         mm = self.model_config.multimodal
-        return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video)}
+        media = self._media
+        return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
+                "image_token": media.placeholder(self.tokenizer, "image") if media else None,
+                "video_token": media.placeholder(self.tokenizer, "video") if media else None}
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self._media is not None
 
     def get_server_info(self) -> dict[str, Any]:
         def info() -> dict[str, Any]:

@@ -47,6 +47,8 @@ class MultimodalConfig:
     select_strategy: str  # "default": drop the CLS token; "full": keep it
     projector_act: str
     projector_bias: bool
+    # tokens around each image/video's placeholder in prompts (Qwen2-VL's vision_start/end)
+    wrap_token_ids: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -88,7 +90,9 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         tower=tower, feature_layers=layers,
         select_strategy=_first(hf, "vision_feature_select_strategy") or "default",
         projector_act=_first(hf, "projector_hidden_act") or "gelu",
-        projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)))
+        projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)),
+        wrap_token_ids=(hf.vision_start_token_id, hf.vision_end_token_id)
+        if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None)
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

@@ -37,6 +37,15 @@ class MediaProcessor:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
         self.image_processor = load_hf_image_processor(folder)
 
+    def placeholder(self, tokenizer: Any, modality: str) -> str | None:
+        """The prompt text that stands for one image or video (None: the model takes none),
+        e.g. "<image>", or "<|vision_start|><|image_pad|><|vision_end|>" for Qwen2-VL."""
+        token = self.mm.image_token_id if modality == "image" else self.mm.video_token_id
+        if token is None:
+            return None
+        ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
+        return "".join(tokenizer.convert_ids_to_tokens(ids))
+
     def image_inputs(self, image: Any, field: str) -> dict[str, torch.Tensor]:
         img = load_image(image, field, self.allow_urls)
         out = self.image_processor(images=[img], return_tensors="pt")
@@ -73,6 +82,12 @@ class MediaProcessor:
             seen[modality] += 1
             _, given, name = wanted[modality]
             field = f"{name}[{i}]" if len(given) > 1 else name
+            if modality == "image" and isinstance(given[i], str) and given[i].startswith("video:"):
+                # SGLang's frontend sends sgl.video as PNG frames at an image placeholder
+                if self.mm.video_token_id is None:
+                    raise ValueError(f"{field}: a 'video:' entry is a video; {self.model_cls.__name__} does not "
+                                     "take videos")
+                modality = "video"
             inputs = (self.image_inputs if modality == "image" else self.video_inputs)(given[i], field)
             n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
             h = content_hash(inputs, modality)

@@ -1,58 +1,24 @@
-"""Tiny vision-language checkpoints saved with a real (small) processor, images and videos
-made in the test, and transformers references on them."""
+"""Tiny vision-language checkpoints (built by sgl.runtime.multimodal.random_checkpoints, saved
+with a real small processor), images and videos made in the test, and transformers references
+on them."""
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 
 import numpy as np
 import torch
+from sgl.runtime.multimodal.random_checkpoints import (
+    IMAGE_TOKEN,
+    QWEN_IMAGE,
+    QWEN_VIDEO,
+    save_random_llava,
+    save_random_qwen2_vl,
+)
 
-IMAGE_TOKEN = "<image>"
-TEXT_VOCAB = 49160  # the default model's 49152 tokens, <image> (49152), padding
-
-
-def tokenizer_with_image_token(tokenizer_folder: str):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
-    tok.add_tokens([IMAGE_TOKEN], special_tokens=True)
-    return tok
-
-
-def tiny_llava_config(strategy: str = "default", feature_layer=-2):
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig
-
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              image_size=32, patch_size=8, projection_dim=32, initializer_range=0.2)
-    text = LlamaConfig(vocab_size=TEXT_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                       initializer_range=0.2, bos_token_id=1, eos_token_id=2)
-    return LlavaConfig(vision_config=vision, text_config=text, image_token_index=49152,
-                       vision_feature_select_strategy=strategy, vision_feature_layer=feature_layer,
-                       architectures=["LlavaForConditionalGeneration"])
-
-
-def save_tiny_llava(folder: str, tokenizer_folder: str, seed: int = 0, **config_kwargs) -> str:
-    """A random LLaVA 1.5 of tiny shape, saved with a CLIP image processor (32 px crops) and the
-    default model's tokenizer plus <image>, as llava-hf checkpoints ship them."""
-    from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
-
-    config = tiny_llava_config(**config_kwargs)
-    torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration(config).eval()
-    model.save_pretrained(folder)
-    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    tok = tokenizer_with_image_token(tokenizer_folder)
-    LlavaProcessor(image_processor=images, tokenizer=tok, patch_size=8, image_token=IMAGE_TOKEN,
-                   vision_feature_select_strategy=config.vision_feature_select_strategy,
-                   num_additional_image_tokens=1).save_pretrained(folder)
-    for name in os.listdir(tokenizer_folder):  # the chat template
-        if name.endswith(".jinja") and not os.path.exists(os.path.join(folder, name)):
-            shutil.copy(os.path.join(tokenizer_folder, name), folder)
-    return folder
+__all__ = ["IMAGE_TOKEN", "QWEN_IMAGE", "QWEN_VIDEO", "LlavaReference", "Qwen2VLReference", "png_bytes",
+           "png_header", "random_image", "save_tiny_llava", "save_tiny_qwen2_vl", "write_video"]
+save_tiny_llava, save_tiny_qwen2_vl = save_random_llava, save_random_qwen2_vl  # the tests' names
 
 
 def random_image(seed: int, size=(40, 56)):
@@ -131,46 +97,6 @@ class LlavaReference:
         enc = self.inputs(prompt, images)
         out = self.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, enc["input_ids"].shape[1]:].tolist()
-
-
-QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]  # ids 49153..49156
-QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
-QWEN_VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
-
-
-def save_tiny_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2", seed: int = 0) -> str:
-    """A random Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windows of 2x2 merge blocks, the
-    last of its two blocks full attention) of tiny shape (4 px patches, 2x2 merge, 2-frame
-    temporal patches), saved with Qwen2-VL's PIL image processor (pixel bounds 256..4096) and
-    the default model's tokenizer plus Qwen's vision tokens. (Qwen2VLProcessor itself needs
-    torchvision for its video processor, so the folder holds the image processor and the
-    tokenizer, as older Qwen2-VL checkpoints do.)"""
-    import transformers
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    tok = tokenizer_with_image_token(tokenizer_folder)
-    tok.add_tokens(QWEN_TOKENS, special_tokens=True)
-    ids = tok.convert_tokens_to_ids(QWEN_TOKENS)
-    text = dict(vocab_size=TEXT_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, initializer_range=0.2,
-                bos_token_id=1, eos_token_id=2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                                                  "mrope_section": [2, 3, 3]})
-    shape = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
-                 initializer_range=0.2)
-    if version == "2":
-        name, vision = "Qwen2VL", dict(shape, embed_dim=32, hidden_size=64, mlp_ratio=2)
-    else:
-        name, vision = "Qwen2_5_VL", dict(shape, hidden_size=32, intermediate_size=64, out_hidden_size=64,
-                                          window_size=16, fullatt_block_indexes=[1], tokens_per_second=4)
-    config = getattr(transformers, f"{name}Config")(
-        text_config=text, vision_config=vision, vision_start_token_id=ids[0], vision_end_token_id=ids[1],
-        image_token_id=ids[2], video_token_id=ids[3], architectures=[f"{name}ForConditionalGeneration"])
-    torch.manual_seed(seed)
-    getattr(transformers, f"{name}ForConditionalGeneration")(config).eval().save_pretrained(folder)
-    Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
-                             size={"shortest_edge": 256, "longest_edge": 4096}).save_pretrained(folder)
-    tok.save_pretrained(folder)
-    return folder
 
 
 class Qwen2VLReference:

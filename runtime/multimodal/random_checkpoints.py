@@ -1,0 +1,99 @@
+"""Random vision-language checkpoints of a chosen shape, saved as their families ship (config,
+safetensors, the family's PIL image processor, a tokenizer with its vision tokens, the chat
+template): what the tests, the tutorials (when no real vision model is installed) and the
+multimodal benchmark load. The text side uses the default model's tokenizer."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+import torch
+
+IMAGE_TOKEN = "<image>"  # LLaVA's placeholder, id 49152 after the default model's 49152 tokens
+QWEN_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]  # ids 49153..49156
+QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+QWEN_VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
+TEXT_VOCAB = 49160  # the default model's 49152 tokens, the vision tokens, padding
+TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2)
+
+
+def tokenizer_with_vision_tokens(tokenizer_folder: str, qwen: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
+    tok.add_tokens([IMAGE_TOKEN, *(QWEN_TOKENS if qwen else [])], special_tokens=True)
+    return tok
+
+
+def _copy_chat_template(tokenizer_folder: str, folder: str) -> None:
+    for name in os.listdir(tokenizer_folder):
+        if name.endswith(".jinja") and not os.path.exists(os.path.join(folder, name)):
+            shutil.copy(os.path.join(tokenizer_folder, name), folder)
+
+
+def save_random_llava(folder: str, tokenizer_folder: str, seed: int = 0, strategy: str = "default",
+                      feature_layer: int = -2, vision: dict | None = None, text: dict | None = None,
+                      image_size: int = 32, patch_size: int = 8) -> str:
+    """A random LLaVA 1.5 (CLIP tower, Llama text), tiny unless `vision` / `text` give shapes,
+    saved with a CLIP image processor (image_size crops) and LlavaProcessor."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    vision_cfg = CLIPVisionConfig(**{**dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                                            num_attention_heads=2, projection_dim=32, initializer_range=0.2),
+                                     **(vision or {}), "image_size": image_size, "patch_size": patch_size})
+    text_cfg = LlamaConfig(**{**TINY_TEXT, "max_position_embeddings": 1024, "initializer_range": 0.2,
+                              **(text or {}), "vocab_size": TEXT_VOCAB, "bos_token_id": 1, "eos_token_id": 2})
+    config = LlavaConfig(vision_config=vision_cfg, text_config=text_cfg, image_token_index=49152,
+                         vision_feature_select_strategy=strategy, vision_feature_layer=feature_layer,
+                         architectures=["LlavaForConditionalGeneration"])
+    torch.manual_seed(seed)
+    LlavaForConditionalGeneration(config).eval().save_pretrained(folder)
+    images = CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size})
+    LlavaProcessor(image_processor=images, tokenizer=tokenizer_with_vision_tokens(tokenizer_folder),
+                   patch_size=patch_size, image_token=IMAGE_TOKEN, vision_feature_select_strategy=strategy,
+                   num_additional_image_tokens=1).save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
+def save_random_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2", seed: int = 0) -> str:
+    """A random Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windows of 2x2 merge blocks, the
+    last of its two blocks full attention) of tiny shape (4 px patches, 2x2 merge, 2-frame
+    temporal patches), saved with Qwen2-VL's PIL image processor (pixel bounds 256..4096).
+    (Qwen2VLProcessor itself needs torchvision for its video processor, so the folder holds the
+    image processor and the tokenizer, as older Qwen2-VL checkpoints do.)"""
+    import transformers
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    tok = tokenizer_with_vision_tokens(tokenizer_folder, qwen=True)
+    ids = tok.convert_tokens_to_ids(QWEN_TOKENS)
+    text = dict(TINY_TEXT, vocab_size=TEXT_VOCAB, max_position_embeddings=1024, initializer_range=0.2,
+                bos_token_id=1, eos_token_id=2,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]})
+    shape = dict(depth=2, num_heads=2, patch_size=4, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                 initializer_range=0.2)
+    if version == "2":
+        name, vision = "Qwen2VL", dict(shape, embed_dim=32, hidden_size=64, mlp_ratio=2)
+    else:
+        name, vision = "Qwen2_5_VL", dict(shape, hidden_size=32, intermediate_size=64, out_hidden_size=64,
+                                          window_size=16, fullatt_block_indexes=[1], tokens_per_second=4)
+    config = getattr(transformers, f"{name}Config")(
+        text_config=text, vision_config=vision, vision_start_token_id=ids[0], vision_end_token_id=ids[1],
+        image_token_id=ids[2], video_token_id=ids[3], architectures=[f"{name}ForConditionalGeneration"])
+    torch.manual_seed(seed)
+    getattr(transformers, f"{name}ForConditionalGeneration")(config).eval().save_pretrained(folder)
+    Qwen2VLImageProcessorPil(patch_size=4, merge_size=2, temporal_patch_size=2,
+                             size={"shortest_edge": 256, "longest_edge": 4096}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
