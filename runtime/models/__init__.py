@@ -43,6 +43,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "BloomForCausalLM": ("bloom", "BloomForCausalLM", "bigscience/bloomz-560m"),
     "MptForCausalLM": ("mpt", "MptForCausalLM", "mosaicml/mpt-7b-instruct"),
     "LlavaForConditionalGeneration": ("llava", "LlavaForConditionalGeneration", "llava-hf/llava-1.5-7b-hf"),
+    "LlavaNextForConditionalGeneration": ("llava_next", "LlavaNextForConditionalGeneration",
+                                          "llava-hf/llava-v1.6-mistral-7b-hf"),
     "Qwen2VLForConditionalGeneration": ("qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen/Qwen2-VL-2B-Instruct"),
     "Qwen2_5_VLForConditionalGeneration": ("qwen2_vl", "Qwen2_5_VLForConditionalGeneration",
                                            "Qwen/Qwen2.5-VL-3B-Instruct"),

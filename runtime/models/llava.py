@@ -86,13 +86,16 @@ class LlavaForConditionalGeneration(nn.Module):
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
         """-> (item.length, hidden) decoder-input rows per image, all images in one tower call."""
+        return list(self.image_features(torch.cat([it.inputs["pixel_values"] for it in items])).unbind(0))
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(images or tiles, 3, size, size) -> (images, tokens, text hidden): the feature
+        layers' outputs (without the CLS token by default), projected."""
         device = self.vision_tower.embeddings.patch_embedding.weight.device
-        pixels = torch.cat([it.inputs["pixel_values"] for it in items]).to(device)  # (images, 3, size, size)
-        states = self.vision_tower.hidden_states(pixels, self.mm.feature_layers)  # each (images, 1 + patches, hidden)
+        states = self.vision_tower.hidden_states(pixels.to(device), self.mm.feature_layers)  # (images, 1 + patches, hidden)
         if self.mm.select_strategy == "default":
             states = [s[:, 1:] for s in states]
-        feats = self.multi_modal_projector(torch.cat(states, dim=-1))  # (images, tokens, text hidden)
-        return list(feats.unbind(0))
+        return self.multi_modal_projector(torch.cat(states, dim=-1))
 
     # ---- the decoder ---------------------------------------------------------------------
     def forward(self, batch: ForwardBatch) -> torch.Tensor:

@@ -49,6 +49,8 @@ class MultimodalConfig:
     projector_bias: bool
     # tokens around each image/video's placeholder in prompts (Qwen2-VL's vision_start/end)
     wrap_token_ids: tuple[int, int] | None = None
+    # LLaVA-NeXT's anyres: the (height, width) canvases an image may be tiled into
+    grid_pinpoints: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -92,7 +94,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         projector_act=_first(hf, "projector_hidden_act") or "gelu",
         projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)),
         wrap_token_ids=(hf.vision_start_token_id, hf.vision_end_token_id)
-        if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None)
+        if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None,
+        grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()))
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

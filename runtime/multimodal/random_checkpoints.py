@@ -66,6 +66,39 @@ def save_random_llava(folder: str, tokenizer_folder: str, seed: int = 0, strateg
     return folder
 
 
+def save_random_llava_next(folder: str, tokenizer_folder: str, seed: int = 0, strategy: str = "default") -> str:
+    """A random LLaVA-NeXT of tiny shape: a CLIP tower of 32 px tiles (8 px patches), canvases
+    32x64, 64x32 and 64x64, saved with LLaVA-NeXT's PIL image processor and LlavaNextProcessor."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import (
+        LlavaNextImageProcessorPil,
+    )
+    from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
+
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
+    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=1024, initializer_range=0.2, vocab_size=TEXT_VOCAB,
+                       bos_token_id=1, eos_token_id=2)
+    config = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=49152,
+                             image_grid_pinpoints=pinpoints, vision_feature_select_strategy=strategy,
+                             vision_feature_layer=-2, architectures=["LlavaNextForConditionalGeneration"])
+    torch.manual_seed(seed)
+    LlavaNextForConditionalGeneration(config).eval().save_pretrained(folder)
+    images = LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                                        image_grid_pinpoints=pinpoints)
+    LlavaNextProcessor(image_processor=images, tokenizer=tokenizer_with_vision_tokens(tokenizer_folder),
+                       patch_size=8, image_token=IMAGE_TOKEN, vision_feature_select_strategy=strategy,
+                       num_additional_image_tokens=1).save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
 def save_random_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2", seed: int = 0) -> str:
     """A random Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windows of 2x2 merge blocks, the
     last of its two blocks full attention) of tiny shape (4 px patches, 2x2 merge, 2-frame

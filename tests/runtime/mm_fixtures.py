@@ -67,13 +67,15 @@ def png_header(width: int, height: int) -> bytes:
 
 
 class LlavaReference:
-    """transformers' LLaVA on the same checkpoint, fed by the folder's own processor."""
+    """transformers' LLaVA (1.5 or NeXT) on the same checkpoint, fed by the folder's own processor."""
 
     def __init__(self, folder: str) -> None:
-        from transformers import AutoProcessor, LlavaForConditionalGeneration
+        import transformers
+        from transformers import AutoConfig, AutoProcessor
 
-        self.processor = AutoProcessor.from_pretrained(folder)
-        self.model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])  # LLaVA or LLaVA-NeXT
+        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
         self.image_token = self.model.config.image_token_id
         self.encoder_runs = 0
         self.model.model.vision_tower.register_forward_hook(lambda *a: self._count())

@@ -1,5 +1,5 @@
-"""LLaVA 1.5 against transformers on a tiny random checkpoint saved with a real CLIP image
-processor: prompt logprobs (float32, 1e-4) and 16 greedy tokens with one and two images, alone,
+"""LLaVA 1.5 and LLaVA-NeXT (anyres tiles, unpad, image_newline) against transformers on tiny
+random checkpoints saved with their real image processors (CLIP's; LLaVA-NeXT's, 32 px tiles): prompt logprobs (float32, 1e-4) and 16 greedy tokens with one and two images, alone,
 batched with text, behind a cached prefix and through chunks smaller than an image; the radix
 cache keys images by content; bad media is refused and leaks nothing."""
 
@@ -9,15 +9,17 @@ import pytest
 import torch
 from mm_fixtures import LlavaReference, png_bytes, png_header, random_image, save_tiny_llava
 from sgl.runtime import Engine
+from sgl.runtime.multimodal.random_checkpoints import save_random_llava_next
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 ONE = "A photo: <image> What is in it?"
 TWO = "First <image> then <image>: which is brighter?"
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, default_tokenizer_folder):
-    return save_tiny_llava(str(tmp_path_factory.mktemp("llava")), default_tokenizer_folder)
+@pytest.fixture(scope="module", params=["1.5", "next"])
+def folder(request, tmp_path_factory, default_tokenizer_folder):
+    save = save_tiny_llava if request.param == "1.5" else save_random_llava_next
+    return save(str(tmp_path_factory.mktemp("llava")), default_tokenizer_folder)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +35,7 @@ def engine(folder):
 
 @pytest.fixture(scope="module")
 def chunked(folder):
-    with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:  # an image is 16 tokens
+    with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:  # an image is 16 tokens or more
         yield e
 
 
@@ -118,7 +120,7 @@ def test_bad_media_is_refused_naming_the_field(engine):
         "base64": (ONE, "not base64 !!", "not a file that exists"),
         "url": (ONE, "http://example.com/a.png", "--allow-url-media"),
         "second": (TWO, [IMAGES[0], b"junk"], r"image_data\[1\]"),
-        "video": (ONE, None, "video_data: LlavaForConditionalGeneration does not take videos"),
+        "video": (ONE, None, "video_data: Llava(Next)?ForConditionalGeneration does not take videos"),
     }
     for name, (prompt, images, message) in bad.items():
         kw = {"video_data": "clip.mp4", "image_data": IMAGES[0]} if name == "video" else {"image_data": images}
