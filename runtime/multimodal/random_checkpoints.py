@@ -130,3 +130,26 @@ def save_random_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2",
     tok.save_pretrained(folder)
     _copy_chat_template(tokenizer_folder, folder)
     return folder
+
+
+# real checkpoints a tutorial uses when they are in the Hugging Face cache (images and video first)
+INSTALLED_CANDIDATES = {"video": ["Qwen/Qwen2-VL-2B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct"],
+                        "image": ["Qwen/Qwen2-VL-2B-Instruct", "llava-hf/llava-1.5-7b-hf"]}
+
+
+def installed_or_tiny(modality: str, folder: str) -> str:
+    """A vision-language checkpoint that takes `modality` ("image" or "video"): a real one from
+    the Hugging Face cache when one is there, else a tiny random Qwen2-VL written to `folder`
+    (it answers nonsense, fast: the program's structure is what a tutorial shows)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for repo in INSTALLED_CANDIDATES[modality]:
+        cached = try_to_load_from_cache(repo, "config.json")
+        if isinstance(cached, str) and os.path.exists(os.path.join(os.path.dirname(cached), "model.safetensors.index.json")):
+            return os.path.dirname(cached)
+    if not os.path.exists(os.path.join(folder, "config.json")):
+        from ..loader import default_model_path
+        from ..loader.gguf_file import converted_folder
+
+        save_random_qwen2_vl(folder, converted_folder(default_model_path()))
+    return folder
