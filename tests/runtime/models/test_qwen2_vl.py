@@ -153,3 +153,16 @@ def test_server_info_and_bad_video(engine, tmp_path):
     with pytest.raises(ValueError, match="video_data: the prompt has 1 video placeholder"):
         engine.generate(VID, GREEDY, image_data=IMAGES[0])
     engine.check_kv()
+
+
+def test_retraction_keeps_the_images(folder, reference):
+    """Six requests with their own images in a pool of half their demand: retracted requests
+    resume with their images (embedded again) and their M-RoPE positions past the prompt."""
+    images = [random_image(20 + i, (40, 40 + 8 * i)) for i in range(6)]
+    lengths = [len(reference.inputs(ONE, [im], [])["input_ids"][0]) for im in images]
+    with Engine(folder, dtype="float32", max_total_tokens=sum(n + 16 for n in lengths) // 2) as e:
+        out = e.generate([ONE] * 6, GREEDY, image_data=images)
+        assert e.get_server_info()["retractions"] > 0
+        for res, im in zip(out, images):
+            assert res["output_ids"] == reference.greedy(ONE, [im])
+        e.check_kv()
