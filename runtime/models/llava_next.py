@@ -45,27 +45,48 @@ class LlavaNextForConditionalGeneration(LlavaForConditionalGeneration):
             raise ValueError(f"{config.architecture}: config.json has no image_grid_pinpoints")
         self.image_newline = nn.Parameter(torch.empty(config.hidden_size), requires_grad=False)
 
-    @staticmethod
-    def num_media_tokens(mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
+    @classmethod
+    def num_media_tokens(cls, mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
         side = mm.tower.image_size // mm.tower.patch_size
+        base = side * side + (1 if mm.select_strategy == "full" else 0)
+        if inputs["pixel_values"].reshape(-1, *inputs["pixel_values"].shape[-3:]).shape[0] == 1:
+            return base + 1  # one tile (OneVision's images of a multi-image prompt): base, newline
         h, w = (int(v) for v in inputs["image_sizes"].reshape(-1))
-        _, _, rows, cols = anyres_grid(mm, h, w)
-        return side * side + (1 if mm.select_strategy == "full" else 0) + rows * (cols + 1)
+        rows, cols = cls.packed_shape(mm, *anyres_grid(mm, h, w)[2:])
+        return base + rows * (cols + 1)
+
+    @staticmethod
+    def packed_shape(mm: MultimodalConfig, rows: int, cols: int) -> tuple[int, int]:
+        """The unpadded grid's shape as the decoder gets it (OneVision may shrink it)."""
+        return rows, cols
+
+    def shrink(self, grid: torch.Tensor) -> torch.Tensor:
+        """(rows, cols, hidden) -> the grid packed_shape says."""
+        return grid
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
         """-> (item.length, hidden) rows per image: the base tile's patches, then the unpadded
         grid row by row, each row ending with image_newline; all tiles in one tower call."""
-        tiles = [it.inputs["pixel_values"].reshape(-1, *it.inputs["pixel_values"].shape[-3:]) for it in items]
+        tiles = [self.tiles(it) for it in items]
         feats = self.image_features(torch.cat(tiles)).split([t.shape[0] for t in tiles])  # (tiles, tokens, hidden) each
+        return [self.pack(it, f) for it, f in zip(items, feats)]
+
+    @staticmethod
+    def tiles(item: MediaItem) -> torch.Tensor:
+        """(tiles, 3, size, size) of an image item (the base tile first)."""
+        return item.inputs["pixel_values"].reshape(-1, *item.inputs["pixel_values"].shape[-3:])
+
+    def pack(self, item: MediaItem, f: torch.Tensor) -> torch.Tensor:
+        """One image's tile features (tiles, tokens, hidden) -> its decoder rows."""
+        newline = self.image_newline.to(f.dtype)
+        if f.shape[0] == 1:
+            return torch.cat([f[0], newline[None]])
         side = self.mm.tower.image_size // self.mm.tower.patch_size
-        out = []
-        for it, f in zip(items, feats):
-            h, w = (int(v) for v in it.inputs["image_sizes"].reshape(-1))
-            tiles_h, tiles_w, rows, cols = anyres_grid(self.mm, h, w)
-            grid = f[1:, -side * side:].reshape(tiles_h, tiles_w, side, side, -1)
-            grid = grid.permute(0, 2, 1, 3, 4).reshape(tiles_h * side, tiles_w * side, -1)  # (rows, cols, hidden)
-            top, left = (grid.shape[0] - rows) // 2, (grid.shape[1] - cols) // 2
-            grid = grid[top : top + rows, left : left + cols]
-            newline = self.image_newline.to(grid.dtype).expand(rows, 1, -1)
-            out.append(torch.cat([f[0], torch.cat([grid, newline], dim=1).reshape(-1, grid.shape[-1])]))
-        return out
+        h, w = (int(v) for v in item.inputs["image_sizes"].reshape(-1))
+        tiles_h, tiles_w, rows, cols = anyres_grid(self.mm, h, w)
+        grid = f[1:, -side * side:].reshape(tiles_h, tiles_w, side, side, -1)
+        grid = grid.permute(0, 2, 1, 3, 4).reshape(tiles_h * side, tiles_w * side, -1)  # (rows, cols, hidden)
+        top, left = (grid.shape[0] - rows) // 2, (grid.shape[1] - cols) // 2
+        grid = self.shrink(grid[top : top + rows, left : left + cols])
+        rows_out = torch.cat([grid, newline.expand(grid.shape[0], 1, -1)], dim=1)
+        return torch.cat([f[0], rows_out.reshape(-1, grid.shape[-1])])

@@ -51,6 +51,8 @@ class MultimodalConfig:
     wrap_token_ids: tuple[int, int] | None = None
     # LLaVA-NeXT's anyres: the (height, width) canvases an image may be tiled into
     grid_pinpoints: tuple[tuple[int, int], ...] = ()
+    # LLaVA-OneVision's "anyres_max_N": an unpadded grid of more than N tiles' patches shrinks
+    max_tiles: int = 0
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -95,7 +97,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         projector_bias=bool(getattr(hf, "multimodal_projector_bias", True)),
         wrap_token_ids=(hf.vision_start_token_id, hf.vision_end_token_id)
         if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None,
-        grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()))
+        grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
+        max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0))
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

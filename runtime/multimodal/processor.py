@@ -46,9 +46,12 @@ class MediaProcessor:
         ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
         return "".join(tokenizer.convert_ids_to_tokens(ids))
 
-    def image_inputs(self, image: Any, field: str) -> dict[str, torch.Tensor]:
+    def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
+        """The processor's tensors of one image of a prompt that has `count` images (a model
+        class may process several images per prompt differently: `image_inputs`)."""
         img = load_image(image, field, self.allow_urls)
-        out = self.image_processor(images=[img], return_tensors="pt")
+        hook = getattr(self.model_cls, "image_inputs", None)
+        out = hook(self.image_processor, img, count) if hook else self.image_processor(images=[img], return_tensors="pt")
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
     def video_inputs(self, video: Any, field: str) -> dict[str, torch.Tensor]:
@@ -88,7 +91,10 @@ class MediaProcessor:
                     raise ValueError(f"{field}: a 'video:' entry is a video; {self.model_cls.__name__} does not "
                                      "take videos")
                 modality = "video"
-            inputs = (self.image_inputs if modality == "image" else self.video_inputs)(given[i], field)
+            if modality == "image":
+                inputs = self.image_inputs(given[i], field, len(given))
+            else:
+                inputs = self.video_inputs(given[i], field)
             n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
             h = content_hash(inputs, modality)
             items.append(MediaItem(modality, inputs, h, len(out), n))

@@ -99,6 +99,41 @@ def save_random_llava_next(folder: str, tokenizer_folder: str, seed: int = 0, st
     return folder
 
 
+def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 0, max_tiles: int = 1) -> str:
+    """A random LLaVA-OneVision of tiny shape: a CLIP tower of 32 px tiles (8 px patches; real
+    ones use SigLIP), canvases up to 64x96, anyres_max_`max_tiles` (1: grids of more than one
+    tile's patches shrink), Llama text; saved with OneVision's PIL image processor and the
+    tokenizer plus <image> and <video> (LlavaOnevisionProcessor needs torchvision for video)."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+    )
+    from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+        LlavaOnevisionImageProcessorPil,
+    )
+
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
+    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=2048, initializer_range=0.2, vocab_size=TEXT_VOCAB,
+                       bos_token_id=1, eos_token_id=2)
+    tok = tokenizer_with_vision_tokens(tokenizer_folder)
+    tok.add_tokens(["<video>"], special_tokens=True)
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_id=49152,
+                                  video_token_id=tok.convert_tokens_to_ids("<video>"), image_grid_pinpoints=pinpoints,
+                                  vision_feature_select_strategy="default", vision_feature_layer=-2,
+                                  vision_aspect_ratio=f"anyres_max_{max_tiles}",
+                                  architectures=["LlavaOnevisionForConditionalGeneration"])
+    torch.manual_seed(seed)
+    LlavaOnevisionForConditionalGeneration(config).eval().save_pretrained(folder)
+    LlavaOnevisionImageProcessorPil(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
 def save_random_qwen2_vl(folder: str, tokenizer_folder: str, version: str = "2", seed: int = 0) -> str:
     """A random Qwen2-VL (version "2") or Qwen2.5-VL ("2.5": windows of 2x2 merge blocks, the
     last of its two blocks full attention) of tiny shape (4 px patches, 2x2 merge, 2-frame

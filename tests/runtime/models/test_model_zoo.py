@@ -22,7 +22,7 @@ GREEDY = {"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True}
 
 
 # text generation models; pooling models (BertModel, ...) and vision-language models (LLaVA,
-# Qwen2-VL: a `modalities` attribute) have their own tests (test_bert.py, test_llava.py, test_qwen2_vl.py)
+# Qwen2-VL: a `modalities` attribute) have their own tests (test_bert.py, test_llava*.py, test_qwen2_vl.py)
 GENERATORS = sorted(a for a in REGISTRY if getattr(get_model_class(a), "task", "generate") == "generate"
                     and not hasattr(get_model_class(a), "modalities"))
 
