@@ -89,13 +89,18 @@ class LlavaForConditionalGeneration(nn.Module):
         return list(self.image_features(torch.cat([it.inputs["pixel_values"] for it in items])).unbind(0))
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(images or tiles, 3, size, size) -> (images, tokens, text hidden): the feature
-        layers' outputs (without the CLS token by default), projected."""
+        """(images or tiles, 3, size, size) -> (images, tokens, text hidden): the selected
+        features, projected."""
+        return self.multi_modal_projector(self.selected_features(pixels))
+
+    def selected_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(images, 3, size, size) -> (images, tokens, tower hidden * feature layers): the feature
+        layers' outputs, without the CLS token by default."""
         device = self.vision_tower.embeddings.patch_embedding.weight.device
         states = self.vision_tower.hidden_states(pixels.to(device), self.mm.feature_layers)  # (images, 1 + patches, hidden)
         if self.mm.select_strategy == "default":
             states = [s[:, 1:] for s in states]
-        return self.multi_modal_projector(torch.cat(states, dim=-1))
+        return torch.cat(states, dim=-1)
 
     # ---- the decoder ---------------------------------------------------------------------
     def forward(self, batch: ForwardBatch) -> torch.Tensor:

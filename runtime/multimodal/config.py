@@ -53,6 +53,9 @@ class MultimodalConfig:
     grid_pinpoints: tuple[tuple[int, int], ...] = ()
     # LLaVA-OneVision's "anyres_max_N": an unpadded grid of more than N tiles' patches shrinks
     max_tiles: int = 0
+    # LLaVA-NeXT-Video: each frame's patch grid pooled (average or max) with this stride
+    pool_stride: int = 0
+    pool_mode: str = "average"
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -98,7 +101,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         wrap_token_ids=(hf.vision_start_token_id, hf.vision_end_token_id)
         if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None,
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
-        max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0))
+        max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
+        pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average")
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

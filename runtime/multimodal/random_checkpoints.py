@@ -99,6 +99,41 @@ def save_random_llava_next(folder: str, tokenizer_folder: str, seed: int = 0, st
     return folder
 
 
+def save_random_llava_next_video(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+    """A random LLaVA-NeXT-Video of tiny shape (LLaVA-NeXT's tower, canvases and image processor;
+    frames pooled 2x), saved with the tokenizer plus <image> and <video> (its processor needs
+    torchvision for video)."""
+    from transformers import (
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaNextVideoConfig,
+        LlavaNextVideoForConditionalGeneration,
+    )
+    from transformers.models.llava_next.image_processing_pil_llava_next import (
+        LlavaNextImageProcessorPil,
+    )
+
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
+    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=1024, initializer_range=0.2, vocab_size=TEXT_VOCAB,
+                       bos_token_id=1, eos_token_id=2)
+    tok = tokenizer_with_vision_tokens(tokenizer_folder)
+    tok.add_tokens(["<video>"], special_tokens=True)
+    config = LlavaNextVideoConfig(vision_config=vision, text_config=text, image_token_index=49152,
+                                  video_token_index=tok.convert_tokens_to_ids("<video>"), image_grid_pinpoints=pinpoints,
+                                  vision_feature_select_strategy="default", vision_feature_layer=-2,
+                                  spatial_pool_stride=2, spatial_pool_mode="average",
+                                  architectures=["LlavaNextVideoForConditionalGeneration"])
+    torch.manual_seed(seed)
+    LlavaNextVideoForConditionalGeneration(config).eval().save_pretrained(folder)
+    LlavaNextImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32},
+                               image_grid_pinpoints=pinpoints).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
 def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 0, max_tiles: int = 1) -> str:
     """A random LLaVA-OneVision of tiny shape: a CLIP tower of 32 px tiles (8 px patches; real
     ones use SigLIP), canvases up to 64x96, anyres_max_`max_tiles` (1: grids of more than one

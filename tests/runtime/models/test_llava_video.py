@@ -1,8 +1,8 @@
-"""LLaVA-OneVision against transformers on a tiny random checkpoint (CLIP tower, anyres_max_1 so
-large grids shrink) saved with OneVision's PIL image processor: prompt logprobs (float32, 1e-4)
-and 16 greedy tokens with one image, two images (one tile each), and a video file (PyAV,
-decord), alone and chunked; behind a cached prefix; token counts equal LlavaOnevisionProcessor's
-rule for images of several sizes."""
+"""LLaVA-OneVision (CLIP tower, anyres_max_1 so large grids shrink) and LLaVA-NeXT-Video (frames
+pooled 2x) against transformers on tiny random checkpoints saved with their PIL image
+processors: prompt logprobs (float32, 1e-4) and 16 greedy tokens with one image, two images
+(OneVision: one tile each), and a video file (PyAV, decord), alone and chunked; behind a cached
+prefix; token counts equal the family processor's own rule for images of several sizes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ import pytest
 import torch
 from mm_fixtures import random_image, write_video
 from sgl.runtime import Engine
-from sgl.runtime.multimodal.random_checkpoints import save_random_llava_onevision
+from sgl.runtime.multimodal.random_checkpoints import (
+    save_random_llava_next_video,
+    save_random_llava_onevision,
+)
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 ONE = "A photo: <image> What is in it?"
@@ -21,9 +24,10 @@ VID = "Watch <video> closely: what moves?"
 IMAGES = [random_image(1, (40, 90)), random_image(2, (64, 40)), random_image(3, (33, 33))]
 
 
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory, default_tokenizer_folder):
-    return save_random_llava_onevision(str(tmp_path_factory.mktemp("onevision")), default_tokenizer_folder)
+@pytest.fixture(scope="module", params=["onevision", "next_video"])
+def folder(request, tmp_path_factory, default_tokenizer_folder):
+    save = save_random_llava_onevision if request.param == "onevision" else save_random_llava_next_video
+    return save(str(tmp_path_factory.mktemp(request.param)), default_tokenizer_folder)
 
 
 @pytest.fixture(scope="module")
@@ -45,34 +49,48 @@ def chunked(folder):
 
 
 class Reference:
-    """transformers' OneVision; the prompt expanded by LlavaOnevisionProcessor's own counting
-    rule (its methods on a stand-in: the processor needs torchvision to be built), pixels from
+    """transformers' model; the prompt expanded by the family processor's own counting rule (its
+    methods on a stand-in: the processor needs torchvision to be built for video), pixels from
     the engine's processing (the folder's image processor; video frames as ours)."""
 
     def __init__(self, folder: str) -> None:
         import transformers
+        from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
+        from transformers.models.llava_next_video.processing_llava_next_video import (
+            LlavaNextVideoProcessor,
+        )
         from transformers.models.llava_onevision.processing_llava_onevision import (
-            LlavaOnevisionProcessor as P,
+            LlavaOnevisionProcessor,
         )
 
-        self.model = transformers.LlavaOnevisionForConditionalGeneration.from_pretrained(folder, dtype=torch.float32)
-        self.model.eval()
+        arch = transformers.AutoConfig.from_pretrained(folder).architectures[0]
+        self.model = getattr(transformers, arch).from_pretrained(folder, dtype=torch.float32).eval()
         c = self.model.config
+        self.onevision = arch.startswith("LlavaOnevision")
         side = c.vision_config.image_size // c.vision_config.patch_size
-        rules = types.SimpleNamespace(num_image_tokens=side * side + 1, image_token="<image>", video_token="<video>",
-                                      vision_aspect_ratio=c.vision_aspect_ratio,
-                                      vision_feature_select_strategy=c.vision_feature_select_strategy,
-                                      image_processor=types.SimpleNamespace(image_grid_pinpoints=c.image_grid_pinpoints))
-        rules._get_unpadded_features = types.MethodType(P._get_unpadded_features, rules)
-        rules._get_number_of_features = types.MethodType(P._get_number_of_features, rules)
-        self.rules, self.P, self.c = rules, P, c
+        rules = types.SimpleNamespace(
+            num_image_tokens=side * side + 1, image_token="<image>", video_token="<video>",
+            vision_aspect_ratio=getattr(c, "vision_aspect_ratio", None), patch_size=c.vision_config.patch_size,
+            num_additional_image_tokens=1, vision_feature_select_strategy=c.vision_feature_select_strategy,
+            image_processor=types.SimpleNamespace(image_grid_pinpoints=c.image_grid_pinpoints))
+        image_rules = LlavaOnevisionProcessor if self.onevision else LlavaNextProcessor
+        for name in ("_get_unpadded_features", "_get_number_of_features"):
+            setattr(rules, name, types.MethodType(getattr(image_rules, name), rules))
+        self.image_rules = image_rules
+        self.video_rules = LlavaOnevisionProcessor if self.onevision else LlavaNextVideoProcessor
+        self.rules, self.c = rules, c
 
     def count(self, inputs: dict, images_in_prompt: int) -> int:
         if "pixel_values_videos" in inputs:
-            return int(self.P.replace_video_token(self.rules, inputs, 0).count("<video>"))
-        enc = {"image_sizes": inputs["image_sizes"], "pixel_values": inputs["pixel_values"],
-               "batch_num_images": [images_in_prompt]}
-        return int(self.P.replace_image_token(self.rules, enc, 0).count("<image>"))
+            return int(self.video_rules.replace_video_token(self.rules, inputs, 0).count("<video>"))
+        if self.onevision:
+            enc = {"image_sizes": inputs["image_sizes"], "pixel_values": inputs["pixel_values"],
+                   "batch_num_images": [images_in_prompt]}
+            return int(self.image_rules.replace_image_token(self.rules, enc, 0).count("<image>"))
+        h, w = (int(v) for v in inputs["image_sizes"].reshape(-1))
+        size = self.c.vision_config.image_size
+        n = self.image_rules._get_number_of_features(self.rules, h, w, size, size)
+        return n - (1 if self.c.vision_feature_select_strategy == "default" else 0)
 
     def inputs(self, engine: Engine, prompt: str, images: list, video: dict | None = None) -> dict:
         ids = engine.tokenizer(prompt)["input_ids"]
@@ -93,7 +111,8 @@ class Reference:
                                                                      (0, 0, 0, 0, 0, 0, 0, tiles - it.inputs["pixel_values"].shape[1]))
                                              for it in imgs])
             enc["image_sizes"] = torch.cat([it.inputs["image_sizes"] for it in imgs])
-            enc["batch_num_images"] = torch.tensor([len(imgs)])  # several: one tile each
+            if self.onevision:
+                enc["batch_num_images"] = torch.tensor([len(imgs)])  # several: one tile each
         if vids:
             enc["pixel_values_videos"] = torch.cat([it.inputs["pixel_values_videos"] for it in vids])
         return enc
