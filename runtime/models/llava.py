@@ -12,15 +12,14 @@ import importlib
 import torch
 from torch import nn
 
-from ..cache.kv_pool import KVPool
 from ..config import ModelConfig
-from ..forward_batch import ForwardBatch
 from ..layers.activation import get_activation
 from ..layers.linear import Linear
 from ..layers.vision import CLIPVisionTower
 from ..multimodal.config import MultimodalConfig
 from ..multimodal.items import MediaItem
 from .llama import QKV_PACKED
+from .vision_language import VisionLanguageModel
 
 # text_config.model_type -> (module, class) of the decoder
 TEXT_MODELS = {"llama": ("llama", "LlamaForCausalLM"), "mistral": ("llama", "MistralForCausalLM"),
@@ -48,10 +47,8 @@ class MultimodalProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(x)))
 
 
-class LlavaForConditionalGeneration(nn.Module):
-    task = "generate"
+class LlavaForConditionalGeneration(VisionLanguageModel):
     modalities = ("image",)
-    ignored_weights = (r"rotary_emb\.inv_freq",)
     # checkpoints spell the parts three ways (llava-hf's, transformers 5's and its saved form):
     # vision_tower[.vision_model], [model.]multi_modal_projector, language_model.model / model.language_model
     renamed_weights = [(r"^model\.vision_tower\.", "vision_tower."), (r"^vision_tower\.vision_model\.", "vision_tower."),
@@ -60,10 +57,8 @@ class LlavaForConditionalGeneration(nn.Module):
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
-        mm = config.multimodal
-        if mm is None:
-            raise ValueError(f"{config.architecture}: config.json has no vision_config")
-        self.config, self.mm = config, mm
+        self.config = config
+        self.mm = mm = self.vision_config(config)
         text_cls = text_model_class(config)
         self.packed_modules = {**getattr(text_cls, "packed_modules", {}), **QKV_PACKED}
         self.language_model = text_cls(config, max_length)
@@ -101,14 +96,4 @@ class LlavaForConditionalGeneration(nn.Module):
         if self.mm.select_strategy == "default":
             states = [s[:, 1:] for s in states]
         return torch.cat(states, dim=-1)
-
-    # ---- the decoder ---------------------------------------------------------------------
-    def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        return self.language_model(batch)
-
-    def compute_logits(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        return self.language_model.compute_logits(hidden, batch)
-
-    def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
-        return self.language_model.make_kv_pool(dtype, device)
 

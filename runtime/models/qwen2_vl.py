@@ -13,17 +13,15 @@ import math
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
-from ..cache.kv_pool import KVPool
 from ..config import ModelConfig
-from ..forward_batch import ForwardBatch
 from ..layers.rotary import MRotaryEmbedding
 from ..layers.vision_qwen2 import Qwen2VisionTower
 from ..multimodal.config import MultimodalConfig
 from ..multimodal.items import MediaItem
 from ..multimodal.mrope import grid_thw, mrope_positions
 from .llama import QKV_PACKED, Qwen2ForCausalLM
+from .vision_language import VisionLanguageModel
 
 DEFAULT_FPS = 2.0
 
@@ -63,20 +61,16 @@ def video_patches(image_processor: object, frames: np.ndarray) -> dict[str, torc
             "video_grid_thw": torch.tensor([[gt, gh, gw]])}
 
 
-class Qwen2VLForConditionalGeneration(nn.Module):
-    task = "generate"
+class Qwen2VLForConditionalGeneration(VisionLanguageModel):
     modalities = ("image", "video")
-    ignored_weights = (r"rotary_emb\.inv_freq",)
     # transformers 5's layout (model.visual, model.language_model) and the hub's (visual, model)
     renamed_weights = [(r"^model\.visual\.", "visual."), (r"^model\.language_model\.", "language_model.model."),
                        (r"^model\.(?!visual\.)", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
-        mm = config.multimodal
-        if mm is None:
-            raise ValueError(f"{config.architecture}: config.json has no vision_config")
-        self.config, self.mm = config, mm
+        self.config = config
+        self.mm = mm = self.vision_config(config)
         self.packed_modules = {**Qwen2ForCausalLM.packed_modules, **QKV_PACKED}
         self.language_model = Qwen2ForCausalLM(config, max_length)
         sections = config.rope.params.get("mrope_section")
@@ -116,16 +110,6 @@ class Qwen2VLForConditionalGeneration(nn.Module):
         grid = [tuple(int(v) for v in grid_thw(it).reshape(-1)) for it in items]
         rows = self.visual(pixels, grid)  # (sum of lengths, hidden)
         return list(rows.split([it.length for it in items]))
-
-    # ---- the decoder ---------------------------------------------------------------------
-    def forward(self, batch: ForwardBatch) -> torch.Tensor:
-        return self.language_model(batch)
-
-    def compute_logits(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
-        return self.language_model.compute_logits(hidden, batch)
-
-    def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
-        return self.language_model.make_kv_pool(dtype, device)
 
 
 class Qwen2_5_VLForConditionalGeneration(Qwen2VLForConditionalGeneration):  # noqa: N801 (the architecture's name)

@@ -20,6 +20,25 @@ TINY_TEXT = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num
                  num_key_value_heads=2)
 
 
+NEXT_PINPOINTS = [[32, 64], [64, 32], [64, 64]]
+
+
+def _tiny_clip(**overrides: Any) -> Any:
+    """A CLIP vision config of 32 px images and 8 px patches (a 4x4 grid), 3 layers."""
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(**{**dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
+                                      projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8),
+                               **overrides})
+
+
+def _tiny_llama(**overrides: Any) -> Any:
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**{**TINY_TEXT, "max_position_embeddings": 1024, "initializer_range": 0.2, **overrides,
+                          "vocab_size": TEXT_VOCAB, "bos_token_id": 1, "eos_token_id": 2})
+
+
 def tokenizer_with_vision_tokens(tokenizer_folder: str, qwen: bool = False) -> Any:
     from transformers import AutoTokenizer
 
@@ -41,18 +60,13 @@ def save_random_llava(folder: str, tokenizer_folder: str, seed: int = 0, strateg
     saved with a CLIP image processor (image_size crops) and LlavaProcessor."""
     from transformers import (
         CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaConfig,
         LlavaForConditionalGeneration,
         LlavaProcessor,
     )
 
-    vision_cfg = CLIPVisionConfig(**{**dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                                            num_attention_heads=2, projection_dim=32, initializer_range=0.2),
-                                     **(vision or {}), "image_size": image_size, "patch_size": patch_size})
-    text_cfg = LlamaConfig(**{**TINY_TEXT, "max_position_embeddings": 1024, "initializer_range": 0.2,
-                              **(text or {}), "vocab_size": TEXT_VOCAB, "bos_token_id": 1, "eos_token_id": 2})
+    vision_cfg = _tiny_clip(**{**(vision or {}), "image_size": image_size, "patch_size": patch_size})
+    text_cfg = _tiny_llama(**(text or {}))
     config = LlavaConfig(vision_config=vision_cfg, text_config=text_cfg, image_token_index=49152,
                          vision_feature_select_strategy=strategy, vision_feature_layer=feature_layer,
                          architectures=["LlavaForConditionalGeneration"])
@@ -69,22 +83,13 @@ def save_random_llava(folder: str, tokenizer_folder: str, seed: int = 0, strateg
 def save_random_llava_next(folder: str, tokenizer_folder: str, seed: int = 0, strategy: str = "default") -> str:
     """A random LLaVA-NeXT of tiny shape: a CLIP tower of 32 px tiles (8 px patches), canvases
     32x64, 64x32 and 64x64, saved with LLaVA-NeXT's PIL image processor and LlavaNextProcessor."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaNextConfig,
-        LlavaNextForConditionalGeneration,
-    )
+    from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration
     from transformers.models.llava_next.image_processing_pil_llava_next import (
         LlavaNextImageProcessorPil,
     )
     from transformers.models.llava_next.processing_llava_next import LlavaNextProcessor
 
-    pinpoints = [[32, 64], [64, 32], [64, 64]]
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
-    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=1024, initializer_range=0.2, vocab_size=TEXT_VOCAB,
-                       bos_token_id=1, eos_token_id=2)
+    pinpoints, vision, text = NEXT_PINPOINTS, _tiny_clip(), _tiny_llama()
     config = LlavaNextConfig(vision_config=vision, text_config=text, image_token_index=49152,
                              image_grid_pinpoints=pinpoints, vision_feature_select_strategy=strategy,
                              vision_feature_layer=-2, architectures=["LlavaNextForConditionalGeneration"])
@@ -103,21 +108,12 @@ def save_random_llava_next_video(folder: str, tokenizer_folder: str, seed: int =
     """A random LLaVA-NeXT-Video of tiny shape (LLaVA-NeXT's tower, canvases and image processor;
     frames pooled 2x), saved with the tokenizer plus <image> and <video> (its processor needs
     torchvision for video)."""
-    from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaNextVideoConfig,
-        LlavaNextVideoForConditionalGeneration,
-    )
+    from transformers import LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration
     from transformers.models.llava_next.image_processing_pil_llava_next import (
         LlavaNextImageProcessorPil,
     )
 
-    pinpoints = [[32, 64], [64, 32], [64, 64]]
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
-    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=1024, initializer_range=0.2, vocab_size=TEXT_VOCAB,
-                       bos_token_id=1, eos_token_id=2)
+    pinpoints, vision, text = NEXT_PINPOINTS, _tiny_clip(), _tiny_llama()
     tok = tokenizer_with_vision_tokens(tokenizer_folder)
     tok.add_tokens(["<video>"], special_tokens=True)
     config = LlavaNextVideoConfig(vision_config=vision, text_config=text, image_token_index=49152,
@@ -140,8 +136,6 @@ def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 
     tile's patches shrink), Llama text; saved with OneVision's PIL image processor and the
     tokenizer plus <image> and <video> (LlavaOnevisionProcessor needs torchvision for video)."""
     from transformers import (
-        CLIPVisionConfig,
-        LlamaConfig,
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
     )
@@ -150,10 +144,7 @@ def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 
     )
 
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
-    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2,
-                              projection_dim=32, initializer_range=0.2, image_size=32, patch_size=8)
-    text = LlamaConfig(**TINY_TEXT, max_position_embeddings=2048, initializer_range=0.2, vocab_size=TEXT_VOCAB,
-                       bos_token_id=1, eos_token_id=2)
+    vision, text = _tiny_clip(), _tiny_llama(max_position_embeddings=2048)
     tok = tokenizer_with_vision_tokens(tokenizer_folder)
     tok.add_tokens(["<video>"], special_tokens=True)
     config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_id=49152,

@@ -15,25 +15,14 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from mm_fixtures import (  # noqa: E402
     QWEN_IMAGE,
     QWEN_VIDEO,
+    VIDEO_FRAMES,
+    image_qa,
     png_bytes,
     random_image,
     save_tiny_qwen2_vl,
+    video_qa,
     write_video,
 )
-
-FRAMES = 4
-
-
-@sgl.function
-def image_qa(s, image, question):
-    s += sgl.user(sgl.image(image) + question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=8))
-
-
-@sgl.function
-def video_qa(s, path, question):
-    s += sgl.user(sgl.video(path, FRAMES) + question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=8))
 
 
 @sgl.function
@@ -91,7 +80,7 @@ def test_video_program_is_the_video_the_engine_reads(rt, media):
     assert st.error() is None
     prompt = prompt_before(st, "answer").replace(QWEN_IMAGE, QWEN_VIDEO)
     direct = rt.engine.generate(prompt, {"max_new_tokens": 8, "temperature": 0},
-                                video_data={"data": media[2], "num_frames": FRAMES})
+                                video_data={"data": media[2], "num_frames": VIDEO_FRAMES})
     assert st["answer"] == direct["text"]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import sgl
 import torch
 from sgl.runtime.multimodal.random_checkpoints import (
     IMAGE_TOKEN,
@@ -16,8 +17,8 @@ from sgl.runtime.multimodal.random_checkpoints import (
     save_random_qwen2_vl,
 )
 
-__all__ = ["IMAGE_TOKEN", "QWEN_IMAGE", "QWEN_VIDEO", "LlavaReference", "Qwen2VLReference", "png_bytes",
-           "png_header", "random_image", "save_tiny_llava", "save_tiny_qwen2_vl", "write_video"]
+__all__ = ["image_qa", "video_qa", "IMAGE_TOKEN", "QWEN_IMAGE", "QWEN_VIDEO", "LlavaReference", "Qwen2VLReference", "png_bytes",
+           "png_header", "random_image", "save_tiny_llava", "save_tiny_qwen2_vl", "write_video", "VIDEO_FRAMES"]
 save_tiny_llava, save_tiny_qwen2_vl = save_random_llava, save_random_qwen2_vl  # the tests' names
 
 
@@ -150,3 +151,19 @@ class Qwen2VLReference:
         enc = self.inputs(prompt, images, list(videos))
         out = self.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, enc["input_ids"].shape[1]:].tolist()
+
+
+# ---- programs the language and server tests run ---------------------------------------------
+VIDEO_FRAMES = 4
+
+
+@sgl.function
+def image_qa(s, image, question):
+    s += sgl.user(sgl.image(image) + question)
+    s += sgl.assistant(sgl.gen("answer", max_tokens=8))
+
+
+@sgl.function
+def video_qa(s, path, question):
+    s += sgl.user(sgl.video(path, VIDEO_FRAMES) + question)
+    s += sgl.assistant(sgl.gen("answer", max_tokens=8))

@@ -17,26 +17,16 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 from mm_fixtures import (  # noqa: E402
     QWEN_IMAGE,
     QWEN_VIDEO,
+    VIDEO_FRAMES,
+    image_qa,
     png_bytes,
     png_header,
     random_image,
+    video_qa,
     write_video,
 )
 
-FRAMES = 4
 GREEDY = {"max_new_tokens": 8, "temperature": 0}
-
-
-@sgl.function
-def image_qa(s, image, question):
-    s += sgl.user(sgl.image(image) + question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=8))
-
-
-@sgl.function
-def video_qa(s, path, question):
-    s += sgl.user(sgl.video(path, FRAMES) + question)
-    s += sgl.assistant(sgl.gen("answer", max_tokens=8))
 
 
 @sgl.function
@@ -107,7 +97,7 @@ def test_runtime_endpoint_runs_image_and_video_programs(mm_server, files):
     st = video_qa.run(path=files["video"], question="What moves?", backend=backend, temperature=0)
     assert st.error() is None
     prompt = st.text()[: st.text().rindex(st["answer"])].replace(QWEN_IMAGE, QWEN_VIDEO)
-    direct = generate(mm_server, prompt, video_data={"data": b64(files["video"]), "num_frames": FRAMES}).json()
+    direct = generate(mm_server, prompt, video_data={"data": b64(files["video"]), "num_frames": VIDEO_FRAMES}).json()
     assert st["answer"] == direct["text"]
     # fork(4) children share the parent's image: one encoder run for a new image
     image = str(os.path.join(os.path.dirname(files["image"]), "b.png"))

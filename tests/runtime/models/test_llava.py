@@ -27,18 +27,6 @@ def reference(folder):
     return LlavaReference(folder)
 
 
-@pytest.fixture(scope="module")
-def engine(folder):
-    with Engine(folder, dtype="float32") as e:
-        yield e
-
-
-@pytest.fixture(scope="module")
-def chunked(folder):
-    with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:  # an image is 16 tokens or more
-        yield e
-
-
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
 
 

@@ -36,18 +36,6 @@ def video(tmp_path_factory):
             "num_frames": 3}
 
 
-@pytest.fixture(scope="module")
-def engine(folder):
-    with Engine(folder, dtype="float32") as e:
-        yield e
-
-
-@pytest.fixture(scope="module")
-def chunked(folder):
-    with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:  # an image is 17+ tokens
-        yield e
-
-
 class Reference:
     """transformers' model; the prompt expanded by the family processor's own counting rule (its
     methods on a stand-in: the processor needs torchvision to be built for video), pixels from
