@@ -9,6 +9,7 @@ Two sources:
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -201,6 +202,11 @@ def from_tokenizer(tokenizer: Any, name: str = "tokenizer") -> ChatTemplate:
     )
 
 
+def with_image_token(template: ChatTemplate, token: str | None) -> ChatTemplate:
+    """The template with the model's own image placeholder text (a server or engine says it)."""
+    return template if not token else dataclasses.replace(template, image_token=token)
+
+
 def _image_token(tokenizer: Any) -> str:
     token = getattr(tokenizer, "image_token", None)
     return token if isinstance(token, str) and token else "<image>"
@@ -212,4 +218,5 @@ __all__ = [
     "get_chat_template",
     "match_chat_template",
     "register_chat_template",
+    "with_image_token",
 ]

@@ -38,7 +38,7 @@ from sgl.ir import (
     describe,
     iter_leaves,
 )
-from sgl.media import load_image, load_video_frames
+from sgl.media import LoadedVideo, load_image, load_video
 from sgl.stream_meta import accumulate
 
 
@@ -339,8 +339,9 @@ class StreamExecutor:
         if self.cur_images:
             # OpenAI vision form
             parts: list[dict[str, Any]] = [{"type": "text", "text": content}]
-            for _, img in self.cur_images:
-                parts.append({"type": "image_url", "image_url": {"url": img.data_uri()}})
+            for _, item in self.cur_images:
+                for img in item.frames if isinstance(item, LoadedVideo) else (item,):
+                    parts.append({"type": "image_url", "image_url": {"url": img.data_uri()}})
             self.messages_.append({"role": role, "content": parts})
             self.cur_images = []
         else:
@@ -353,11 +354,12 @@ class StreamExecutor:
                 f"{describe(expr)}: the backend's model is not multimodal; use a vision-language "
                 "model (e.g. a Qwen2-VL or LLaVA checkpoint) to append images or video"
             )
-        frames = [load_image(expr.source)] if isinstance(expr, Image) else load_video_frames(expr.path, expr.num_frames)
-        for img in frames:
-            self.images_.append((img.content_hash, img))
-            self.cur_images.append((img.content_hash, img))
-            self._fill(self.chat_template.image_token)
+        # a video is one entry at one image token, as SGLang's frontend sends it (its frames as
+        # a "video:" payload; the engine gives it the model's video placeholder)
+        item = load_image(expr.source) if isinstance(expr, Image) else load_video(expr.path, expr.num_frames)
+        self.images_.append((item.content_hash, item))
+        self.cur_images.append((item.content_hash, item))
+        self._fill(self.chat_template.image_token)
 
     def _concate_and_append(self, expr: ConcateAndAppend) -> None:
         if global_config.enable_parallel_encoding and self.backend.support_concate_and_append:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .multimodal.config import MultimodalConfig, multimodal_config
+
 if TYPE_CHECKING:
     from .layers.pooler import Pooler
 
@@ -37,6 +39,8 @@ def _rope_from_params(params: dict[str, Any], hf: Any, head_dim: int, max_positi
     rotary_dim = getattr(hf, "rotary_dim", None) or int(head_dim * partial)  # GPT-J: absolute
     if scaling_type == "su":  # Phi-3's early name for longrope
         scaling_type = "longrope"
+    if scaling_type == "mrope":  # Qwen2-VL's early configs: default frequencies, M-RoPE sections
+        scaling_type = "default"
     if scaling_type not in ("default", "linear", "dynamic", "yarn", "longrope", "llama3"):
         raise ValueError(f"rope type {scaling_type!r} is not supported; supported: default, linear, "
                          "dynamic, yarn, longrope, llama3")
@@ -147,6 +151,8 @@ class ModelConfig:
     # the checkpoint's pooling (sentence-transformers' modules.json, read by the loader:
     # loader/sentence_transformers.py); None: the model family's rule
     pooling: Pooler | None = None
+    # a vision-language checkpoint's vision fields (tower, image token, feature layers); None: text only
+    multimodal: MultimodalConfig | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -190,6 +196,7 @@ class ModelConfig:
             torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
             scales=_scales(text),
             hf=text,
+            multimodal=multimodal_config(hf),
         )
 
 
@@ -224,6 +231,8 @@ class EngineConfig:
     random_seed: int = 0
     trust_remote_code: bool = False
     revision: str | None = None
+    allow_url_media: bool = False  # fetch http(s) image/video URLs (off: a server fetching for callers)
+    encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
@@ -238,6 +247,8 @@ class EngineConfig:
             raise ValueError("max_running_requests must be at least 1")
         if self.max_prefill_tokens < 1:
             raise ValueError("max_prefill_tokens must be at least 1")
+        if self.encoder_cache_mb < 0:
+            raise ValueError("encoder_cache_mb must be >= 0")
         if not 0.0 < self.mem_fraction_static <= 1.0:
             raise ValueError("mem_fraction_static must be in (0, 1]")
 

@@ -28,6 +28,7 @@ from .config import EngineConfig, pick_device
 from .loader import load_model
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
+from .multimodal.processor import MediaProcessor, expand_prompts
 from .openmp import release_thread_pool
 from .requests import RequestFactory
 from .results import build_result
@@ -63,7 +64,10 @@ class Engine:
         allocator = SlotAllocator(self.num_slots)
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
-        runner = ModelRunner(loaded.model, pool, table, self.device, cfg.attention_backend)
+        runner = ModelRunner(loaded.model, pool, table, self.device, cfg.encoder_cache_mb << 20,
+                             cfg.attention_backend)
+        self._media = None if mc.multimodal is None else MediaProcessor(
+            self.model_path, mc.multimodal, type(loaded.model), mc.vocab_size, cfg.allow_url_media)
         self._grammar_compiler: Any = None
         self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
                                         self._get_grammar_compiler)
@@ -214,10 +218,14 @@ class Engine:
                  input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
                  logprob_start_len: int | None = None, top_logprobs_num: int = 0,
                  return_text_in_logprobs: bool = False, stream: bool = False, rid: str | list[str] | None = None,
-                 image_data: Any = None, input_embeds: Any = None) -> Any:
+                 image_data: Any = None, input_embeds: Any = None, video_data: Any = None) -> Any:
         """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
         of results in order; stream=True -> an iterator of cumulative result dicts.
-        input_embeds: one prompt given as embeddings (tokens, hidden) instead of text or ids."""
+        input_embeds: one prompt given as embeddings (tokens, hidden) instead of text or ids.
+        image_data / video_data: for one prompt, one item or a list (one per placeholder token
+        of the prompt, in order); for a list of prompts, a list of those. An image is a path,
+        bytes, base64, a data URI or a PIL image; a video a path, bytes, SGLang's "video:" PNG
+        frames, or {"data": ..., "num_frames": n}."""
         self._check_alive()
         self._check_generates()
         embeds = None
@@ -226,6 +234,9 @@ class Engine:
                 raise ValueError("give exactly one of `prompt` (text), `input_ids` (token ids) or `input_embeds`")
             input_ids, embeds = self._requests.embeds_prompt(input_embeds, self.model_config.hidden_size)
         prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
+        media = expand_prompts(self._media, self.model_config.architecture, prompts, is_batch, image_data,
+                               video_data, self._requests.check_length)
+        prompts = [ids for ids, _ in media] if media else prompts
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         rids = rid if isinstance(rid, list) else [rid] * len(prompts)
         if len(params) != len(prompts) or len(rids) != len(prompts):
@@ -233,10 +244,11 @@ class Engine:
         groups = [self._requests.make(p, sp, r, return_logprob, logprob_start_len, top_logprobs_num,
                                       return_text_in_logprobs, stream)
                   for p, sp, r in zip(prompts, params, rids)]  # all validated before any is queued
-        for g in groups:
+        for i, g in enumerate(groups):
             g.attach_grammars()  # compiled off the scheduler thread, which keeps decoding others
             for r in [*g.copies, *([g.warmup] if g.warmup else [])]:
                 r.input_embeds = embeds
+                r.media = media[i][1] if media else None
         if stream:
             if is_batch or len(groups[0].copies) > 1:
                 raise ValueError("stream=True takes one prompt with n=1")
@@ -323,12 +335,32 @@ class Engine:
         self._inbox.put(("abort", rid))
 
     def flush_cache(self) -> bool:
-        """Empties the radix cache; refused (False) while requests are queued or running."""
-        return self._call(self._scheduler.flush)
+        """Empties the radix cache and the encoder-output cache; refused (False) while requests
+        are queued or running."""
+        def flush() -> bool:
+            done = self._scheduler.flush()
+            if done:
+                self._scheduler.runner.encoder_cache.clear()
+            return done
+
+        return self._call(flush)
 
     def check_kv(self) -> None:
         """Asserts the slot invariants (every slot free, cached, or held by one live request)."""
         self._call(lambda: self._kv.check(self._scheduler.live_requests()))
+
+    def modalities(self) -> dict[str, Any]:
+        """Whether the model takes images and video, and the prompt text standing for one of
+        each (also in /get_model_info)."""
+        mm = self.model_config.multimodal
+        media = self._media
+        return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
+                "image_token": media.placeholder(self.tokenizer, "image") if media else None,
+                "video_token": media.placeholder(self.tokenizer, "video") if media else None}
+
+    @property
+    def is_multimodal(self) -> bool:
+        return self._media is not None
 
     def get_server_info(self) -> dict[str, Any]:
         def info() -> dict[str, Any]:
@@ -346,6 +378,9 @@ class Engine:
                 "chunked_prefill_size": self.config.chunked_prefill_size,
                 "schedule_policy": self.config.schedule_policy,
                 "disable_radix_cache": self.config.disable_radix_cache,
+                **self.modalities(),
+                "vision_encoder_runs": s.runner.encoder_cache.runs,
+                "encoder_cache_bytes": s.runner.encoder_cache.bytes,
                 "num_waiting_reqs": len(s.waiting),
                 "num_running_reqs": len(s.live_requests()),
                 "free_slots": self._kv.allocator.available(),

@@ -13,6 +13,7 @@ from .cache.kv_pool import KVPool
 
 if TYPE_CHECKING:
     from .layers.attention_backend import AttentionBackend
+    from .multimodal.items import MediaSpan
 
 
 class ForwardMode(enum.Enum):
@@ -39,6 +40,11 @@ class ScheduledReq:
     input_ids: list[int]  # the tokens computed now
     out_slots: torch.Tensor  # (len(input_ids),) KV slots they are written to
     embeds: InputEmbeds | None = None
+    # parts of images/videos among these tokens: the runner embeds them (encoder or its cache)
+    # into `embeds` before packing
+    media: tuple[MediaSpan, ...] = ()
+    # (3, len(input_ids)) M-RoPE positions (a Qwen2-VL request with media); None: start..
+    mrope_positions: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class ForwardBatch:
     embed_index: torch.Tensor | None = None
     embed_rows: torch.Tensor | None = None
     rowwise: bool = False
+    # (3, tokens) M-RoPE positions when a request of the batch has them (the others' rows all
+    # equal `positions`); None otherwise
+    mrope_positions: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,10 +111,15 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
     input_ids: list[int] = []
     positions: list[int] = []
     embed_index, embed_rows = [], []
+    mrope = any(r.mrope_positions is not None for r in sched.reqs)
+    mrope_parts = []
     for r in sched.reqs:
         if r.embeds is not None:
             embed_index.append(r.embeds.offsets + len(input_ids))
             embed_rows.append(r.embeds.rows)
+        if mrope:
+            mrope_parts.append(r.mrope_positions if r.mrope_positions is not None else
+                               torch.arange(r.start, r.start + len(r.input_ids)).expand(3, -1))
         input_ids += r.input_ids
         positions += range(r.start, r.start + len(r.input_ids))
     batch = ForwardBatch(
@@ -123,6 +137,7 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         embed_index=torch.cat(embed_index).to(device) if embed_index else None,
         embed_rows=torch.cat(embed_rows).to(device) if embed_rows else None,
         rowwise=sched.rowwise,
+        mrope_positions=torch.cat(mrope_parts, dim=1).to(device) if mrope else None,
     )
     batch.attn_meta = backend.prepare(batch)
     return batch

@@ -19,4 +19,6 @@ def model_info(engine: Any) -> dict[str, Any]:
         "add_bos_token": bool(getattr(tok, "add_bos_token", False)),
         "context_length": engine.context_length,
         "vocab_size": engine.model_config.vocab_size,
+        # beyond SGLang: supports_image / supports_video and their prompt text (image_token, video_token)
+        **(engine.modalities() if hasattr(engine, "modalities") else {}),
     }

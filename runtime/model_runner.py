@@ -16,6 +16,8 @@ from .cache import KVPool, ReqToTokenTable
 from .forward_batch import ScheduledBatch, pack
 from .layers.attention_backend import select_backend
 from .layers.fused_decoder import forward_fused, fused_decoder_for
+from .multimodal.embed import embed_media
+from .multimodal.encoder_cache import EncoderCache
 
 TASKS = ("generate", "embed", "classify")
 
@@ -27,8 +29,9 @@ class ForwardOutput(NamedTuple):
 
 class ModelRunner:
     def __init__(self, model: nn.Module, kv_pool: KVPool, table: ReqToTokenTable, device: torch.device,
-                 attention_backend: str = "auto") -> None:
+                 encoder_cache_bytes: int = 0, attention_backend: str = "auto") -> None:
         self.model, self.kv_pool, self.table, self.device = model, kv_pool, table, device
+        self.encoder_cache = EncoderCache(encoder_cache_bytes)  # media embeddings by content hash
         self.attn_backend = select_backend(device, attention_backend)
         self.task = getattr(type(model), "task", "generate")
         assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
@@ -41,6 +44,7 @@ class ModelRunner:
 
     @torch.inference_mode()
     def forward(self, sched: ScheduledBatch) -> ForwardOutput:
+        sched = embed_media(sched, self.model, self.encoder_cache)  # images/video of the chunk
         batch = pack(sched, self.kv_pool, self.table.table, self.attn_backend, self.device)
         # (tokens, hidden), after the final norm
         hidden = self.model(batch) if self.fused is None else forward_fused(self.fused, self.model, batch)

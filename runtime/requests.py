@@ -70,6 +70,10 @@ class RequestFactory:
             raise ValueError("the prompt is empty: give at least one token")
         if not all(isinstance(t, int) and not isinstance(t, bool) and 0 <= t < self.vocab_size for t in ids):
             raise ValueError(f"input_ids must be integers in [0, {self.vocab_size})")
+        return self.check_length(ids)
+
+    def check_length(self, ids: list[int]) -> list[int]:
+        """ids, if the prompt fits the context and the KV cache (media expanded included)."""
         if len(ids) >= self.context_length:
             raise ValueError(f"the prompt has {len(ids)} tokens but the context length is {self.context_length}: "
                              "shorten the prompt")

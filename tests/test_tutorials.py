@@ -31,6 +31,7 @@ def default_backend():
 def test_every_tutorial_is_covered():
     assert sorted(f for f in os.listdir(TUTORIALS) if f.endswith(".py")) == [
         "01_quickstart.py", "02_few_shot_batch.py", "03_multi_turn_chat.py", "04_fork_join.py", "05_select.py",
+        "06_image_question.py", "07_video_question.py",
     ]  # fmt: skip
 
 
@@ -60,3 +61,14 @@ def test_select():
     out = load("05_select.py").main()
     assert out["TokenLengthNormalized"] == "Paris"
     assert out["sentiment"] in ("positive", "negative")
+
+
+def test_image_question():
+    out = load("06_image_question.py").main(max_tokens=4)
+    assert len(out["answers"]) == 3 and all(isinstance(a, str) for a in out["answers"])
+    assert out["encoder_runs"] == 1  # the forked questions reuse the image
+
+
+def test_video_question():
+    out = load("07_video_question.py").main(max_tokens=4)
+    assert out["error"] is None and isinstance(out["answer"], str)

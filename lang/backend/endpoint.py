@@ -20,10 +20,17 @@ from typing import Any
 import requests
 from sgl.backend.base import BaseBackend
 from sgl.backend.scoring import select_by_logprobs
-from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template, match_chat_template
+from sgl.chat_template import (
+    ChatTemplate,
+    from_tokenizer,
+    get_chat_template,
+    match_chat_template,
+    with_image_token,
+)
 from sgl.choices import ChoicesDecision, ChoicesSamplingMethod
 from sgl.global_config import global_config
 from sgl.ir import SamplingParams
+from sgl.media import image_data
 from sgl.stream_meta import IncrementalMeta
 
 _PREFILL_ONLY = {"max_new_tokens": 0}
@@ -46,6 +53,9 @@ class RuntimeEndpoint(BaseBackend):
             self.chat_template = get_chat_template(chat_template_name)
         else:
             self.chat_template = self._model_template() or match_chat_template(str(self.model_info["model_path"]))
+            # the model's own placeholder text, where the server says (ours does)
+            self.chat_template = with_image_token(self.chat_template, self.model_info.get("image_token"))
+        self.is_multimodal = bool(self.model_info.get("supports_image") or self.model_info.get("supports_video"))
 
     # ---- HTTP ----------------------------------------------------------------------------
 
@@ -94,9 +104,7 @@ class RuntimeEndpoint(BaseBackend):
         sampling["skip_special_tokens"] = global_config.skip_special_tokens_in_output
         sampling["spaces_between_special_tokens"] = global_config.spaces_between_special_tokens_in_out
         body: dict[str, Any] = {"text": state.text_, "sampling_params": sampling, **params.logprob_kwargs()}
-        if state.images_:
-            body["image_data"] = [img.base64() for _, img in state.images_]
-        return body
+        return {**body, **image_data(state)}
 
     def generate(self, state: Any, sampling_params: SamplingParams) -> tuple[Any, Any]:
         out = self._generate(self._body(state, sampling_params))
@@ -127,10 +135,11 @@ class RuntimeEndpoint(BaseBackend):
     ) -> ChoicesDecision:
         # NOTE: as Runtime.select, with the tokenizer (through /tokenize) and the engine behind HTTP.
         texts = [state.text_] + [state.text_ + c for c in choices]
-        return select_by_logprobs(self._generate, _ServerTokens(self, texts), state.text_, choices, choices_method)
+        return select_by_logprobs(self._generate, _ServerTokens(self, texts), state.text_, choices, choices_method,
+                                  image_data(state).get("image_data"))
 
     def commit_lazy_operations(self, state: Any) -> None:
-        self._generate({"text": state.text_, "sampling_params": dict(_PREFILL_ONLY)})
+        self._generate({"text": state.text_, "sampling_params": dict(_PREFILL_ONLY), **image_data(state)})
 
     def cache_prefix(self, prefix_str: str) -> None:
         self._generate({"text": prefix_str, "sampling_params": dict(_PREFILL_ONLY)})

@@ -11,10 +11,11 @@ from typing import Any
 from sgl.backend.base import BaseBackend
 from sgl.backend.engine_endpoint import EngineEndpoint
 from sgl.backend.scoring import select_by_logprobs
-from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template
+from sgl.chat_template import ChatTemplate, from_tokenizer, get_chat_template, with_image_token
 from sgl.choices import ChoicesDecision, ChoicesSamplingMethod
 from sgl.global_config import global_config
 from sgl.ir import SamplingParams
+from sgl.media import image_data
 
 _PREFILL_ONLY = {"max_new_tokens": 0}
 
@@ -40,6 +41,8 @@ class Runtime(BaseBackend):
             chat_template = get_chat_template(chat_template)
         self.chat_template = chat_template or from_tokenizer(engine.tokenizer, name="model")
         self.is_multimodal = bool(getattr(engine, "is_multimodal", False))
+        if self.is_multimodal and chat_template is None:  # the model's own placeholder text
+            self.chat_template = with_image_token(self.chat_template, engine.modalities().get("image_token"))
         self.endpoint = EngineEndpoint(self)  # SGLang's `Runtime.endpoint`, answered in-process
 
     # ---- BaseBackend -----------------------------------------------------------------------
@@ -58,7 +61,7 @@ class Runtime(BaseBackend):
 
     def generate(self, state: Any, sampling_params: SamplingParams) -> tuple[Any, Any]:
         sampling, extra = self._request(state, sampling_params)
-        out = self.engine.generate(prompt=state.text_, sampling_params=sampling, **extra)
+        out = self.engine.generate(prompt=state.text_, sampling_params=sampling, **extra, **image_data(state))
         if isinstance(out, list):  # n > 1
             return [o["text"] for o in out], [o["meta_info"] for o in out]
         return out["text"], out["meta_info"]
@@ -71,7 +74,8 @@ class Runtime(BaseBackend):
         sampling, extra = self._request(state, sampling_params)
         sent = 0
         incremental = IncrementalStream()
-        for result in self.engine.generate(prompt=state.text_, sampling_params=sampling, stream=True, **extra):
+        for result in self.engine.generate(prompt=state.text_, sampling_params=sampling, stream=True, **extra,
+                                           **image_data(state)):
             chunk = incremental.chunk(result)
             text = chunk["text"]  # cumulative
             yield text[sent:], chunk["meta_info"]
@@ -81,10 +85,11 @@ class Runtime(BaseBackend):
         self, state: Any, choices: Sequence[str], temperature: float, choices_method: ChoicesSamplingMethod
     ) -> ChoicesDecision:
         # NOTE: one batched engine call for all choices; they share the prompt's cached prefix.
-        return select_by_logprobs(lambda body: self.engine.generate(**body), self.engine.tokenizer, state.text_, choices, choices_method)
+        return select_by_logprobs(lambda body: self.engine.generate(**body), self.engine.tokenizer, state.text_, choices,
+                                  choices_method, image_data(state).get("image_data"))
 
     def commit_lazy_operations(self, state: Any) -> None:
-        self.engine.generate(prompt=state.text_, sampling_params=dict(_PREFILL_ONLY))
+        self.engine.generate(prompt=state.text_, sampling_params=dict(_PREFILL_ONLY), **image_data(state))
 
     def cache_prefix(self, prefix_str: str) -> None:
         self.engine.generate(prompt=prefix_str, sampling_params=dict(_PREFILL_ONLY))

@@ -55,9 +55,11 @@ def choice_spans(tokenizer: Any, prompt: str, choices: Sequence[str]) -> list[Ch
     return spans
 
 
-def score_rows(input_rows: Sequence[Sequence[Any]], start: int, span: ChoiceSpan) -> list[list[Any]]:
-    """The rows of the choice's own tokens, from rows that cover positions [start, len(ids))."""
-    rows = [list(r) for r in input_rows[span.boundary - start :]]
+def score_rows(input_rows: Sequence[Sequence[Any]], start: int, span: ChoiceSpan, expanded: int = 0) -> list[list[Any]]:
+    """The rows of the choice's own tokens, from rows that cover positions [start, len(ids)).
+    `expanded`: tokens the engine added before the choice (each image's placeholder becomes
+    its rows, so the engine's positions from the image on are that much further)."""
+    rows = [list(r) for r in input_rows[span.boundary + expanded - start :]]
     if len(rows) != len(span.choice_ids):
         raise RuntimeError(
             f"engine returned {len(input_rows)} logprob rows from position {start}; expected "
@@ -67,22 +69,29 @@ def score_rows(input_rows: Sequence[Sequence[Any]], start: int, span: ChoiceSpan
 
 
 def select_by_logprobs(generate: Callable[[dict[str, Any]], list[dict[str, Any]]], tokenizer: Any,
-                       prompt: str, choices: Sequence[str], method: Any) -> Any:
+                       prompt: str, choices: Sequence[str], method: Any, image_data: list[str] | None = None) -> Any:
     """Scores every choice as a continuation of `prompt` and lets `method` decide.
 
     `generate` takes a native /generate body (list input) and returns its results. All choices go
     in ONE prefill-only call, sharing the prompt's cached prefix; rows start one token before the
     earliest boundary (that row has no logprob). Methods that need unconditional logprobs get a
-    second call on the choice tokens alone.
+    second call on the choice tokens alone. `image_data`: the prompt's images (each choice's
+    input carries them; they are cached once for all).
     """
     from sgl.choices import normalized_logprob
 
     spans = choice_spans(tokenizer, prompt, choices)
     start = max(min(sp.boundary for sp in spans) - 1, 0)
     common = {"return_logprob": True, "return_text_in_logprobs": True}
+    media = {"image_data": [list(image_data) for _ in spans]} if image_data else {}
     outs = generate({**common, "input_ids": [sp.input_ids for sp in spans], "logprob_start_len": start,
-                     "sampling_params": {"max_new_tokens": 0, "temperature": 0.0}})
-    rows = [score_rows(o["meta_info"]["input_token_logprobs"], start, sp) for o, sp in zip(outs, spans)]
+                     "sampling_params": {"max_new_tokens": 0, "temperature": 0.0}, **media})
+    # NOTE: with images, `start` (a position of the caller's tokens, before any image ends)
+    # is the same token in the engine's expanded prompt only if no image comes before it;
+    # rows then start earlier there, and the choice's rows are found past the expansion.
+    rows = [score_rows(o["meta_info"]["input_token_logprobs"], start, sp,
+                       o["meta_info"]["prompt_tokens"] - len(sp.input_ids) if image_data else 0)
+            for o, sp in zip(outs, spans)]
     unconditional = None
     if method.requires_unconditional_logprobs:
         outs_u = generate({**common, "input_ids": [sp.choice_ids for sp in spans], "logprob_start_len": 0,

@@ -170,6 +170,31 @@ class RotaryEmbedding(nn.Module):
         return qk[:, :q_width], qk[:, q_width:]
 
 
+class MRotaryEmbedding(RotaryEmbedding):
+    """M-RoPE (Qwen2-VL): the rotary frequencies are split into `sections` (summing to
+    rotary_dim // 2); section j rotates by axis j of (3, tokens) positions (temporal, height,
+    width). 1-D positions (text only) rotate every section by the same position, which is
+    plain rope."""
+
+    def __init__(self, rope: RopeConfig, head_dim: int, max_length: int, sections: list[int]) -> None:
+        super().__init__(rope, head_dim, max_length)
+        if sum(sections) != self.rotary_dim // 2:
+            raise ValueError(f"mrope_section={sections} must sum to rotary_dim // 2 = {self.rotary_dim // 2}")
+        axis = torch.cat([torch.full((n,), i % 3) for i, n in enumerate(sections)])
+        self.register_buffer("axis", axis, persistent=False)  # (rotary_dim // 2,) which position axis
+
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        if positions.dim() == 1:
+            return super().cos_sin(positions, dtype)
+        if self._cached_for is not positions or self._cached is None or self._cached[0].dtype != dtype:
+            chan = torch.arange(self.axis.shape[0], device=positions.device)
+            # (3, tokens, half) -> channel c from axis axis[c]: (half, tokens) -> (tokens, 1, half)
+            cos = self.cos[positions][self.axis, :, chan].T.to(dtype)[:, None, :]
+            sin = self.sin[positions][self.axis, :, chan].T.to(dtype)[:, None, :]
+            self._cached_for, self._cached = positions, (cos.contiguous(), sin.contiguous())
+        return self._cached
+
+
 def _side_by_side(q: torch.Tensor, k: torch.Tensor) -> bool:
     """q and k are slices of one buffer, k's columns right after q's (the rope kernel rotates
     both in place in one call)."""

@@ -65,8 +65,10 @@ class LlamaModel(nn.Module):
 
     def run_layers(self, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """Every decoder layer, then the final norm."""
+        # (3, tokens) M-RoPE positions where the batch has them (only an MRotaryEmbedding model's)
+        positions = batch.positions if batch.mrope_positions is None else batch.mrope_positions
         for layer in self.layers:
-            x = layer(batch.positions, x, batch)
+            x = layer(positions, x, batch)
         return self.norm(x)
 
 

@@ -26,6 +26,7 @@ import torch
 
 from ..cache.radix_cache import TreeNode
 from ..forward_batch import InputEmbeds
+from ..multimodal.items import MultimodalInputs
 from ..sampling.detokenizer import IncrementalDetokenizer
 from ..sampling.params import SamplingParams
 from ..sampling.stop import StopChecker
@@ -58,6 +59,7 @@ class Req:
     jump_forward_tokens: int = 0  # output tokens the grammar forced (counted by jump_forward.py)
     # embeddings given in place of some prompt tokens' (offsets are prompt positions)
     input_embeds: InputEmbeds | None = None
+    media: MultimodalInputs | None = None  # images and videos of the prompt (kept on retraction)
     pool: bool = False  # an embedding request: its result is the pooled vector
     embedding: torch.Tensor | None = None  # (dim,) the pooled vector, once computed
     channel: Any = None  # where the engine hands this request's results to its caller

@@ -214,7 +214,8 @@ class Scheduler:
         self.touched += reqs
         slots = self.kv.extend_decode(reqs)
         assert slots is not None  # _make_decode_room guaranteed it
-        batch = [ScheduledReq(r.row, r.kv_len, [r.output_ids[-1]], slots[i : i + 1])  # type: ignore[arg-type]
+        batch = [ScheduledReq(r.row, r.kv_len, [r.output_ids[-1]], slots[i : i + 1],  # type: ignore[arg-type]
+                              mrope_positions=None if r.media is None else r.media.positions(r.kv_len, r.kv_len + 1))
                  for i, r in enumerate(reqs)]
         logits = self.runner.forward(ScheduledBatch(ForwardMode.DECODE, batch, list(range(len(reqs))))).logits
         for r in reqs:

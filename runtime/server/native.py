@@ -24,6 +24,7 @@ from .context import ServerContext
 from .errors import APIError, error_body
 from .guard import parse
 from .jsonio import JSONOut, dumps
+from .media_guard import check_client_media
 from .protocol import (
     AbortRequest,
     ConcateAndAppendRequest,
@@ -171,13 +172,15 @@ def _engine_kwargs(req: GenerateRequest, ctx: ServerContext) -> dict[str, Any]:
     else:
         sp = clean_sampling_params(sp, engine)
     check_top_logprobs(req.top_logprobs_num, engine)
+    for name in ("image_data", "video_data"):
+        check_client_media(getattr(req, name), name, engine.config.allow_url_media)
     rid = req.rid
     if rid is None:
         rid = [uuid.uuid4().hex for _ in range(n)] if n is not None else uuid.uuid4().hex
     return {"prompt": req.text, "input_ids": req.input_ids, "sampling_params": sp,
             "return_logprob": req.return_logprob, "logprob_start_len": req.logprob_start_len,
             "top_logprobs_num": req.top_logprobs_num, "return_text_in_logprobs": req.return_text_in_logprobs,
-            "rid": rid, "image_data": req.image_data}
+            "rid": rid, "image_data": req.image_data, "video_data": req.video_data}
 
 
 async def _sse_stream(ctx: ServerContext, rid: str, it: Iterator[dict]) -> AsyncIterator[str]:

@@ -25,7 +25,8 @@ from .guard import parse
 from .jsonio import JSONOut
 from .native import SSE_DONE, engine_errors, sse
 from .openai_chat_output import DeltaSplitter, split_message
-from .openai_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
+from .openai_media import ChatMedia, message_text
+from .openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .openai_reasoning import ReasoningParser, get_reasoning_parser
 from .openai_tool_parsers import ToolParser, detect_parser, get_parser
 from .openai_tools import ToolPlan, chat_messages, plan_tools
@@ -122,24 +123,17 @@ def _constrain_after_thinking(sp: dict[str, Any], reasoning: ReasoningParser) ->
         sp["regex"] = combined
 
 
-def _text_content(m: ChatMessage, i: int) -> str:
-    if m.content is None or isinstance(m.content, str):
-        return m.content or ""
-    texts = []
-    for j, part in enumerate(m.content):
-        if part.type != "text":
-            raise APIError(400, f"`messages.{i}.content.{j}`: {part.type} parts need a multimodal model; "
-                                "this server's model takes text only", f"messages.{i}.content.{j}")
-        texts.append(part.text or "")
-    return "\n".join(texts)
-
-
-def render_chat(tokenizer: Any, req: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None) -> list[int]:
+def render_chat(engine: Any, req: ChatCompletionRequest, tools: list[dict[str, Any]] | None = None,
+                media: ChatMedia | None = None) -> list[int]:
     """Token ids of the chat template applied to the messages (and ``tools``), with the
-    generation prompt."""
+    generation prompt; image and video parts become the model's placeholders, their URLs go
+    into `media`."""
+    tokenizer = engine.tokenizer
+    media = media if media is not None else ChatMedia()
     messages = []
     for i, m in enumerate(req.messages):
-        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": _text_content(m, i)}
+        msg: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                               "content": message_text(m, i, engine, media)}
         if m.tool_calls:
             msg["tool_calls"] = m.tool_calls
         if m.tool_call_id is not None:
@@ -201,7 +195,8 @@ def openai_router(ctx: ServerContext) -> APIRouter:
         parser = tool_parser(ctx)
         plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser)
         reasoning = reasoning_parser(ctx) if req.separate_reasoning else None
-        ids = await bridge.call(render_chat, engine.tokenizer, req, plan.tools)
+        media = ChatMedia()
+        ids = await bridge.call(render_chat, engine, req, plan.tools, media)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         if max_tokens is None:  # OpenAI's default: up to the end of the context
             max_tokens = max(engine.context_length - len(ids), 0)
@@ -210,7 +205,11 @@ def openai_router(ctx: ServerContext) -> APIRouter:
             sp.setdefault("skip_special_tokens", False)
         tools = parser if plan.parse else None
         lp = _logprob_kwargs(req.logprobs, req.top_logprobs or 0, ctx)
-        prompts = [{"input_ids": ids}]
+        prompts: list[dict[str, Any]] = [{"input_ids": ids}]
+        if media.images:
+            prompts[0]["image_data"] = media.images
+        if media.videos:
+            prompts[0]["video_data"] = media.videos
         base = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
                 "model": ctx.model_name}
         if req.stream:
@@ -284,9 +283,10 @@ async def _generate(request: Request, ctx: ServerContext, prompts: list[dict[str
     rids = [uuid.uuid4().hex for _ in prompts]
     key = "prompt" if "prompt" in prompts[0] else "input_ids"
     inputs = [p[key] for p in prompts]
+    media = {k: [p.get(k) for p in prompts] for k in ("image_data", "video_data") if any(k in p for p in prompts)}
     with openai_errors():
         try:
-            out = await ctx.bridge.generate(request, rids, **{key: inputs}, sampling_params=sp, rid=rids, **lp)
+            out = await ctx.bridge.generate(request, rids, **{key: inputs}, sampling_params=sp, rid=rids, **lp, **media)
         except ClientGone:
             return None
     return out if isinstance(out, list) else [out]

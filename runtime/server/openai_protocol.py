@@ -88,9 +88,10 @@ class ImageURL(BaseModel):
 
 class ContentPart(BaseModel):
     model_config = _OPENAI
-    type: Literal["text", "image_url", "input_audio", "file"]
+    type: Literal["text", "image_url", "video_url", "input_audio", "file"]
     text: str | None = None
     image_url: ImageURL | None = None
+    video_url: ImageURL | None = None  # {"url": a data URI of a video file, or a path / URL where allowed}
 
 
 class ChatMessage(BaseModel):

@@ -28,7 +28,8 @@ class GenerateRequest(BaseModel):
     top_logprobs_num: int = Field(0, ge=0)
     return_text_in_logprobs: bool = False
     stream: bool = False
-    image_data: Any = None
+    image_data: Any = None  # per prompt: an image or a list (base64, data URI; SGLang's "video:" frames)
+    video_data: Any = None  # per prompt: a video or a list (base64 / data URI of a file)
     modalities: list[str] | None = None  # sent by SGLang's frontend with images; unused
     rid: str | list[str] | None = None
 

@@ -4,6 +4,7 @@
   also show that the server binds 127.0.0.1 unless told otherwise).
 - `secure_server`: a tiny random Llama (fast to load, context 1024) with `--api-key` and a
   64 KiB body limit, for the auth, size-limit and over-long-prompt tests.
+- `mm_server`: a tiny random Qwen2-VL, for images and video over HTTP.
 
 Both are session-scoped and killed at the end of the session.
 """
@@ -116,6 +117,22 @@ def secure_server(tmp_path_factory, tiny_model) -> Iterator[ServerProcess]:
     log = str(tmp_path_factory.mktemp("secure") / "server.log")
     srv = start_server(["--model-path", tiny_model, "--dtype", "float32", "--api-key", API_KEY,
                         "--max-body-bytes", str(SMALL_BODY_LIMIT)], log)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def mm_model(tmp_path_factory, default_tokenizer_folder) -> str:
+    """A tiny random Qwen2-VL (images and video)."""
+    from sgl.runtime.multimodal.random_checkpoints import save_random_qwen2_vl
+
+    return save_random_qwen2_vl(str(tmp_path_factory.mktemp("qwen2vl")), default_tokenizer_folder)
+
+
+@pytest.fixture(scope="session")
+def mm_server(tmp_path_factory, mm_model) -> Iterator[ServerProcess]:
+    log = str(tmp_path_factory.mktemp("mm") / "server.log")
+    srv = start_server(["--model-path", mm_model, "--dtype", "float32"], log)
     yield srv
     stop_server(srv)
 

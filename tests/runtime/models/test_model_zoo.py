@@ -21,9 +21,10 @@ NEW_TOKENS = 16
 GREEDY = {"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True}
 
 
-# generation models; pooling models (BertModel, ...) have their own tests (test_bert.py)
+# text generation models; pooling models (BertModel, ...) and vision-language models (LLaVA,
+# Qwen2-VL: a `modalities` attribute) have their own tests (test_bert.py, test_llava*.py, test_qwen2_vl.py)
 GENERATORS = sorted(a for a in REGISTRY if getattr(get_model_class(a), "task", "generate") == "generate"
-                    and a not in VLLM_NAMES)
+                    and not hasattr(get_model_class(a), "modalities") and a not in VLLM_NAMES)
 
 
 def test_vllm_names_serve_the_same_model():

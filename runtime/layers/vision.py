@@ -1,0 +1,106 @@
+"""Vision towers: the CLIP ViT (LLaVA's encoder) built from linear, norm and activation layers.
+A tower computes whole images at once (no KV cache): patch embedding, class token, learned
+positions, then pre-norm encoder layers with bidirectional attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..multimodal.config import VisionTowerConfig
+from .activation import get_activation
+from .linear import Linear, QKVLinear
+from .norm import LayerNorm
+
+
+class VisionAttention(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.heads, self.head_dim = c.num_heads, c.hidden_size // c.num_heads
+        self.qkv_proj = QKVLinear(c.hidden_size, self.head_dim, c.num_heads, c.num_heads, bias=True)
+        self.out_proj = Linear(c.hidden_size, c.hidden_size, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (images, patches, hidden) -> the same shape."""
+        b, n, _ = x.shape
+        q, k, v = self.qkv_proj.split(self.qkv_proj(x))
+        # (images, heads, patches, head_dim)
+        q, k, v = (t.view(b, n, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        out = F.scaled_dot_product_attention(q, k, v)  # every patch sees every patch of its image
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+class VisionMLP(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.fc1 = Linear(c.hidden_size, c.intermediate_size, bias=True)
+        self.fc2 = Linear(c.intermediate_size, c.hidden_size, bias=True)
+        self.act = get_activation(c.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class CLIPEncoderLayer(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.layer_norm1 = LayerNorm(c.hidden_size, c.norm_eps)
+        self.self_attn = VisionAttention(c)
+        self.layer_norm2 = LayerNorm(c.hidden_size, c.norm_eps)
+        self.mlp = VisionMLP(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x))
+        return x + self.mlp(self.layer_norm2(x))
+
+
+class CLIPEmbeddings(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.patch_size = c.patch_size
+        self.class_embedding = nn.Parameter(torch.empty(c.hidden_size), requires_grad=False)
+        self.patch_embedding = nn.Conv2d(c.num_channels, c.hidden_size, c.patch_size, c.patch_size, bias=False)
+        self.patch_embedding.weight.requires_grad_(False)
+        self.position_embedding = nn.Embedding(c.num_patches + 1, c.hidden_size)
+        self.position_embedding.weight.requires_grad_(False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (images, channels, size, size) -> (images, 1 + patches, hidden)."""
+        w = self.patch_embedding.weight
+        patches = self.patch_embedding(pixels.to(w.dtype)).flatten(2).transpose(1, 2)  # (images, patches, hidden)
+        cls = self.class_embedding.to(w.dtype).expand(patches.shape[0], 1, -1)
+        x = torch.cat([cls, patches], dim=1)
+        return x + self.position_embedding.weight[: x.shape[1]]
+
+
+class CLIPEncoder(nn.Module):
+    def __init__(self, c: VisionTowerConfig, num_layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(CLIPEncoderLayer(c) for _ in range(num_layers))
+
+
+class CLIPVisionTower(nn.Module):
+    """Names follow the checkpoint's `vision_tower.*` (embeddings, pre_layrnorm, encoder,
+    post_layernorm). `hidden_states(pixels, layers)` gives the outputs LLaVA selects."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.config = c
+        self.embeddings = CLIPEmbeddings(c)
+        self.pre_layrnorm = LayerNorm(c.hidden_size, c.norm_eps)  # (sic: the checkpoint's name)
+        self.encoder = CLIPEncoder(c, c.num_layers)
+        self.post_layernorm = LayerNorm(c.hidden_size, c.norm_eps)  # loaded; unused by LLaVA's features
+
+    def hidden_states(self, pixels: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """hidden_states[i] as transformers numbers them (0: the embeddings after pre_layrnorm,
+        i: after layer i; negative from the end), for each i in layers. Layers after the last
+        one asked for are not run."""
+        total = len(self.encoder.layers)
+        wanted = [i % (total + 1) for i in layers]
+        x = self.pre_layrnorm(self.embeddings(pixels))
+        states = {0: x}
+        for i, layer in enumerate(self.encoder.layers[: max(wanted)], start=1):
+            x = layer(x)
+            states[i] = x
+        return [states[i] for i in wanted]

@@ -1,0 +1,188 @@
+"""Qwen2-VL's native-resolution ViT: the processor flattens each image (or each pair of video
+frames) into patches of temporal_patch_size x patch x patch pixels, already ordered so that
+every merge_size x merge_size block of neighbouring patches is contiguous; the tower embeds
+them linearly, rotates q/k by each patch's 2-D (row, column) position, attends within one
+frame's patches, and the merger turns every block into one decoder-input row.
+
+Qwen2.5-VL's tower differs in RMSNorm, a gated MLP, and window attention: the blocks not in
+`full_attention_blocks` attend within windows of window_size pixels, so the tower works on
+the merge blocks reordered window by window (undone after the merger)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..multimodal.config import VisionTowerConfig
+from .activation import gated, get_activation
+from .linear import GateUpLinear, Linear
+from .norm import LayerNorm, RMSNorm
+from .vision import VisionMLP
+
+
+def patch_positions(grid: list[tuple[int, int, int]], merge: int) -> torch.Tensor:
+    """(patches, 2) (row, column) of every patch in the processor's block-major order."""
+    out = []
+    for t, h, w in grid:
+        rows = torch.arange(h)[:, None].expand(h, w)
+        cols = torch.arange(w)[None, :].expand(h, w)
+        pos = torch.stack([rows, cols], dim=-1)  # (h, w, 2)
+        # (h/m, m, w/m, m, 2) -> (h/m, w/m, m, m, 2): the patches of one block side by side
+        pos = pos.reshape(h // merge, merge, w // merge, merge, 2).transpose(1, 2).reshape(-1, 2)
+        out.append(pos.repeat(t, 1))
+    return torch.cat(out)
+
+
+def window_order(grid: list[tuple[int, int, int]], merge: int, window: int) -> tuple[torch.Tensor, list[int]]:
+    """-> (blocks,) the merge blocks of every frame reordered window by window (row-major
+    windows of `window` x `window` blocks, row-major inside), and each window's patch count."""
+    order, segments, base = [], [], 0
+    for t, h, w in grid:
+        bh, bw = h // merge, w // merge
+        index = torch.arange(t * bh * bw).view(t, bh, bw) + base
+        for f in range(t):
+            for r in range(0, bh, window):
+                for c in range(0, bw, window):
+                    part = index[f, r : r + window, c : c + window].reshape(-1)
+                    order.append(part)
+                    segments.append(part.numel() * merge * merge)
+        base += t * bh * bw
+    return torch.cat(order), segments
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+class VisionRotary(nn.Module):
+    """2-D rope: a quarter of the head's frequencies per axis, (row, column) concatenated and
+    repeated over the two halves the rotation pairs."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
+        super().__init__()
+        quarter = head_dim // 2
+        inv = 1.0 / theta ** (torch.arange(0, quarter, 2, dtype=torch.float32) / quarter)
+        self.register_buffer("inv_freq", inv, persistent=False)  # (head_dim // 4,)
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (patches, 2) -> cos, sin (patches, head_dim), float32."""
+        freqs = (positions[..., None].float() * self.inv_freq).flatten(1)  # (patches, head_dim // 2)
+        emb = torch.cat([freqs, freqs], dim=-1)
+        return emb.cos(), emb.sin()
+
+
+class QwenVisionAttention(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.heads, self.head_dim = c.num_heads, c.hidden_size // c.num_heads
+        self.qkv = Linear(c.hidden_size, 3 * c.hidden_size, bias=True)
+        self.proj = Linear(c.hidden_size, c.hidden_size, bias=True)
+
+    def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], segments: list[int]) -> torch.Tensor:
+        """x (patches, hidden); every patch sees the patches of its segment (one frame)."""
+        n = x.shape[0]
+        q, k, v = self.qkv(x).view(n, 3, self.heads, self.head_dim).unbind(1)  # each (patches, heads, head_dim)
+        cos, sin = (t[:, None, :] for t in cos_sin)
+        q, k = ((t.float() * cos + rotate_half(t.float()) * sin).to(x.dtype) for t in (q, k))
+        outs = []
+        for qs, ks, vs in zip(q.split(segments), k.split(segments), v.split(segments)):
+            o = F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1))
+            outs.append(o.transpose(0, 1))  # (segment, heads, head_dim)
+        return self.proj(torch.cat(outs).reshape(n, -1))
+
+
+class GatedVisionMLP(nn.Module):
+    """2.5's MLP: down(act(gate(x)) * up(x)), with biases (gate/up fused as the decoder's)."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.gate_up_proj = GateUpLinear(c.hidden_size, c.intermediate_size, bias=True)
+        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=True)
+        self.act = get_activation(c.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(gated(self.act, self.gate_up_proj(x)))
+
+
+def _norm(c: VisionTowerConfig, dim: int) -> nn.Module:
+    return RMSNorm(dim, 1e-6) if c.rms_norm else LayerNorm(dim, 1e-6)
+
+
+class QwenVisionBlock(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.norm1 = _norm(c, c.hidden_size)
+        self.norm2 = _norm(c, c.hidden_size)
+        self.attn = QwenVisionAttention(c)
+        self.mlp = GatedVisionMLP(c) if c.gated_mlp else VisionMLP(c)
+
+    def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], segments: list[int]) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), cos_sin, segments)
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchMerger(nn.Module):
+    """LayerNorm, then each merge_size^2 block of patches -> MLP -> one decoder row."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.block = c.hidden_size * c.merge_size**2
+        self.ln_q = _norm(c, c.hidden_size)
+        self.mlp = nn.ModuleList([Linear(self.block, self.block, bias=True), nn.GELU(),
+                                  Linear(self.block, c.out_hidden_size, bias=True)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.ln_q(x).view(-1, self.block)
+        for layer in self.mlp:
+            x = layer(x)
+        return x
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        p, t = c.patch_size, c.temporal_patch_size
+        self.proj = nn.Conv3d(c.num_channels, c.hidden_size, (t, p, p), (t, p, p), bias=False)
+        self.proj.weight.requires_grad_(False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(patches, channels * t * p * p) flattened patches -> (patches, hidden): the conv whose
+        stride is its kernel is one matrix product per patch."""
+        w = self.proj.weight
+        return F.linear(pixels.to(w.dtype), w.view(w.shape[0], -1))
+
+
+class Qwen2VisionTower(nn.Module):
+    """Names follow the checkpoint's `visual.*` (patch_embed, blocks, merger)."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__()
+        self.config = c
+        self.patch_embed = PatchEmbed(c)
+        self.rotary = VisionRotary(c.hidden_size // c.num_heads)
+        self.blocks = nn.ModuleList(QwenVisionBlock(c) for _ in range(c.num_layers))
+        self.merger = PatchMerger(c)
+
+    def forward(self, pixels: torch.Tensor, grid: list[tuple[int, int, int]]) -> torch.Tensor:
+        """pixels (patches, patch_dim) of items with grids (t, h, w) in patches -> (patches /
+        merge_size^2, out_hidden) rows, item after item."""
+        c = self.config
+        unit = c.merge_size**2
+        x = self.patch_embed(pixels)
+        cos, sin = self.rotary(patch_positions(grid, c.merge_size).to(x.device))
+        frames = [h * w for t, h, w in grid for _ in range(t)]  # full attention stays within a frame
+        windows, order = frames, None
+        if c.window_size:  # 2.5: reorder the merge blocks window by window (frames stay contiguous)
+            order, windows = window_order(grid, c.merge_size, c.window_size // c.merge_size // c.patch_size)
+            order = order.to(x.device)
+
+            def by_window(t: torch.Tensor) -> torch.Tensor:
+                return t.view(-1, unit, t.shape[-1])[order].view(-1, t.shape[-1])
+
+            x, cos, sin = by_window(x), by_window(cos), by_window(sin)
+        for i, block in enumerate(self.blocks):
+            x = block(x, (cos, sin), frames if not c.window_size or i in c.full_attention_blocks else windows)
+        out = self.merger(x)  # (blocks, out_hidden), in window order with 2.5
+        return out if order is None else out[torch.argsort(order)]

@@ -1,0 +1,34 @@
+"""What every vision-language model shares: the text decoder (`language_model`, a causal LM of
+runtime/models) does the forward, the logits and the KV pool; images and videos reach it as
+input embeddings (runtime/multimodal) that the subclass's `encode_media` computes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..cache.kv_pool import KVPool
+from ..config import ModelConfig
+from ..forward_batch import ForwardBatch
+from ..multimodal.config import MultimodalConfig
+
+
+class VisionLanguageModel(nn.Module):
+    task = "generate"
+    ignored_weights = (r"rotary_emb\.inv_freq",)
+    language_model: nn.Module
+
+    @staticmethod
+    def vision_config(config: ModelConfig) -> MultimodalConfig:
+        if config.multimodal is None:
+            raise ValueError(f"{config.architecture}: config.json has no vision_config")
+        return config.multimodal
+
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        return self.language_model(batch)
+
+    def compute_logits(self, hidden: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
+        return self.language_model.compute_logits(hidden, batch)
+
+    def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
+        return self.language_model.make_kv_pool(dtype, device)

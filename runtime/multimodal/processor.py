@@ -1,0 +1,141 @@
+"""MediaProcessor: the model's own transformers processor (from its folder) turns images and
+video frames into tensors; the model class says how many placeholder tokens each takes; this
+expands each placeholder token of the prompt into that many content-hashed ids.
+
+Image processors are the PIL/numpy ones (torchvision is not a dependency)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import MultimodalConfig
+from .items import MediaItem, MultimodalInputs, content_hash, pad_ids
+from .media import load_clip, load_image
+
+logger = logging.getLogger("sgl.runtime")
+
+
+def load_hf_image_processor(folder: str) -> Any:
+    """The folder's image processor, its PIL backend (no torchvision needed)."""
+    from transformers import AutoImageProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("transformers").setLevel(logging.ERROR)
+        return AutoImageProcessor.from_pretrained(folder, use_fast=False)
+
+
+class MediaProcessor:
+    def __init__(self, folder: str, mm: MultimodalConfig, model_cls: type, vocab_size: int,
+                 allow_urls: bool = False) -> None:
+        self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
+        self.image_processor = load_hf_image_processor(folder)
+
+    def placeholder(self, tokenizer: Any, modality: str) -> str | None:
+        """The prompt text that stands for one image or video (None: the model takes none),
+        e.g. "<image>", or "<|vision_start|><|image_pad|><|vision_end|>" for Qwen2-VL."""
+        token = self.mm.image_token_id if modality == "image" else self.mm.video_token_id
+        if token is None:
+            return None
+        ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
+        return "".join(tokenizer.convert_ids_to_tokens(ids))
+
+    def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
+        """The processor's tensors of one image of a prompt that has `count` images (a model
+        class may process several images per prompt differently: `image_inputs`)."""
+        img = load_image(image, field, self.allow_urls)
+        hook = getattr(self.model_cls, "image_inputs", None)
+        out = hook(self.image_processor, img, count) if hook else self.image_processor(images=[img], return_tensors="pt")
+        return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+
+    def video_inputs(self, video: Any, field: str) -> dict[str, torch.Tensor]:
+        data, num_frames = video, None
+        if isinstance(video, dict):
+            data, num_frames = video.get("data", video.get("path")), video.get("num_frames")
+        frames, fps = load_clip(data, num_frames, field, self.allow_urls)
+        return self.model_cls.video_inputs(self.mm, self.image_processor, np.asarray(frames), fps)
+
+    def expand(self, ids: list[int], images: list[Any], videos: list[Any]) -> tuple[list[int], MultimodalInputs]:
+        """The prompt with each image/video placeholder token expanded into its item's ids, and
+        the items. Raises ValueError naming the field when the counts do not match."""
+        wanted = {"image": (self.mm.image_token_id, images, "image_data"),
+                  "video": (self.mm.video_token_id, videos, "video_data")}
+        for modality, (token, given, name) in wanted.items():
+            if given and token is None:
+                raise ValueError(f"{name}: {self.model_cls.__name__} does not take {modality}s")
+            count = sum(1 for t in ids if t == token) if token is not None else 0
+            if count != len(given):
+                raise ValueError(f"{name}: the prompt has {count} {modality} placeholder token(s) (id {token}) "
+                                 f"but {len(given)} {modality}(s) were given; put one placeholder per {modality}")
+        seen = {"image": 0, "video": 0}
+        out: list[int] = []
+        items: list[MediaItem] = []
+        for t in ids:
+            modality = "image" if t == self.mm.image_token_id else "video" if t == self.mm.video_token_id else None
+            if modality is None:
+                out.append(t)
+                continue
+            i = seen[modality]
+            seen[modality] += 1
+            _, given, name = wanted[modality]
+            field = f"{name}[{i}]" if len(given) > 1 else name
+            if modality == "image" and isinstance(given[i], str) and given[i].startswith("video:"):
+                # SGLang's frontend sends sgl.video as PNG frames at an image placeholder
+                if self.mm.video_token_id is None:
+                    raise ValueError(f"{field}: a 'video:' entry is a video; {self.model_cls.__name__} does not "
+                                     "take videos")
+                modality = "video"
+            if modality == "image":
+                inputs = self.image_inputs(given[i], field, len(given))
+            else:
+                inputs = self.video_inputs(given[i], field)
+            n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
+            h = content_hash(inputs, modality)
+            items.append(MediaItem(modality, inputs, h, len(out), n))
+            out += pad_ids(h, n, self.vocab_size)
+        mm = MultimodalInputs(items)
+        if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
+            mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
+        return out, mm
+
+
+def as_list(x: Any) -> list[Any]:
+    """One item or a list of items (one per placeholder, in order)."""
+    if x is None:
+        return []
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def expand_prompts(processor: MediaProcessor | None, architecture: str, prompts: list[list[int]], is_batch: bool,
+                   image_data: Any, video_data: Any,
+                   check_length: Callable[[list[int]], list[int]]) -> list[tuple[list[int], MultimodalInputs | None]] | None:
+    """Per prompt: its ids with media placeholders expanded, and its media (None: no media at
+    all). Everything is loaded and checked before any request is queued."""
+    if image_data is None and video_data is None:
+        return None
+    if processor is None:
+        name = "image_data" if image_data is not None else "video_data"
+        raise ValueError(f"{name}: {architecture} is a text-only model; serve a vision-language model "
+                         "to send images or video")
+    per_prompt = []
+    for name, data in (("image_data", image_data), ("video_data", video_data)):
+        if not is_batch:
+            per_prompt.append([as_list(data)])
+        elif data is None:
+            per_prompt.append([[] for _ in prompts])
+        elif not isinstance(data, list) or len(data) != len(prompts):
+            raise ValueError(f"{name}: for a list of {len(prompts)} prompts give a list with one entry per "
+                             "prompt (an item, a list of items, or None)")
+        else:
+            per_prompt.append([as_list(d) for d in data])
+    out = []
+    for ids, images, videos in zip(prompts, *per_prompt):
+        expanded, mm = processor.expand(ids, images, videos)
+        out.append((check_length(expanded), mm if mm.items else None))
+    return out
