@@ -145,6 +145,14 @@ class ModelConfig:
     # the checkpoint's pooling (sentence-transformers' modules.json, read by the loader:
     # loader/sentence_transformers.py); None: the model family's rule
     pooling: Pooler | None = None
+    # the longest input a pooling model takes (sentence_bert_config.json max_seq_length); None: context
+    max_seq_length: int | None = None
+    # classification heads (*ForSequenceClassification, reward models): labels in id order and
+    # how logits become scores ("sigmoid" | "softmax" | "none"; None: the model family's rule)
+    labels: tuple[str, ...] = ()
+    score_activation: str | None = None
+    # Matryoshka embeddings: None = no truncation allowed, () = any size, else the sizes allowed
+    matryoshka_dims: tuple[int, ...] | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -188,7 +196,43 @@ class ModelConfig:
             torch_dtype=_dtype_or_none(getattr(hf, "dtype", None) or getattr(hf, "torch_dtype", None)),
             scales=_scales(text),
             hf=text,
+            labels=_labels(hf),
+            score_activation=_score_activation(hf),
+            matryoshka_dims=_matryoshka(hf),
         )
+
+
+def _labels(hf: Any) -> tuple[str, ...]:
+    """id2label in id order (transformers fills LABEL_i when a config names none)."""
+    id2label = getattr(hf, "id2label", None) or {}
+    n = getattr(hf, "num_labels", None) or len(id2label)
+    return tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n))
+
+
+# sentence-transformers' CrossEncoder activation paths -> ours
+_ST_ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none", "Softmax": "softmax"}
+
+
+def _score_activation(hf: Any) -> str | None:
+    if getattr(hf, "problem_type", None) == "multi_label_classification":
+        return "sigmoid"
+    st = getattr(hf, "sentence_transformers", None)
+    path = (st.get("activation_fn") if isinstance(st, dict) else None) or \
+        getattr(hf, "sbert_ce_default_activation_function", None)
+    if isinstance(path, str):
+        name = path.rsplit(".", 1)[-1]
+        if name not in _ST_ACTIVATIONS:
+            raise ValueError(f"config.json activation_fn={path!r} is not supported; use torch.nn Sigmoid, "
+                             "Softmax or Identity")
+        return _ST_ACTIVATIONS[name]
+    return None
+
+
+def _matryoshka(hf: Any) -> tuple[int, ...] | None:
+    dims = getattr(hf, "matryoshka_dimensions", None)
+    if dims:
+        return tuple(int(d) for d in dims)
+    return () if getattr(hf, "is_matryoshka", False) else None
 
 
 def _dtype_or_none(value: Any) -> torch.dtype | None:
@@ -220,6 +264,7 @@ class EngineConfig:
     random_seed: int = 0
     trust_remote_code: bool = False
     revision: str | None = None
+    is_embedding: bool | None = None  # serve a CausalLM as a last-token embedder; None: by architecture
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):

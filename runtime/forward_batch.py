@@ -39,6 +39,7 @@ class ScheduledReq:
     input_ids: list[int]  # the tokens computed now
     out_slots: torch.Tensor  # (len(input_ids),) KV slots they are written to
     embeds: InputEmbeds | None = None
+    token_types: list[int] | None = None  # segment of each token computed now (sentence pairs)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,8 @@ class ForwardBatch:
     embed_index: torch.Tensor | None = None
     embed_rows: torch.Tensor | None = None
     rowwise: bool = False
+    # (tokens,) the segment of each token (BERT's token types); None: every token is segment 0
+    token_type_ids: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -102,7 +105,10 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
     input_ids: list[int] = []
     positions: list[int] = []
     embed_index, embed_rows = [], []
+    types: list[int] | None = [] if any(r.token_types is not None for r in sched.reqs) else None
     for r in sched.reqs:
+        if types is not None:
+            types += r.token_types if r.token_types is not None else [0] * len(r.input_ids)
         if r.embeds is not None:
             embed_index.append(r.embeds.offsets + len(input_ids))
             embed_rows.append(r.embeds.rows)
@@ -123,6 +129,7 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         embed_index=torch.cat(embed_index).to(device) if embed_index else None,
         embed_rows=torch.cat(embed_rows).to(device) if embed_rows else None,
         rowwise=sched.rowwise,
+        token_type_ids=None if types is None else torch.tensor(types, dtype=torch.int64, device=device),
     )
     batch.attn_meta = backend.prepare(batch)
     return batch

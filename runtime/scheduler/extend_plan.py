@@ -33,7 +33,8 @@ def extend_batch(plans: list[ExtendPlan], table: ReqToTokenTable) -> ScheduledBa
         end = plan.start + plan.length
         reqs.append(ScheduledReq(r.row, plan.start, fill[plan.start : end],  # type: ignore[arg-type]
                                  table.read(r.row, end)[plan.start :],  # type: ignore[arg-type]
-                                 _embeds_between(r.input_embeds, plan.start, end)))
+                                 _embeds_between(r.input_embeds, plan.start, end),
+                                 None if r.token_type_ids is None else r.token_type_ids[plan.start : end]))
         if r.pool and end == len(fill):
             pool_reqs.append(len(reqs) - 1)
         if r.logprob is not None and not r.output_ids:
