@@ -84,14 +84,28 @@ class PoolingAPI:
     def score(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
               truncate: bool = False) -> float | list[float]:
         """Reward models and one-label classifiers: the score of each input."""
+        results = self.score_results(prompt, input_ids, truncate)
+        scores = [r["score"] for r in results] if isinstance(results, list) else results["score"]
+        return scores
+
+    def score_results(self, prompt: str | list[str] | None = None,
+                      input_ids: list[int] | list[list[int]] | None = None,
+                      truncate: bool = False) -> dict | list[dict]:
+        """`score` with each input's meta_info (token counts): {"score", "meta_info"}."""
         self._check_single_score("score()")
         tokens, is_batch = self._pooling.from_call(prompt, input_ids, truncate)
-        scores = [r["embedding"][0] for r in self._run(tokens, None, False, None)]
-        return scores if is_batch else scores[0]
+        out = [{"score": self._first(r), "meta_info": r["meta_info"]} for r in self._run(tokens, None, False, None)]
+        return out if is_batch else out[0]
 
     def rerank(self, query: str, documents: list[str], truncate: bool = False) -> list[float]:
         """Relevance of each document to `query`, in document order: a cross-encoder's score of
         each (query, document) pair, or for an embedding model the cosine of their vectors."""
+        return [r["score"] for r in self.rerank_results(query, documents, truncate)]
+
+    def rerank_results(self, query: str, documents: list[str], truncate: bool = False) -> list[dict]:
+        """`rerank` with meta_info: {"score", "meta_info"} per document, in document order. For an
+        embedding model the query is encoded once; its tokens count in the first document's
+        meta_info["prompt_tokens"] (so the sum over documents is the request's usage)."""
         self._check_pooling("rerank()")
         if not isinstance(query, str):
             raise ValueError("`query` must be a string")
@@ -100,11 +114,17 @@ class PoolingAPI:
         if self.task == "embed":
             texts = [self._pooling.text(query, "query", truncate)]
             texts += [self._pooling.text(d, f"documents.{i}", truncate) for i, d in enumerate(documents)]
-            vectors = torch.tensor([r["embedding"] for r in self._run(texts, None, True, None)])
-            return (vectors[1:] @ vectors[0]).tolist()
+            results = self._run(texts, None, True, None)
+            if any(r["embedding"] is None for r in results):
+                return [{"score": None, "meta_info": r["meta_info"]} for r in results[1:]]
+            vectors = torch.tensor([r["embedding"] for r in results])
+            out = [{"score": float(s), "meta_info": dict(r["meta_info"])}
+                   for s, r in zip((vectors[1:] @ vectors[0]).tolist(), results[1:])]
+            out[0]["meta_info"]["prompt_tokens"] += results[0]["meta_info"]["prompt_tokens"]
+            return out
         self._check_single_score("rerank()")
         pairs = [self._pooling.pair(query, d, f"documents.{i}", truncate) for i, d in enumerate(documents)]
-        return [r["embedding"][0] for r in self._run(pairs, None, False, None)]
+        return [{"score": self._first(r), "meta_info": r["meta_info"]} for r in self._run(pairs, None, False, None)]
 
     # ---- helpers -------------------------------------------------------------------------
     def _run(self, tokens: list[Tokens], rid: str | list[str] | None, normalize: bool,
@@ -115,6 +135,11 @@ class PoolingAPI:
             raise ValueError("`rid`: a list needs one id per input")
         reqs = [self._requests.make_pooling(t.ids, r, t.types, normalize, dimensions) for t, r in zip(tokens, rids)]
         return [self._wait(c) for c in [self._submit(r) for r in reqs]]
+
+    @staticmethod
+    def _first(result: dict) -> float | None:
+        """A one-label result's score; None when the request failed (its meta_info says why)."""
+        return None if result["embedding"] is None else result["embedding"][0]
 
     def _labelled(self, result: dict) -> dict:
         scores = result["embedding"]
