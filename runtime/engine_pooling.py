@@ -112,8 +112,7 @@ class PoolingAPI:
         if not isinstance(documents, list) or not documents or not all(isinstance(d, str) for d in documents):
             raise ValueError("`documents` must be a non-empty list of strings")
         if self.task == "embed":
-            texts = [self._pooling.text(query, "query", truncate)]
-            texts += [self._pooling.text(d, f"documents.{i}", truncate) for i, d in enumerate(documents)]
+            texts = [self._pooling.text(query, "query", truncate), *self._pooling.texts(documents, "documents", truncate)]
             results = self._run(texts, None, True, None)
             if any(r["embedding"] is None for r in results):
                 return [{"score": None, "meta_info": r["meta_info"]} for r in results[1:]]

@@ -27,7 +27,7 @@ class PoolingInputs:
             if isinstance(prompt, str):
                 return [self.text(prompt, "prompt", truncate)], False
             if isinstance(prompt, list) and prompt and all(isinstance(p, str) for p in prompt):
-                return [self.text(p, f"prompt.{i}", truncate) for i, p in enumerate(prompt)], True
+                return self.texts(prompt, "prompt", truncate), True
             raise ValueError("`prompt` must be a string or a non-empty list of strings")
         if isinstance(input_ids, list) and input_ids and all(isinstance(x, list) for x in input_ids):
             return [self.ids(x, f"input_ids.{i}", truncate) for i, x in enumerate(input_ids)], True
@@ -40,6 +40,14 @@ class PoolingInputs:
             raise ValueError(f"`{field}` is an empty string: every input needs some text")
         enc = self.tokenizer(text, truncation=truncate, max_length=self.limit if truncate else None)
         return self._checked(Tokens(list(enc["input_ids"]), None), field)
+
+    def texts(self, texts: list[str], field: str, truncate: bool) -> list[Tokens]:
+        """Several texts in one tokenizer call (a fast tokenizer encodes a list in parallel)."""
+        for i, text in enumerate(texts):
+            if not text:
+                raise ValueError(f"`{field}.{i}` is an empty string: every input needs some text")
+        enc = self.tokenizer(texts, truncation=truncate, max_length=self.limit if truncate else None)
+        return [self._checked(Tokens(list(ids), None), f"{field}.{i}") for i, ids in enumerate(enc["input_ids"])]
 
     def pair(self, query: str, document: str, field: str, truncate: bool) -> Tokens:
         """A cross-encoder's input: the tokenizer's pair template ([CLS] q [SEP] d [SEP] for BERT)
