@@ -153,6 +153,8 @@ class ModelConfig:
     score_activation: str | None = None
     # Matryoshka embeddings: None = no truncation allowed, () = any size, else the sizes allowed
     matryoshka_dims: tuple[int, ...] | None = None
+    # the top-level config's projection_dim (CLIPModel: the joint text-image space), else None
+    projection_dim: int | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -199,6 +201,7 @@ class ModelConfig:
             labels=_labels(hf),
             score_activation=_score_activation(hf),
             matryoshka_dims=_matryoshka(hf),
+            projection_dim=getattr(hf, "projection_dim", None) if text is not hf else None,
         )
 
 

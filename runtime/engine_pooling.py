@@ -49,6 +49,11 @@ class PoolingAPI:
         return self._pooling.limit
 
     @property
+    def embedding_dim(self) -> int:
+        """The size of encode()'s vectors: the hidden size, or a projection's (CLIP)."""
+        return int(getattr(self._scheduler.runner.model, "embedding_dim", self.model_config.hidden_size))
+
+    @property
     def labels(self) -> tuple[str, ...]:
         """A classifier's labels in output order (id2label); () for other models."""
         return tuple(getattr(self._scheduler.runner.model, "labels", ()))
@@ -168,7 +173,7 @@ class PoolingAPI:
     def _check_dimensions(self, dimensions: int | None) -> None:
         if dimensions is None:
             return
-        size = self.model_config.hidden_size
+        size = self.embedding_dim
         if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
             raise ValueError(f"`dimensions` must be a positive integer, at most {size}")
         if dimensions > size:

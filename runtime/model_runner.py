@@ -51,6 +51,8 @@ class ModelRunner:
         pooled = None
         if sched.pool_reqs:
             pooled = self.model.pooler(hidden, batch, sched.pool_reqs)
+            if self.task == "embed" and hasattr(self.model, "project"):  # CLIP: into the joint space
+                pooled = self.model.project(pooled.to(hidden.dtype)).float()
             if self.task == "classify":
                 logits = self.model.classifier(pooled.to(hidden.dtype)).float()
                 pooled = apply_activation(logits, self.model.activation)

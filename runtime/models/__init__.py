@@ -65,6 +65,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Gemma2ForSequenceClassification": ("decoder_pooling", "Gemma2ForSequenceClassification",
                                         "Skywork/Skywork-Reward-Gemma-2-27B-v0.2"),
     "Qwen2ForRewardModel": ("decoder_pooling", "Qwen2ForRewardModel", "Qwen/Qwen2.5-Math-RM-72B"),
+    "CLIPModel": ("clip", "CLIPModel", "openai/clip-vit-base-patch32"),
 }
 
 
