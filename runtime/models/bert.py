@@ -52,11 +52,13 @@ class BertEmbeddings(nn.Module):
 
 
 class BertLayer(nn.Module):
-    def __init__(self, config: ModelConfig, layer_id: int) -> None:
+    """causal: CLIP's text tower (clip.py) has these modules, causal and pre-norm."""
+
+    def __init__(self, config: ModelConfig, layer_id: int, causal: bool = False) -> None:
         super().__init__()
         c = config
         self.qkv_proj = QKVLinear(c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=True)
-        self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, causal=False)
+        self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, causal=causal)
         self.attn_out = Linear(c.num_heads * c.head_dim, c.hidden_size, bias=True)
         self.attn_norm = LayerNorm(c.hidden_size, c.norm_eps)
         self.up_proj = Linear(c.hidden_size, c.intermediate_size, bias=True)

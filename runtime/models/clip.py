@@ -20,26 +20,18 @@ from torch import nn
 from ..cache import KVPool, MHAKVPool
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
-from ..layers.activation import get_activation
-from ..layers.attention import Attention
 from ..layers.embedding import VocabEmbedding
-from ..layers.linear import Linear, QKVLinear
+from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
 from ..layers.pooler import Pooler
+from .bert import BertLayer
 
 
-class CLIPTextLayer(nn.Module):
+class CLIPTextLayer(BertLayer):
+    """BERT's modules (attn_norm / mlp_norm are CLIP's layer_norm1 / layer_norm2), causal, pre-norm."""
+
     def __init__(self, config: ModelConfig, layer_id: int) -> None:
-        super().__init__()
-        c = config
-        self.attn_norm = LayerNorm(c.hidden_size, c.norm_eps)
-        self.qkv_proj = QKVLinear(c.hidden_size, c.head_dim, c.num_heads, c.num_kv_heads, bias=True)
-        self.attn = Attention(c.num_heads, c.num_kv_heads, c.head_dim, layer_id, causal=True)
-        self.attn_out = Linear(c.num_heads * c.head_dim, c.hidden_size, bias=True)
-        self.mlp_norm = LayerNorm(c.hidden_size, c.norm_eps)
-        self.up_proj = Linear(c.hidden_size, c.intermediate_size, bias=True)
-        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=True)
-        self.act = get_activation(c.hidden_act)
+        super().__init__(config, layer_id, causal=True)
 
     def forward(self, x: torch.Tensor, batch: ForwardBatch) -> torch.Tensor:
         """x (tokens, hidden) -> (tokens, hidden); pre-norm: x + f(norm(x)) twice."""
