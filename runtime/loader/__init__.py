@@ -76,10 +76,18 @@ def resolve_dtype(name: str, device: torch.device, model_config: ModelConfig) ->
     return getattr(torch, name)
 
 
-def pooling_or_generation(cls: type[nn.Module], is_embedding: bool | None) -> type[nn.Module]:
+def pooling_or_generation(cls: type[nn.Module], is_embedding: bool | None,
+                          has_pooling: bool = False) -> type[nn.Module]:
     """The class to build: the architecture's own (is_embedding None), a generation model as a
-    last-token embedder (True), or an error where the flag contradicts the architecture."""
+    last-token embedder (True), or an error where the flag contradicts the architecture.
+    has_pooling: the folder has sentence-transformers' pooling files, which make a CausalLM
+    checkpoint an embedder when is_embedding is None (Qwen3-Embedding ships Qwen3ForCausalLM
+    with modules.json; is_embedding=False generates with it instead)."""
     task = getattr(cls, "task", "generate")
+    if is_embedding is None and has_pooling and task == "generate":
+        logger.info("%s with sentence-transformers pooling files: served as an embedding model "
+                    "(is_embedding=False to generate)", cls.__name__)
+        is_embedding = True
     if is_embedding and task == "generate":
         from ..models.decoder_pooling import as_embedding
 
@@ -103,7 +111,8 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
     dtype = resolve_dtype(cfg.dtype, device, model_config)
 
-    cls = pooling_or_generation(get_model_class(model_config.architecture), cfg.is_embedding)
+    cls = pooling_or_generation(get_model_class(model_config.architecture), cfg.is_embedding,
+                                model_config.pooling is not None)
     length = max_length or cfg.context_length or model_config.max_position
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

@@ -122,3 +122,30 @@ def test_qwen2_reward_model(tmp_path, default_tokenizer_folder):
         with torch.inference_mode():
             want = head(last_hidden(base, p))[0]
         assert abs(got - float(want)) < 1e-4
+
+
+def test_sentence_transformers_files_make_a_causal_lm_an_embedder(tmp_path, default_tokenizer_folder):
+    """Qwen3-Embedding's layout: a Qwen3ForCausalLM checkpoint with modules.json (last token,
+    Normalize): an embedder by default, a generator with is_embedding=False."""
+    import json
+
+    from transformers import Qwen3ForCausalLM
+
+    config = tiny_config("Qwen3ForCausalLM")
+    config.architectures = ["Qwen3ForCausalLM"]
+    ref = save_model(Qwen3ForCausalLM, config, str(tmp_path), default_tokenizer_folder)
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+               {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]
+    (tmp_path / "modules.json").write_text(json.dumps(modules))
+    (tmp_path / "1_Pooling").mkdir()
+    (tmp_path / "1_Pooling" / "config.json").write_text(json.dumps({"pooling_mode_lasttoken": True}))
+    ids = decoder_prompts(VOCAB, seed=4)
+    with Engine(str(tmp_path), dtype="float32") as engine:
+        assert engine.task == "embed"
+        out = engine.encode(input_ids=ids)
+    for p, r in zip(ids, out):
+        v = last_hidden(ref.model, p)
+        check_close(r["embedding"], v / v.norm())
+    with Engine(str(tmp_path), dtype="float32", is_embedding=False) as engine:
+        assert engine.task == "generate"
