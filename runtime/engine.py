@@ -26,6 +26,7 @@ import torch
 from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
 from .config import EngineConfig, pick_device
 from .engine_pooling import PoolingAPI
+from .engine_scoring import LabelScoringAPI
 from .loader import load_model
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
@@ -42,7 +43,7 @@ _DONE = object()
 POLL_S = 1.0  # how often a waiting caller checks that the scheduler thread is alive
 
 
-class Engine(PoolingAPI):
+class Engine(PoolingAPI, LabelScoringAPI):
     """Loads a model and serves generate requests with continuous batching and a radix cache;
     a pooling model (embedding, classification, reward, rerank) serves encode, classify, score
     and rerank instead (engine_pooling.py).

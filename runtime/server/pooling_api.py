@@ -7,7 +7,9 @@
 - /v1/rerank: {"query", "documents", top_n, return_documents} -> SGLang's list of {"score",
   "index", "document"?, "meta_info"}, best first.
 - /v1/score: {"query"?, "items"} -> {"object": "scoring", "scores" (in item order), "usage"}: with
-  a query, each item's relevance to it (as /v1/rerank); without, each item's reward.
+  a query, each item's relevance to it (as /v1/rerank); without, each item's reward. With
+  `label_token_ids` on a generation model (SGLang's form; decoder rerankers' yes / no): per item
+  the probability of each label token after query + item (Engine.score_labels).
 
 Bodies are strict (unknown fields are a 400 naming them); `truncate` (beyond SGLang) cuts inputs
 past the model's limit instead of answering 400."""
@@ -58,6 +60,8 @@ class ScoreRequest(BaseModel):
     query: str | None = None
     items: str | list[str]
     label_token_ids: list[int] | None = None  # SGLang's next-token scoring of a generation model
+    apply_softmax: bool = False  # with label_token_ids: softmax over the labels
+    item_first: bool = False  # with label_token_ids: the prompt is item + query
     truncate: bool = False
     model: str | None = None
 
@@ -117,8 +121,11 @@ def pooling_router(ctx: ServerContext) -> APIRouter:
     async def score(request: Request) -> JSONOut:
         req = await parse(request, ScoreRequest, limit)
         if req.label_token_ids is not None:
-            raise APIError(400, "`label_token_ids`: scoring a generation model's next tokens is not served here; "
-                                "leave it out and serve a cross-encoder or reward model", "label_token_ids")
+            return await _label_scores(req)
+        for name in ("apply_softmax", "item_first"):
+            if getattr(req, name):
+                raise APIError(400, f"`{name}` applies with `label_token_ids` (a generation model's next-token "
+                                    "scores); leave it out", name)
         require_pooling(engine, "/v1/score", classifier=req.query is None)
         items = [req.items] if isinstance(req.items, str) else req.items
         check_count(len(items), "items")
@@ -131,6 +138,22 @@ def pooling_router(ctx: ServerContext) -> APIRouter:
         tokens = sum(r["meta_info"]["prompt_tokens"] for r in results)
         return JSONOut({"id": "score-" + uuid.uuid4().hex, "object": "scoring", "model": ctx.model_name,
                         "scores": [r["score"] for r in results],
+                        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def _label_scores(req: ScoreRequest) -> JSONOut:
+        if engine.task != "generate":
+            raise APIError(400, "`label_token_ids` scores a generation model's next tokens; this is a pooling "
+                                "model: leave it out to score items with the model's own head", "label_token_ids")
+        if req.query is None:
+            raise APIError(400, "`query` is required with `label_token_ids`", "query")
+        items = [req.items] if isinstance(req.items, str) else req.items
+        check_count(len(items), "items")
+        with pooling_errors():
+            results = await bridge.call(engine.score_labels, req.query, items, req.label_token_ids,
+                                        req.apply_softmax, req.item_first)
+        tokens = sum(r["prompt_tokens"] for r in results)
+        return JSONOut({"id": "score-" + uuid.uuid4().hex, "object": "scoring", "model": ctx.model_name,
+                        "scores": [r["scores"] for r in results],
                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
     return router

@@ -162,3 +162,25 @@ def test_is_embedding_on_a_causal_lm(causal_embedder, tiny_model):
     assert requests.get(causal_embedder.url + "/get_model_info", timeout=30).json()["is_generation"] is False
     err = post(causal_embedder, "/generate", {"input_ids": ids[0]}, status=400)["error"]
     assert "/encode" in err["message"]
+
+
+def test_label_token_scores_on_a_generation_model(secure_server, auth, tiny_model):
+    """SGLang's /v1/score form: the next-token probability of each label after query + item."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    body = {"query": "Is it about bread? ", "items": ["sourdough", "football"], "label_token_ids": [100, 2000]}
+    out = post(secure_server, "/v1/score", body, headers=auth)
+    soft = post(secure_server, "/v1/score", {**body, "apply_softmax": True}, headers=auth)
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    for item, p, s in zip(body["items"], out["scores"], soft["scores"]):
+        with torch.inference_mode():
+            logits = ref(**tok(body["query"] + item, return_tensors="pt")).logits[0, -1]
+        want = torch.log_softmax(logits, -1)[[100, 2000]]
+        torch.testing.assert_close(torch.tensor(p), want.exp(), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(torch.tensor(s), torch.softmax(want, -1), atol=1e-5, rtol=1e-4)
+    assert out["usage"]["prompt_tokens"] > 0
+    err = post(secure_server, "/v1/score", {"items": ["x"], "label_token_ids": [1]}, status=400, headers=auth)["error"]
+    assert err["param"] == "query"
+    err = post(secure_server, "/v1/score", {**body, "label_token_ids": [10**7]}, status=400, headers=auth)["error"]
+    assert err["param"] == "label_token_ids"
