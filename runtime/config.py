@@ -153,6 +153,16 @@ class ModelConfig:
     pooling: Pooler | None = None
     # a vision-language checkpoint's vision fields (tower, image token, feature layers); None: text only
     multimodal: MultimodalConfig | None = None
+    # the longest input a pooling model takes (sentence_bert_config.json max_seq_length); None: context
+    max_seq_length: int | None = None
+    # classification heads (*ForSequenceClassification, reward models): labels in id order and
+    # how logits become scores ("sigmoid" | "softmax" | "none"; None: the model family's rule)
+    labels: tuple[str, ...] = ()
+    score_activation: str | None = None
+    # Matryoshka embeddings: None = no truncation allowed, () = any size, else the sizes allowed
+    matryoshka_dims: tuple[int, ...] | None = None
+    # the top-level config's projection_dim (CLIPModel: the joint text-image space), else None
+    projection_dim: int | None = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -197,7 +207,44 @@ class ModelConfig:
             scales=_scales(text),
             hf=text,
             multimodal=multimodal_config(hf),
+            labels=_labels(hf),
+            score_activation=_score_activation(hf),
+            matryoshka_dims=_matryoshka(hf),
+            projection_dim=getattr(hf, "projection_dim", None) if text is not hf else None,
         )
+
+
+def _labels(hf: Any) -> tuple[str, ...]:
+    """id2label in id order (transformers fills LABEL_i when a config names none)."""
+    id2label = getattr(hf, "id2label", None) or {}
+    n = getattr(hf, "num_labels", None) or len(id2label)
+    return tuple(str(id2label.get(i, id2label.get(str(i), f"LABEL_{i}"))) for i in range(n))
+
+
+# sentence-transformers' CrossEncoder activation paths -> ours
+_ST_ACTIVATIONS = {"Sigmoid": "sigmoid", "Identity": "none", "Softmax": "softmax"}
+
+
+def _score_activation(hf: Any) -> str | None:
+    if getattr(hf, "problem_type", None) == "multi_label_classification":
+        return "sigmoid"
+    st = getattr(hf, "sentence_transformers", None)
+    path = (st.get("activation_fn") if isinstance(st, dict) else None) or \
+        getattr(hf, "sbert_ce_default_activation_function", None)
+    if isinstance(path, str):
+        name = path.rsplit(".", 1)[-1]
+        if name not in _ST_ACTIVATIONS:
+            raise ValueError(f"config.json activation_fn={path!r} is not supported; use torch.nn Sigmoid, "
+                             "Softmax or Identity")
+        return _ST_ACTIVATIONS[name]
+    return None
+
+
+def _matryoshka(hf: Any) -> tuple[int, ...] | None:
+    dims = getattr(hf, "matryoshka_dimensions", None)
+    if dims:
+        return tuple(int(d) for d in dims)
+    return () if getattr(hf, "is_matryoshka", False) else None
 
 
 def _dtype_or_none(value: Any) -> torch.dtype | None:
@@ -233,6 +280,7 @@ class EngineConfig:
     revision: str | None = None
     allow_url_media: bool = False  # fetch http(s) image/video URLs (off: a server fetching for callers)
     encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU)
+    is_embedding: bool | None = None  # serve a CausalLM as a last-token embedder; None: by architecture
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):

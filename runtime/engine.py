@@ -25,6 +25,8 @@ import torch
 
 from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
 from .config import EngineConfig, pick_device
+from .engine_pooling import PoolingAPI
+from .engine_scoring import LabelScoringAPI
 from .loader import load_model
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
@@ -42,8 +44,10 @@ _DONE = object()
 POLL_S = 1.0  # how often a waiting caller checks that the scheduler thread is alive
 
 
-class Engine:
-    """Loads a model and serves generate requests with continuous batching and a radix cache.
+class Engine(PoolingAPI, LabelScoringAPI):
+    """Loads a model and serves generate requests with continuous batching and a radix cache;
+    a pooling model (embedding, classification, reward, rerank) serves encode, classify, score
+    and rerank instead (engine_pooling.py).
 
     >>> engine = Engine()  # the default model
     >>> engine.generate("The capital of France is", {"max_new_tokens": 8, "temperature": 0})["text"]
@@ -56,7 +60,9 @@ class Engine:
         self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
         self.dtype = loaded.dtype
         mc = loaded.config
-        self.context_length = cfg.context_length or mc.max_position
+        # an encoder takes at most its positions (RoBERTa: fewer than max_position_embeddings)
+        self.context_length = min(cfg.context_length or mc.max_position,
+                                  getattr(loaded.model, "max_tokens", mc.max_position))
         pool: KVPool = loaded.model.make_kv_pool(loaded.dtype, self.device)
         self.num_slots = choose_num_slots(cfg, pool, self.device, self.context_length)
         pool.allocate(self.num_slots)
@@ -72,6 +78,7 @@ class Engine:
         self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
                                         self._get_grammar_compiler)
         self.task = runner.task  # generate | embed | classify: what the model's head gives
+        self._pooling = self._pooling_inputs(loaded.model)
         self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
                                     torch.Generator().manual_seed(cfg.random_seed))
         self._compiler_lock = threading.Lock()
@@ -261,20 +268,6 @@ class Engine:
         if is_batch:
             return results
         return results if len(results) > 1 else results[0]
-
-    def encode(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
-               rid: str | list[str] | None = None) -> dict | list[dict]:
-        """Embedding and classification models: {"embedding": [floats], "meta_info"} per prompt
-        (for a classifier, the embedding is its scores), a list for a list of prompts."""
-        self._check_alive()
-        if self._scheduler.runner.task == "generate":
-            raise ValueError(f"{self.model_config.architecture} generates text: encode() needs an embedding or "
-                             "classification model; use generate()")
-        prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
-        rids = rid if isinstance(rid, list) else [rid] * len(prompts)
-        reqs = [self._requests.make_pooling(ids, r) for ids, r in zip(prompts, rids)]
-        results = [self._wait(c) for c in [self._submit(r) for r in reqs]]
-        return results if is_batch else results[0]
 
     def _check_generates(self) -> None:
         if self._scheduler.runner.task != "generate":

@@ -45,6 +45,7 @@ class ScheduledReq:
     media: tuple[MediaSpan, ...] = ()
     # (3, len(input_ids)) M-RoPE positions (a Qwen2-VL request with media); None: start..
     mrope_positions: torch.Tensor | None = None
+    token_types: list[int] | None = None  # segment of each token computed now (sentence pairs)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class ForwardBatch:
     # (3, tokens) M-RoPE positions when a request of the batch has them (the others' rows all
     # equal `positions`); None otherwise
     mrope_positions: torch.Tensor | None = None
+    # (tokens,) the segment of each token (BERT's token types); None: every token is segment 0
+    token_type_ids: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -113,7 +116,10 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
     embed_index, embed_rows = [], []
     mrope = any(r.mrope_positions is not None for r in sched.reqs)
     mrope_parts = []
+    types: list[int] | None = [] if any(r.token_types is not None for r in sched.reqs) else None
     for r in sched.reqs:
+        if types is not None:
+            types += r.token_types if r.token_types is not None else [0] * len(r.input_ids)
         if r.embeds is not None:
             embed_index.append(r.embeds.offsets + len(input_ids))
             embed_rows.append(r.embeds.rows)
@@ -138,6 +144,7 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         embed_rows=torch.cat(embed_rows).to(device) if embed_rows else None,
         rowwise=sched.rowwise,
         mrope_positions=torch.cat(mrope_parts, dim=1).to(device) if mrope else None,
+        token_type_ids=None if types is None else torch.tensor(types, dtype=torch.int64, device=device),
     )
     batch.attn_meta = backend.prepare(batch)
     return batch

@@ -2,7 +2,8 @@
 
 Models return hidden states; the head is what the model declares (`task`): logits of the rows
 the sampler needs (generation), or a pooled vector per finished request (`pooler`: embedding
-models; with `classifier`: scores of classification and reward models).
+models; with `classifier`: scores of classification and reward models, through the model's
+`activation`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import nn
 from .cache import KVPool, ReqToTokenTable
 from .forward_batch import ScheduledBatch, pack
 from .layers.attention_backend import select_backend
+from .layers.classifier import apply_activation
 from .layers.fused_decoder import forward_fused, fused_decoder_for
 from .multimodal.embed import embed_media
 from .multimodal.encoder_cache import EncoderCache
@@ -24,7 +26,8 @@ TASKS = ("generate", "embed", "classify")
 
 class ForwardOutput(NamedTuple):
     logits: torch.Tensor  # (len(logit_rows), vocab) float32; (0, 0) for pooling models
-    pooled: torch.Tensor | None  # (len(pool_reqs), dim) float32, or None
+    # (len(pool_reqs), dim) float32, or None: embeddings (not normalized) or classifier scores
+    pooled: torch.Tensor | None
 
 
 class ModelRunner:
@@ -53,6 +56,9 @@ class ModelRunner:
         pooled = None
         if sched.pool_reqs:
             pooled = self.model.pooler(hidden, batch, sched.pool_reqs)
+            if self.task == "embed" and hasattr(self.model, "project"):  # CLIP: into the joint space
+                pooled = self.model.project(pooled.to(hidden.dtype)).float()
             if self.task == "classify":
-                pooled = self.model.classifier(pooled.to(hidden.dtype)).float()
+                logits = self.model.classifier(pooled.to(hidden.dtype)).float()
+                pooled = apply_activation(logits, self.model.activation)
         return ForwardOutput(hidden.new_zeros((0, 0), dtype=torch.float32), pooled)

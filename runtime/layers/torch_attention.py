@@ -7,6 +7,8 @@ Per batch, `prepare` builds once what every layer reuses:
 - masks (batch, 1, max_q, max_kv), bool, one per (sliding-window size, causal, chunk), built on
   first use.
 
+Bidirectional layers over whole prompts (encoders) skip the pool: encoder_attention.py.
+
 NOTE: padded keys point at real (finite) slots and are masked out; padded query rows are given
 key 0 so softmax never sees an all-masked row, and their outputs are dropped.
 """
@@ -21,6 +23,7 @@ from torch.nn import functional as F
 
 from ..device_caps import emulated_bf16
 from ..forward_batch import ForwardBatch, ForwardMode
+from .encoder_attention import Group, grouped_attention, make_groups
 
 if TYPE_CHECKING:
     from .attention import Attention
@@ -40,6 +43,8 @@ class TorchAttnMeta:
     q_valid: torch.Tensor | None = None  # padded positions that hold a token, in packed order
     # (window, causal, chunk) -> mask, on first use
     masks: dict[tuple[int | None, bool, int | None], torch.Tensor] = field(default_factory=dict)
+    no_prefix: bool = False  # an extend of whole prompts (nothing cached)
+    groups: list[Group] | None = None  # bidirectional layers' length groups, on first use
 
 
 class TorchNativeBackend:
@@ -55,7 +60,8 @@ class TorchNativeBackend:
             prefix_lens=torch.tensor(batch.prefix_lens, device=dev),
             max_q=max_q,
             self_causal=extend and batch.batch_size == 1 and batch.prefix_lens[0] == 0,
-            dense_decode=batch.mode == ForwardMode.DECODE and batch.batch_size == 1)
+            dense_decode=batch.mode == ForwardMode.DECODE and batch.batch_size == 1,
+            no_prefix=extend and not any(batch.prefix_lens))
         if extend and batch.batch_size > 1:
             ext = torch.tensor(batch.extend_lens, device=dev)
             starts = torch.cumsum(ext, 0) - ext
@@ -95,6 +101,13 @@ class TorchNativeBackend:
         meta: TorchAttnMeta = batch.attn_meta
         window, chunk = layer.sliding_window, layer.chunk
         explicit = layer.softcap is not None or layer.alibi is not None or layer.sinks is not None
+        if not layer.causal and meta.no_prefix and batch.batch_size > 1 and window is None and not explicit:
+            if meta.groups is None:
+                meta.groups = make_groups(batch.extend_lens, q.device)
+            if emulated_bf16(q):
+                return grouped_attention(q.float(), k.float(), v.float(), meta.groups, layer.scaling,
+                                         layer.v_head_dim).to(q.dtype)
+            return grouped_attention(q, k, v, meta.groups, layer.scaling, layer.v_head_dim)
         within = (window is None or window >= q.shape[0]) and (chunk is None or chunk >= q.shape[0])
         if meta.self_causal and within and not explicit:
             out = F.scaled_dot_product_attention(

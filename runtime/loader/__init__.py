@@ -19,7 +19,7 @@ from ..layers.linear import pack_tile_weights
 from ..models import get_model_class
 from .gguf_file import converted_folder
 from .safetensors_folder import iterate_weights
-from .sentence_transformers import read_pooler
+from .sentence_transformers import read_max_seq_length, read_pooler
 from .weights import load_weights
 
 logger = logging.getLogger("sgl.runtime")
@@ -76,6 +76,28 @@ def resolve_dtype(name: str, device: torch.device, model_config: ModelConfig) ->
     return getattr(torch, name)
 
 
+def pooling_or_generation(cls: type[nn.Module], is_embedding: bool | None,
+                          has_pooling: bool = False) -> type[nn.Module]:
+    """The class to build: the architecture's own (is_embedding None), a generation model as a
+    last-token embedder (True), or an error where the flag contradicts the architecture.
+    has_pooling: the folder has sentence-transformers' pooling files, which make a CausalLM
+    checkpoint an embedder when is_embedding is None (Qwen3-Embedding ships Qwen3ForCausalLM
+    with modules.json; is_embedding=False generates with it instead)."""
+    task = getattr(cls, "task", "generate")
+    if is_embedding is None and has_pooling and task == "generate":
+        logger.info("%s with sentence-transformers pooling files: served as an embedding model "
+                    "(is_embedding=False to generate)", cls.__name__)
+        is_embedding = True
+    if is_embedding and task == "generate":
+        from ..models.decoder_pooling import as_embedding
+
+        return as_embedding(cls)
+    if is_embedding is False and task != "generate":
+        raise ValueError(f"is_embedding=False: {cls.__name__} is a {task} model and cannot generate; "
+                         "leave is_embedding out")
+    return cls
+
+
 def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None = None) -> LoadedModel:
     from transformers import AutoConfig, AutoTokenizer
 
@@ -84,11 +106,13 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     is_gguf = path.endswith(".gguf")
     folder = converted_folder(path) if is_gguf else path
     hf_config = AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-    model_config = dataclasses.replace(ModelConfig.from_hf(hf_config), pooling=read_pooler(folder))
+    model_config = dataclasses.replace(ModelConfig.from_hf(hf_config), pooling=read_pooler(folder),
+                                       max_seq_length=read_max_seq_length(folder))
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
     dtype = resolve_dtype(cfg.dtype, device, model_config)
 
-    cls = get_model_class(model_config.architecture)
+    cls = pooling_or_generation(get_model_class(model_config.architecture), cfg.is_embedding,
+                                model_config.pooling is not None)
     length = max_length or cfg.context_length or model_config.max_position
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

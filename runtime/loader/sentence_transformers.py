@@ -43,6 +43,19 @@ def read_pooler(folder: str) -> Pooler | None:
     return Pooler(kind, normalize)
 
 
+def read_max_seq_length(folder: str) -> int | None:
+    """sentence_bert_config.json's max_seq_length (the longest input sentence-transformers
+    feeds the model, past which it truncates); None when the folder has none."""
+    path = os.path.join(folder, "sentence_bert_config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        value = json.load(f).get("max_seq_length")
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise ValueError(f"{path}: max_seq_length={value!r} must be a positive integer")
+    return value
+
+
 def _pooling_kind(path: str) -> str:
     with open(path) as f:
         config: dict[str, Any] = json.load(f)

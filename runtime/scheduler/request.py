@@ -62,6 +62,9 @@ class Req:
     media: MultimodalInputs | None = None  # images and videos of the prompt (kept on retraction)
     pool: bool = False  # an embedding request: its result is the pooled vector
     embedding: torch.Tensor | None = None  # (dim,) the pooled vector, once computed
+    normalize: bool = False  # pooled vectors: L2-normalize the result (after `dimensions`)
+    dimensions: int | None = None  # pooled vectors: keep the first this many (Matryoshka)
+    token_type_ids: list[int] | None = None  # per prompt token: its segment (sentence pairs); None: all 0
     channel: Any = None  # where the engine hands this request's results to its caller
     # KV state (owned by the scheduler)
     row: int | None = None

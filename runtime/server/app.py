@@ -20,6 +20,7 @@ from .guard import Guard
 from .jsonio import JSONOut
 from .native import native_router
 from .openai_api import openai_router
+from .pooling_api import pooling_router
 
 logger = logging.getLogger("sgl.server")
 
@@ -41,6 +42,7 @@ def create_app(engine: Any, settings: ServerSettings | None = None, shutdown_eng
     app.include_router(native_router(ctx))
     app.include_router(openai_router(ctx))
     app.include_router(embeddings_router(ctx))
+    app.include_router(pooling_router(ctx))
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, e: APIError) -> JSONResponse:

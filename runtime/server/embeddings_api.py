@@ -2,7 +2,8 @@
 
 `input` is a string, a list of strings, one list of token ids or a list of them; vectors come
 back as float lists or, with `encoding_format: base64`, as base64 of little-endian float32
-bytes (what the `openai` client asks for by default and decodes)."""
+bytes (what the `openai` client asks for by default and decodes). `dimensions` keeps the first
+entries of a Matryoshka model's vectors (Engine.encode checks the model allows it)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from .context import ServerContext
 from .errors import APIError
 from .guard import parse
 from .jsonio import JSONOut
-from .openai_api import openai_errors
 from .openai_protocol import _OPENAI
+from .pooling_errors import check_count, pooling_errors
+from .task_check import require_pooling
 
 
 class EmbeddingRequest(BaseModel):
@@ -41,6 +43,7 @@ def encode_inputs(value: Any) -> dict[str, Any]:
         single = False
     if not value:
         raise APIError(400, "`input` is empty: give a string, a list of strings or token ids", "input")
+    check_count(len(value), "input")
     if all(isinstance(v, str) for v in value):
         for i, text in enumerate(value):
             if not text:
@@ -68,16 +71,10 @@ def embeddings_router(ctx: ServerContext) -> APIRouter:
     @router.post("/v1/embeddings")
     async def embeddings(request: Request) -> Response:
         req = await parse(request, EmbeddingRequest, limit)
-        if engine.task == "generate":
-            raise APIError(400, f"{engine.model_config.architecture} generates text and serves no embeddings: "
-                                "start the server with an embedding model, or use /v1/completions", "model")
+        require_pooling(engine, "/v1/embeddings")
         kwargs = encode_inputs(req.input)
-        dim = engine.model_config.hidden_size
-        if req.dimensions is not None and req.dimensions != dim:
-            raise APIError(400, f"`dimensions`={req.dimensions}: this model gives {dim}-dimensional vectors "
-                                "and does not allow truncation; leave `dimensions` out", "dimensions")
-        with openai_errors():
-            results = await bridge.call(engine.encode, **kwargs)
+        with pooling_errors((("input_ids", "input"), ("prompt", "input"))):
+            results = await bridge.call(engine.encode, **kwargs, dimensions=req.dimensions)
             raise_engine_failure(results)
         if isinstance(results, dict):
             results = [results]

@@ -32,6 +32,7 @@ from .protocol import (
     check_top_logprobs,
     clean_sampling_params,
 )
+from .task_check import require_generation
 
 HEALTH_TIMEOUT_S = 30.0
 _PARAM = re.compile(r"^`?(sampling_params(?:\.\w+)?)")
@@ -79,6 +80,7 @@ def native_router(ctx: ServerContext) -> APIRouter:
     @router.post("/generate")
     async def generate(request: Request) -> Response:
         req = await parse(request, GenerateRequest, limit)
+        require_generation(engine, "/generate")
         kwargs = _engine_kwargs(req, ctx)
         if req.stream:
             if req.num_prompts() is not None:

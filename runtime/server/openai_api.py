@@ -31,6 +31,7 @@ from .openai_reasoning import ReasoningParser, get_reasoning_parser
 from .openai_tool_parsers import ToolParser, detect_parser, get_parser
 from .openai_tools import ToolPlan, chat_messages, plan_tools
 from .protocol import check_top_logprobs, clean_sampling_params
+from .task_check import require_generation
 
 # OpenAI field -> engine sampling field
 _FIELDS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed": "seed",
@@ -164,6 +165,7 @@ def openai_router(ctx: ServerContext) -> APIRouter:
     @router.post("/v1/completions")
     async def completions(request: Request) -> Response:
         req = await parse(request, CompletionRequest, limit)
+        require_generation(engine, "/v1/completions")
         if req.suffix:
             raise APIError(400, "`suffix` is not supported: put the whole text in `prompt`", "suffix")
         if req.best_of is not None and req.best_of != req.n:
@@ -190,6 +192,7 @@ def openai_router(ctx: ServerContext) -> APIRouter:
     @router.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         req = await parse(request, ChatCompletionRequest, limit)
+        require_generation(engine, "/v1/chat/completions")
         if req.top_logprobs and not req.logprobs:
             raise APIError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
         parser = tool_parser(ctx)
