@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import jsonschema
 import pytest
 import sgl
 
@@ -31,6 +32,7 @@ def default_backend():
 def test_every_tutorial_is_covered():
     assert sorted(f for f in os.listdir(TUTORIALS) if f.endswith(".py")) == [
         "01_quickstart.py", "02_few_shot_batch.py", "03_multi_turn_chat.py", "04_fork_join.py", "05_select.py",
+        "06_react_agent.py",
     ]  # fmt: skip
 
 
@@ -60,3 +62,19 @@ def test_select():
     out = load("05_select.py").main()
     assert out["TokenLengthNormalized"] == "Paris"
     assert out["sentiment"] in ("positive", "negative")
+
+
+def test_react_agent():
+    react = load("06_react_agent.py")
+    out = react.main(question="What is the capital of Italy?", max_steps=3)
+    steps = out["steps"]
+    assert steps and steps[0]["action"] in react.TOOLS  # the first step must call a tool
+    for step in steps:
+        assert step["action"] in react.ACTIONS
+        if step["action"] != "finish":  # constrained arguments: valid under the tool's schema
+            jsonschema.validate(step["input"], react.TOOLS[step["action"]])
+            assert step["observation"] == react.run_tool(step["action"], step["input"])
+            assert f"Observation: {step['observation']}" in out["text"]
+    assert react.calculate("12 * (3 + 1)") == "48" and react.calculate("2 ** 8").startswith("error")
+    assert (steps[0]["action"], steps[0]["input"], out["answer"]) == (
+        "lookup", {"country": "Italy", "fact": "capital"}, "Rome")  # greedy on the default model
