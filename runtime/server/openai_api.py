@@ -27,6 +27,7 @@ from .native import SSE_DONE, engine_errors, sse
 from .openai_chat_output import DeltaSplitter, split_message
 from .openai_protocol import ChatCompletionRequest, ChatMessage, CompletionRequest, SamplingFields
 from .openai_reasoning import ReasoningParser, get_reasoning_parser
+from .openai_tool_constraint import single_token_id
 from .openai_tool_parsers import ToolParser, detect_parser, get_parser
 from .openai_tools import ToolPlan, chat_messages, plan_tools
 from .protocol import check_top_logprobs, clean_sampling_params
@@ -58,14 +59,15 @@ def openai_errors() -> Iterator[None]:
 
 
 def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerContext,
-                    tool_regex: str | None = None, reasoning: ReasoningParser | None = None) -> dict[str, Any]:
-    """``tool_regex``: the constraint of tool_choice "required" / a named function; with a
-    ``reasoning`` parser the constraint applies after the thinking."""
+                    tool_constraint: tuple[str, str] | None = None,
+                    reasoning: ReasoningParser | None = None) -> dict[str, Any]:
+    """``tool_constraint``: (sampling field, text) of tool_choice "required" / a named function;
+    with a ``reasoning`` parser a regex or JSON-schema constraint applies after the thinking."""
     sp: dict[str, Any] = {"n": req.n}
     given = [name for name, v in (("regex", req.regex), ("json_schema", req.json_schema), ("ebnf", req.ebnf),
                                   ("response_format", req.response_format if req.response_format is not None
                                    and req.response_format.type != "text" else None),
-                                  ("tool_choice", tool_regex)) if v is not None]
+                                  ("tool_choice", tool_constraint)) if v is not None]
     if len(given) > 1:
         raise APIError(400, f"{' and '.join(f'`{g}`' for g in given)} each constrain the output: give only one",
                        given[1])
@@ -95,8 +97,8 @@ def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerCont
         else:
             schema = fmt_.json_schema.schema_
         sp["json_schema"] = json.dumps(schema)
-    if tool_regex is not None:
-        sp["regex"] = tool_regex
+    if tool_constraint is not None:
+        sp[tool_constraint[0]] = tool_constraint[1]
     if reasoning is not None:
         _constrain_after_thinking(sp, reasoning)
     with openai_errors():
@@ -199,13 +201,14 @@ def openai_router(ctx: ServerContext) -> APIRouter:
         if req.top_logprobs and not req.logprobs:
             raise APIError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
         parser = tool_parser(ctx)
-        plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser)
+        plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser,
+                                           single_token_id(engine.tokenizer))
         reasoning = reasoning_parser(ctx) if req.separate_reasoning else None
         ids = await bridge.call(render_chat, engine.tokenizer, req, plan.tools)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         if max_tokens is None:  # OpenAI's default: up to the end of the context
             max_tokens = max(engine.context_length - len(ids), 0)
-        sp = sampling_params(req, max_tokens, ctx, plan.regex, reasoning)
+        sp = sampling_params(req, max_tokens, ctx, plan.constraint, reasoning)
         if plan.parse and parser.needs_special_tokens:
             sp.setdefault("skip_special_tokens", False)
         tools = parser if plan.parse else None

@@ -56,11 +56,19 @@ class ScriptedModel:
 
 
 @contextmanager
-def scripted_server(model_path: str, settings: ServerSettings, port: int) -> Iterator[tuple[str, ScriptedModel]]:
-    """(url, model): the app on a real uvicorn server on 127.0.0.1 in this process (the wrapped
-    sampler lives in the engine's scheduler thread here)."""
+def scripted_engine(model_path: str) -> Iterator[ScriptedModel]:
     engine = Engine(model_path, dtype="float32", max_total_tokens=4000)
-    model = ScriptedModel(engine)
+    try:
+        yield ScriptedModel(engine)
+    finally:
+        engine.shutdown()
+
+
+@contextmanager
+def serve(engine: Engine, settings: ServerSettings, port: int) -> Iterator[str]:
+    """The url of an app over ``engine`` on a real uvicorn server on 127.0.0.1 in this process
+    (the wrapped sampler lives in the engine's scheduler thread here); several apps (with their
+    own settings) may serve one engine."""
     server = uvicorn.Server(uvicorn.Config(create_app(engine, settings), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -70,8 +78,14 @@ def scripted_server(model_path: str, settings: ServerSettings, port: int) -> Ite
             raise RuntimeError("the scripted server did not start")
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", model
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=20)
-        engine.shutdown()
+
+
+@contextmanager
+def scripted_server(model_path: str, settings: ServerSettings, port: int) -> Iterator[tuple[str, ScriptedModel]]:
+    """(url, model): a scripted engine behind one app."""
+    with scripted_engine(model_path) as model, serve(model.engine, settings, port) as url:
+        yield url, model
