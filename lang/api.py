@@ -124,9 +124,13 @@ def gen(
     regex: str | None = None,
     json_schema: Any = None,
     ebnf: str | None = None,
+    token_healing: bool | None = None,
 ) -> Expr:
     """Generate text into variable ``name``; with ``choices`` it is a ``select``. ``ebnf`` (beyond
-    SGLang's frontend): a GBNF or Lark grammar the text must match, as the server's field."""
+    SGLang's frontend): a GBNF or Lark grammar the text must match, as the server's field.
+    ``token_healing=True`` (beyond SGLang; Guidance has it): the prompt's last token is backed off
+    and the first generated token must extend its text, so a prompt ending in ``"http:"`` can go
+    on as the model's ``"://"``; not with a constraint (regex=, json_schema=, ebnf=, dtype=)."""
     if choices is not None:
         return select(
             name,
@@ -153,6 +157,10 @@ def gen(
         raise ValueError(f"gen(min_p={min_p}) must be in [0, 1]")
     if sum(x is not None for x in (regex, json_schema, dtype, ebnf)) > 1:
         raise ValueError("gen: give at most one of regex=, json_schema=, ebnf= and dtype=")
+    if token_healing is not None and not isinstance(token_healing, bool):
+        raise TypeError(f"gen(token_healing={token_healing!r}) must be True or False")
+    if token_healing and any(x is not None for x in (regex, json_schema, dtype, ebnf)):
+        raise ValueError("gen(token_healing=True) cannot be combined with regex=, json_schema=, ebnf= or dtype=")
     params = SamplingParams(
         max_new_tokens=max_tokens,
         min_new_tokens=min_tokens,
@@ -175,6 +183,7 @@ def gen(
         regex=regex,
         json_schema=_schema_str(json_schema),
         ebnf=ebnf,
+        token_healing=token_healing,
     )
     return Gen(name, params)
 

@@ -54,6 +54,7 @@ class SamplingParams:
     regex: str | None = None
     json_schema: str | None = None
     ebnf: str | None = None  # a GBNF or Lark grammar (beyond SGLang's frontend; its server's field)
+    token_healing: bool | None = None  # back off the prompt's last token (beyond SGLang; our engine's field)
 
     def override(self, other: SamplingParams) -> SamplingParams:
         """A copy where every non-None field of ``other`` replaces ours."""
@@ -81,7 +82,7 @@ class SamplingParams:
         keys = (
             "max_new_tokens", "min_new_tokens", "n", "stop", "stop_token_ids", "stop_regex",
             "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
-            "ignore_eos", "regex", "json_schema", "ebnf",
+            "ignore_eos", "regex", "json_schema", "ebnf", "token_healing",
         )  # fmt: skip
         out: dict[str, Any] = {}
         for k in keys:

@@ -27,7 +27,8 @@ INSTRUCT_MODEL_NAMES = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 # extra_body fields: sent only when they differ from the "off" value, so that OpenAI proper,
 # which rejects unknown fields, still accepts programs that leave them at their defaults
 _EXTRA_OFF = {"top_k": -1, "min_p": 0.0, "min_new_tokens": 0, "ignore_eos": False, "stop_token_ids": [],
-              "stop_regex": [], "regex": None, "json_schema": None, "ebnf": None}
+              "stop_regex": [], "regex": None, "json_schema": None, "ebnf": None,
+              "token_healing": False}
 _EXTRA_NAMES = {"min_new_tokens": "min_tokens"}
 
 

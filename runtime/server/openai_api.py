@@ -38,7 +38,7 @@ _FIELDS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed
            "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty",
            "min_tokens": "min_new_tokens", "ignore_eos": "ignore_eos", "skip_special_tokens": "skip_special_tokens",
            "stop_token_ids": "stop_token_ids", "stop_regex": "stop_regex", "no_stop_trim": "no_stop_trim", "regex": "regex",
-           "json_schema": "json_schema", "ebnf": "ebnf"}
+           "json_schema": "json_schema", "ebnf": "ebnf", "token_healing": "token_healing"}
 _RENAMES = (("sampling_params.max_new_tokens", "max_tokens"), ("sampling_params.min_new_tokens", "min_tokens"),
             ("sampling_params.", ""))
 JSON_OBJECT_SCHEMA = {"type": "object"}
