@@ -19,6 +19,7 @@ from sgl.api import (
     get_server_info,
     image,
     select,
+    separate_reasoning,
     set_default_backend,
     system,
     system_begin,
@@ -45,7 +46,7 @@ __all__ = [
     "BaseBackend", "ChoicesDecision", "ChoicesSamplingMethod", "Engine", "OpenAI", "ProgramState",
     "Runtime", "RuntimeEndpoint", "assistant", "assistant_begin", "assistant_end", "flush_cache",
     "function", "gen", "gen_int", "gen_string", "get_server_info", "global_config",
-    "greedy_token_selection", "image", "select", "set_default_backend", "system", "system_begin",
+    "greedy_token_selection", "image", "select", "separate_reasoning", "set_default_backend", "system", "system_begin",
     "system_end", "token_length_normalized", "unconditional_likelihood_normalized", "user",
     "user_begin", "user_end", "video",
 ]  # fmt: skip

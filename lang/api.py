@@ -21,7 +21,11 @@ from sgl.ir import (
     RoleEnd,
     SamplingParams,
     Select,
+    SeparateReasoning,
     Video,
+    as_expr,
+    describe,
+    iter_leaves,
 )
 from sgl.media import is_url
 
@@ -73,6 +77,23 @@ def _schema_str(schema: Any) -> str | None:
     raise TypeError(f"gen(json_schema=...) takes a JSON string, a dict or a pydantic model class, got {type(schema).__name__}")
 
 
+def _check_ebnf(ebnf: str | None) -> None:
+    """The grammar must parse (llguidance, which the engine compiles it with; no tokenizer)."""
+    if ebnf is None:
+        return
+    if not isinstance(ebnf, str) or not ebnf.strip():
+        raise TypeError("gen(ebnf=...) takes a GBNF or Lark grammar as a non-empty str")
+    import llguidance
+
+    try:
+        is_error, messages = llguidance.LLMatcher.validate_grammar_with_warnings(
+            llguidance.grammar_from("grammar", ebnf))
+    except (ValueError, RuntimeError) as e:
+        is_error, messages = True, [str(e)]
+    if is_error:
+        raise ValueError(f"gen(ebnf=...): the grammar does not parse: {messages[0][:300]}")
+
+
 def _check_nonneg(value: Any, arg: str) -> None:
     if value is not None and value < 0:
         raise ValueError(f"gen({arg}={value}) must be >= 0")
@@ -102,8 +123,14 @@ def gen(
     choices_method: ChoicesSamplingMethod | None = None,
     regex: str | None = None,
     json_schema: Any = None,
+    ebnf: str | None = None,
+    token_healing: bool | None = None,
 ) -> Expr:
-    """Generate text into variable ``name``; with ``choices`` it is a ``select``."""
+    """Generate text into variable ``name``; with ``choices`` it is a ``select``. ``ebnf`` (beyond
+    SGLang's frontend): a GBNF or Lark grammar the text must match, as the server's field.
+    ``token_healing=True`` (beyond SGLang; Guidance has it): the prompt's last token is backed off
+    and the first generated token must extend its text, so a prompt ending in ``"http:"`` can go
+    on as the model's ``"://"``; not with a constraint (regex=, json_schema=, ebnf=, dtype=)."""
     if choices is not None:
         return select(
             name,
@@ -116,6 +143,7 @@ def gen(
     if dtype is not None and dtype not in DTYPE_REGEX:
         raise ValueError(f"gen(dtype={dtype!r}) is unknown; use int, float, str or bool")
     _check_regex(regex, "regex")
+    _check_ebnf(ebnf)
     for r in _as_tuple(stop_regex, "stop_regex", str) or ():
         _check_regex(r, "stop_regex")
     for value, arg in ((max_tokens, "max_tokens"), (min_tokens, "min_tokens"), (temperature, "temperature"),
@@ -127,8 +155,12 @@ def gen(
         raise ValueError(f"gen(top_p={top_p}) must be in (0, 1]")
     if min_p is not None and not 0 <= min_p <= 1:
         raise ValueError(f"gen(min_p={min_p}) must be in [0, 1]")
-    if sum(x is not None for x in (regex, json_schema, dtype)) > 1:
-        raise ValueError("gen: give at most one of regex=, json_schema= and dtype=")
+    if sum(x is not None for x in (regex, json_schema, dtype, ebnf)) > 1:
+        raise ValueError("gen: give at most one of regex=, json_schema=, ebnf= and dtype=")
+    if token_healing is not None and not isinstance(token_healing, bool):
+        raise TypeError(f"gen(token_healing={token_healing!r}) must be True or False")
+    if token_healing and any(x is not None for x in (regex, json_schema, dtype, ebnf)):
+        raise ValueError("gen(token_healing=True) cannot be combined with regex=, json_schema=, ebnf= or dtype=")
     params = SamplingParams(
         max_new_tokens=max_tokens,
         min_new_tokens=min_tokens,
@@ -150,6 +182,8 @@ def gen(
         dtype=dtype,
         regex=regex,
         json_schema=_schema_str(json_schema),
+        ebnf=ebnf,
+        token_healing=token_healing,
     )
     return Gen(name, params)
 
@@ -179,6 +213,25 @@ def select(
     if not callable(choices_method):
         raise TypeError("select(choices_method=...) must be a choice method such as sgl.token_length_normalized")
     return Select(name, tuple(choices), float(temperature), choices_method)
+
+
+def separate_reasoning(expr: Any = None, model_type: str | None = None) -> ExprList:
+    """``expr`` (a named ``gen``/``select``, or several), then the thinking split out of each value:
+    ``s[name]`` keeps the answer, ``s[name + "_reasoning_content"]`` the thinking, and the state's
+    text keeps only the answer. ``model_type``: a reasoning parser's name (``deepseek-r1``,
+    ``qwen3``, ``qwen3-thinking``, ``gpt-oss``, ``kimi``, ...), as SGLang's."""
+    if not model_type:
+        raise ValueError("separate_reasoning(model_type=...) is required, e.g. model_type='deepseek-r1'")
+    from sgl.runtime.server.openai_reasoning import get_reasoning_parser
+
+    get_reasoning_parser(model_type, "separate_reasoning(model_type=...):")  # raises with the choices
+    if expr is None:
+        return ExprList(())
+    node = SeparateReasoning(model_type, as_expr(expr))
+    for target in iter_leaves(node.expr):
+        if isinstance(target, (Gen, Select)) and target.name is None:
+            raise ValueError(f"separate_reasoning: {describe(target)} has no name; give the gen a name to split")
+    return ExprList((node.expr, node))
 
 
 def image(source: Any) -> Image:

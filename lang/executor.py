@@ -31,6 +31,7 @@ from sgl.ir import (
     RoleEnd,
     SamplingParams,
     Select,
+    SeparateReasoning,
     VarScopeBegin,
     VarScopeEnd,
     Video,
@@ -67,6 +68,7 @@ class StreamExecutor:
         # return_meta_data yields; meta_info[name] meanwhile folds them (sgl.stream_meta)
         self.stream_chunks: dict[str, list[tuple[str, Any]]] = {}
         self.messages_: list[dict[str, Any]] = []
+        self.spans: dict[str, tuple[int, int]] = {}  # gen/select name -> its text's [start, end) in text_
         self.cur_role: str | None = None
         self.cur_role_begin_pos: int | None = None
         self.images_: list[tuple[str, Any]] = []  # (content hash, image) of the whole state
@@ -94,6 +96,9 @@ class StreamExecutor:
             name = getattr(leaf, "name", None)
             if isinstance(leaf, (Gen, Select, VarScopeBegin)) and name is not None:
                 self.variable_event[name] = threading.Event()
+            elif isinstance(leaf, SeparateReasoning):
+                for reasoning in leaf.reasoning_names:
+                    self.variable_event[reasoning] = threading.Event()
         if self.use_thread:
             self.queue.put(expr)
         else:
@@ -177,6 +182,7 @@ class StreamExecutor:
             child.cur_role_begin_pos = self.cur_role_begin_pos
             child.fork_start_text_pos = len(self.text_)
             child.images_ = list(self.images_)
+            child.spans = dict(self.spans)
             child.cur_images = list(self.cur_images)
             children.append(child)
         return children
@@ -256,6 +262,8 @@ class StreamExecutor:
             self._set_var(expr.name, self.text_[begin:], None)
         elif isinstance(expr, (Image, Video)):
             self._media(expr)
+        elif isinstance(expr, SeparateReasoning):
+            self._separate_reasoning(expr)
         elif isinstance(expr, CommitLazy):
             self.backend.commit_lazy_operations(self)
         elif isinstance(expr, ConcateAndAppend):
@@ -284,9 +292,11 @@ class StreamExecutor:
 
     def _gen(self, expr: Gen) -> None:
         params = self.resolve_sampling(expr.sampling)
+        start = len(self.text_)
         if not self.stream:
             comp, meta = self.backend.generate(self, sampling_params=params)
             self._fill(comp[0] if isinstance(comp, list) else comp)
+            self._set_span(expr.name, start)
             self._set_var(expr.name, comp, meta)
             return
         name = expr.name
@@ -311,11 +321,41 @@ class StreamExecutor:
             self.variables.pop(name, None)
             raise
         if name is not None:
+            self._set_span(name, start)
             self._set_var(name, self.variables[name], self.meta_info.get(name))
+
+    def _set_span(self, name: str | None, start: int) -> None:
+        if name is not None:
+            self.spans[name] = (start, len(self.text_))
+
+    def _separate_reasoning(self, expr: SeparateReasoning) -> None:
+        """Each target's value -> (thinking, answer); the answer replaces the value and, where
+        the value is still the end of the text, its text there (SGLang drops the thinking from
+        the state's text too). Streamed states get the same once the gen has ended."""
+        from sgl.runtime.server.openai_reasoning import get_reasoning_parser
+
+        parser = get_reasoning_parser(expr.model_type, "separate_reasoning(model_type=...):")
+        for target, reasoning in zip(expr.targets, expr.reasoning_names):
+            name = target.name
+            value = self.variables[name]
+            many = isinstance(value, list)  # n > 1: one split per sample; the text has the first
+            pairs = [parser.split(v) for v in (value if many else [value])]
+            thought = [t for t, _ in pairs] if many else pairs[0][0]
+            answer = [a for _, a in pairs] if many else pairs[0][1]
+            with self.cond:
+                start, end = self.spans.get(name, (-1, -1))
+                if end == len(self.text_) and start >= 0:
+                    self.text_ = self.text_[:start] + pairs[0][1]
+                    self.spans[name] = (start, len(self.text_))
+                self.variables[name] = answer
+                self.cond.notify_all()
+            self._set_var(reasoning, thought, None)
 
     def _select(self, expr: Select) -> None:
         decision = self.backend.select(self, expr.choices, expr.temperature, expr.choices_method)
+        start = len(self.text_)
         self._fill(decision.decision)
+        self._set_span(expr.name, start)
         self._set_var(expr.name, decision.decision, decision.meta_info)
 
     def _role_begin(self, role: str) -> None:

@@ -53,6 +53,8 @@ class SamplingParams:
     dtype: Any = None
     regex: str | None = None
     json_schema: str | None = None
+    ebnf: str | None = None  # a GBNF or Lark grammar (beyond SGLang's frontend; its server's field)
+    token_healing: bool | None = None  # back off the prompt's last token (beyond SGLang; our engine's field)
 
     def override(self, other: SamplingParams) -> SamplingParams:
         """A copy where every non-None field of ``other`` replaces ours."""
@@ -80,7 +82,7 @@ class SamplingParams:
         keys = (
             "max_new_tokens", "min_new_tokens", "n", "stop", "stop_token_ids", "stop_regex",
             "temperature", "top_p", "top_k", "min_p", "frequency_penalty", "presence_penalty",
-            "ignore_eos", "regex", "json_schema",
+            "ignore_eos", "regex", "json_schema", "ebnf", "token_healing",
         )  # fmt: skip
         out: dict[str, Any] = {}
         for k in keys:
@@ -147,6 +149,34 @@ class Select(Expr):
     choices: tuple[str, ...]
     temperature: float
     choices_method: Callable[..., Any]
+
+
+@dataclass(frozen=True, eq=False)
+class SeparateReasoning(Expr):
+    """Split the thinking out of the ``Gen``/``Select`` values of ``expr`` (already executed, just
+    before this node): ``name`` keeps the answer, ``name + "_reasoning_content"`` the thinking."""
+
+    model_type: str
+    expr: Expr
+
+    @property
+    def targets(self) -> tuple[Gen | Select, ...]:
+        return tuple(x for x in iter_leaves(self.expr) if isinstance(x, (Gen, Select)) and x.name is not None)
+
+    @property
+    def name(self) -> str | None:
+        """The reasoning variable of the last target (SGLang's ``SglSeparateReasoning.name``)."""
+        names = self.reasoning_names
+        return names[-1] if names else None
+
+    @property
+    def reasoning_names(self) -> tuple[str, ...]:
+        return tuple(reasoning_name(x.name) for x in self.targets)  # type: ignore[arg-type]
+
+
+def reasoning_name(name: str) -> str:
+    """The variable that holds ``name``'s thinking (SGLang's naming)."""
+    return f"{name}_reasoning_content"
 
 
 @dataclass(frozen=True, eq=False)
@@ -242,6 +272,8 @@ def describe(expr: Expr) -> str:
         return f"{type(expr).__name__}({expr.role!r})"
     if isinstance(expr, (VarScopeBegin, VarScopeEnd, Argument, Variable)):
         return f"{type(expr).__name__}({expr.name!r})"
+    if isinstance(expr, SeparateReasoning):
+        return f"separate_reasoning({[x.name for x in expr.targets]!r}, model_type={expr.model_type!r})"
     if isinstance(expr, Video):
         return f"video({expr.path!r}, {expr.num_frames})"
     if isinstance(expr, Image):

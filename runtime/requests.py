@@ -14,6 +14,7 @@ import torch
 from .config import ModelConfig
 from .forward_batch import InputEmbeds
 from .sampling.detokenizer import IncrementalDetokenizer
+from .sampling.healing import heal
 from .sampling.params import SamplingParams
 from .sampling.stop import StopChecker
 from .scheduler.request import LogprobRequest, Req
@@ -120,6 +121,9 @@ class RequestFactory:
         if logprob_start_len is not None and not isinstance(logprob_start_len, int):
             raise ValueError("logprob_start_len must be an integer")
         grammar = self._compile(sp)
+        healing = heal(ids, self.grammar_compiler().info) if sp.token_healing else None
+        if healing is not None:
+            ids = healing.input_ids
         rid = rid or uuid.uuid4().hex
         start = 0 if logprob_start_len is None else logprob_start_len
         if start < 0:
@@ -131,10 +135,11 @@ class RequestFactory:
             return Req(
                 rid=rid, input_ids=ids, sampling=n_params,
                 detokenizer=IncrementalDetokenizer(self.tokenizer, ids, n_params.skip_special_tokens,
-                                                   n_params.spaces_between_special_tokens),
+                                                   n_params.spaces_between_special_tokens,
+                                                   healing.drop if healing else ""),
                 stop_checker=StopChecker(n_params.stop, n_params.stop_regex), eos_ids=self.eos_ids,
                 logprob=LogprobRequest(start, top_logprobs_num, with_text) if return_logprob else None,
-                stream=stream, generator=gen)
+                stream=stream, generator=gen, first_ids=healing.first_ids if healing else None)
 
         if sp.n == 1:
             return RequestGroup([one(sp.seed, sp)], None, grammar)

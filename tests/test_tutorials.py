@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 
+import jsonschema
 import pytest
 import sgl
 
@@ -33,6 +34,7 @@ def test_every_tutorial_is_covered():
         "01_quickstart.py", "02_few_shot_batch.py", "03_multi_turn_chat.py", "04_fork_join.py", "05_select.py",
         "06_image_question.py", "07_video_question.py",
         "08_semantic_search.py",
+        "09_react_agent.py",
     ]  # fmt: skip
 
 
@@ -82,3 +84,19 @@ def test_semantic_search():
     mod = load("08_semantic_search.py")
     assert {doc for _, doc in out["hits"][:2]} == {mod.DOCUMENTS[0], mod.DOCUMENTS[5]}  # the two bread texts
     assert max(out["rerank"]) == pytest.approx(out["hits"][0][0], abs=1e-5)
+
+
+def test_react_agent():
+    react = load("09_react_agent.py")
+    out = react.main(question="What is the capital of Italy?", max_steps=3)
+    steps = out["steps"]
+    assert steps and steps[0]["action"] in react.TOOLS  # the first step must call a tool
+    for step in steps:
+        assert step["action"] in react.ACTIONS
+        if step["action"] != "finish":  # constrained arguments: valid under the tool's schema
+            jsonschema.validate(step["input"], react.TOOLS[step["action"]])
+            assert step["observation"] == react.run_tool(step["action"], step["input"])
+            assert f"Observation: {step['observation']}" in out["text"]
+    assert react.calculate("12 * (3 + 1)") == "48" and react.calculate("2 ** 8").startswith("error")
+    assert (steps[0]["action"], steps[0]["input"], out["answer"]) == (
+        "lookup", {"country": "Italy", "fact": "capital"}, "Rome")  # greedy on the default model

@@ -4,11 +4,14 @@ Chat models receive the program's messages and may only generate at the start of
 turn; completion models receive the whole text. ``select`` is not available (OpenAI's API gives
 no prompt logprobs to score choices with): use ``sgl.RuntimeEndpoint`` for it. Against our
 server, ``regex``, ``json_schema`` (and ``gen(dtype=...)``, which becomes a regex) and the
-sampler's extra knobs pass through as ``extra_body``; OpenAI itself rejects them.
+sampler's extra knobs pass through as ``extra_body``. Against OpenAI itself (api.openai.com),
+``json_schema`` becomes ``response_format`` (chat models), and ``regex`` / ``ebnf``, which its API
+has no field for, raise before any request, naming the argument.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -24,7 +27,8 @@ INSTRUCT_MODEL_NAMES = ("gpt-3.5-turbo-instruct", "davinci-002", "babbage-002")
 # extra_body fields: sent only when they differ from the "off" value, so that OpenAI proper,
 # which rejects unknown fields, still accepts programs that leave them at their defaults
 _EXTRA_OFF = {"top_k": -1, "min_p": 0.0, "min_new_tokens": 0, "ignore_eos": False, "stop_token_ids": [],
-              "stop_regex": [], "regex": None, "json_schema": None}
+              "stop_regex": [], "regex": None, "json_schema": None, "ebnf": None,
+              "token_healing": False}
 _EXTRA_NAMES = {"min_new_tokens": "min_tokens"}
 
 
@@ -45,6 +49,7 @@ class OpenAI(BaseBackend):
         if isinstance(chat_template, str):
             chat_template = get_chat_template(chat_template)
         self.chat_template = chat_template or match_chat_template(model_name)
+        self.is_openai = "api.openai.com" in str(self.client.base_url)  # OpenAI itself, not a compatible server
 
     def get_chat_template(self) -> ChatTemplate:
         return self.chat_template
@@ -61,6 +66,8 @@ class OpenAI(BaseBackend):
                 kwargs[theirs] = sp[ours]
         if sp.get("stop"):
             kwargs["stop"] = sp["stop"]
+        if self.is_openai:
+            self._openai_constraint(params, sp, kwargs)
         extra = {_EXTRA_NAMES.get(k, k): v for k, v in sp.items() if k in _EXTRA_OFF and v != _EXTRA_OFF[k]}
         if extra:
             kwargs["extra_body"] = extra
@@ -82,6 +89,21 @@ class OpenAI(BaseBackend):
         else:
             kwargs["prompt"] = state.text_
         return kwargs
+
+    def _openai_constraint(self, params: SamplingParams, sp: dict[str, Any], kwargs: dict[str, Any]) -> None:
+        """OpenAI's own API: a JSON schema as ``response_format``; regex and grammars have no field."""
+        for field in ("ebnf", "regex"):
+            if sp.get(field) is not None:
+                arg = f"dtype={params.dtype!r}" if field == "regex" and params.dtype is not None else f"{field}=..."
+                raise ValueError(f"gen({arg}): OpenAI's API has no {field} constraint; run the program on a server "
+                                 "that has (sgl.OpenAI(..., base_url=our server), sgl.RuntimeEndpoint, sgl.Runtime)")
+        schema = sp.pop("json_schema", None)
+        if schema is not None:
+            if not self.is_chat_model:
+                raise ValueError(f"gen(json_schema=...): OpenAI's completion model {self.model_name} takes no "
+                                 "JSON schema; use a chat model (response_format) or our server")
+            kwargs["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "output", "schema": json.loads(schema)}}
 
     def _create(self, kwargs: dict[str, Any]) -> Any:
         if self.is_chat_model:

@@ -21,6 +21,7 @@ from sgl.ir import (
     RoleEnd,
     SamplingParams,
     Select,
+    SeparateReasoning,
     Variable,
     VarScopeBegin,
     VarScopeEnd,
@@ -44,11 +45,13 @@ SglVarScopeBegin = VarScopeBegin
 SglVarScopeEnd = VarScopeEnd
 SglConcateAndAppend = ConcateAndAppend
 SglCommitLazy = CommitLazy
+SglSeparateReasoning = SeparateReasoning
 
 __all__ = [
     "REGEX_BOOL", "REGEX_FLOAT", "REGEX_INT", "REGEX_STR", "SglArgument", "SglCommitLazy",
     "SglConcateAndAppend", "SglConstantText", "SglExpr", "SglExprList", "SglFunction", "SglGen",
-    "SglImage", "SglRoleBegin", "SglRoleEnd", "SglSamplingParams", "SglSelect", "SglVarScopeBegin",
+    "SglImage", "SglRoleBegin", "SglRoleEnd", "SglSamplingParams", "SglSelect", "SglSeparateReasoning",
+    "SglVarScopeBegin",
     "SglVarScopeEnd", "SglVariable", "SglVideo",
 ]  # fmt: skip
 

@@ -40,6 +40,7 @@ class SamplingParams:
     ebnf: str | None = None  # a GBNF or Lark grammar (SGLang's field)
     structural_tag: str | None = None  # SGLang's structural-tag object as JSON
     logit_bias: dict[int, float] | None = None
+    token_healing: bool = False  # back off the prompt's last token (sampling/healing.py)
 
     def __post_init__(self) -> None:
         if isinstance(self.stop, str):
@@ -95,7 +96,8 @@ class SamplingParams:
                 re.compile(pattern)
             except re.error as e:
                 raise ValueError(f"sampling_params.stop_regex={pattern!r} does not compile: {e}") from None
-        for name in ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim"):
+        for name in ("ignore_eos", "skip_special_tokens", "spaces_between_special_tokens", "no_stop_trim",
+                     "token_healing"):
             check(isinstance(getattr(self, name), bool), name, "must be true or false")
         check(is_int(self.n) and 1 <= self.n <= 128, "n", "must be an integer in [1, 128]")
         check(self.seed is None or (is_int(self.seed) and -(2**63) <= self.seed < 2**64), "seed",
@@ -111,6 +113,10 @@ class SamplingParams:
         constraints = [k for k in CONSTRAINTS if getattr(self, k) is not None]
         if len(constraints) > 1:
             raise ValueError(f"sampling_params: {' and '.join(constraints)} are mutually exclusive; give only one")
+        if self.token_healing and constraints:
+            raise ValueError(f"sampling_params.token_healing cannot be combined with {constraints[0]}: the healed "
+                             "first token would have to extend the prompt and start the constraint at once; "
+                             "drop one of them")
         if self.logit_bias is not None:
             check(isinstance(self.logit_bias, dict), "logit_bias", "must map token ids to numbers")
             try:

@@ -23,6 +23,7 @@ class SamplingRow(Protocol):
     output_ids: list[int]
     generator: torch.Generator | None
     banned_ids: list[int]  # ids masked this step (EOS before min_new_tokens, ...)
+    first_ids: list[int] | None  # token healing: the only ids allowed as the first output token
 
 
 def apply_penalties(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
@@ -46,8 +47,13 @@ def apply_penalties(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
 
 
 def apply_masks(logits: torch.Tensor, rows: Sequence[SamplingRow]) -> None:
-    """In place: banned ids become -inf (grammar masks are applied before, by the scheduler)."""
+    """In place: banned ids become -inf, and with token healing every id but the first token's
+    candidates (grammar masks are applied before, by the scheduler)."""
     for i, r in enumerate(rows):
+        if r.first_ids is not None and not r.output_ids:
+            keep = torch.full_like(logits[i], float("-inf"))
+            keep[r.first_ids] = logits[i, r.first_ids]
+            logits[i] = keep
         if r.banned_ids:
             logits[i, r.banned_ids] = float("-inf")
 

@@ -82,6 +82,7 @@ class Req:
     delivered: bool = False  # the final result was handed to the caller (set by the engine only)
     # per-step scratch for the sampler
     banned_ids: list[int] = field(default_factory=list)
+    first_ids: list[int] | None = None  # token healing: the first output token is one of these
 
     @property
     def fill_ids(self) -> list[int]:

@@ -28,6 +28,7 @@ from .openai_chat_output import DeltaSplitter, split_message
 from .openai_media import ChatMedia, message_text
 from .openai_protocol import ChatCompletionRequest, CompletionRequest, SamplingFields
 from .openai_reasoning import ReasoningParser, get_reasoning_parser
+from .openai_tool_constraint import single_token_id
 from .openai_tool_parsers import ToolParser, detect_parser, get_parser
 from .openai_tools import ToolPlan, chat_messages, plan_tools
 from .protocol import check_top_logprobs, clean_sampling_params
@@ -39,7 +40,7 @@ _FIELDS = {"temperature": "temperature", "top_p": "top_p", "stop": "stop", "seed
            "top_k": "top_k", "min_p": "min_p", "repetition_penalty": "repetition_penalty",
            "min_tokens": "min_new_tokens", "ignore_eos": "ignore_eos", "skip_special_tokens": "skip_special_tokens",
            "stop_token_ids": "stop_token_ids", "stop_regex": "stop_regex", "no_stop_trim": "no_stop_trim", "regex": "regex",
-           "json_schema": "json_schema", "ebnf": "ebnf"}
+           "json_schema": "json_schema", "ebnf": "ebnf", "token_healing": "token_healing"}
 _RENAMES = (("sampling_params.max_new_tokens", "max_tokens"), ("sampling_params.min_new_tokens", "min_tokens"),
             ("sampling_params.", ""))
 JSON_OBJECT_SCHEMA = {"type": "object"}
@@ -60,14 +61,15 @@ def openai_errors() -> Iterator[None]:
 
 
 def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerContext,
-                    tool_regex: str | None = None, reasoning: ReasoningParser | None = None) -> dict[str, Any]:
-    """``tool_regex``: the constraint of tool_choice "required" / a named function; with a
-    ``reasoning`` parser the constraint applies after the thinking."""
+                    tool_constraint: tuple[str, str] | None = None,
+                    reasoning: ReasoningParser | None = None) -> dict[str, Any]:
+    """``tool_constraint``: (sampling field, text) of tool_choice "required" / a named function;
+    with a ``reasoning`` parser a regex or JSON-schema constraint applies after the thinking."""
     sp: dict[str, Any] = {"n": req.n}
     given = [name for name, v in (("regex", req.regex), ("json_schema", req.json_schema), ("ebnf", req.ebnf),
                                   ("response_format", req.response_format if req.response_format is not None
                                    and req.response_format.type != "text" else None),
-                                  ("tool_choice", tool_regex)) if v is not None]
+                                  ("tool_choice", tool_constraint)) if v is not None]
     if len(given) > 1:
         raise APIError(400, f"{' and '.join(f'`{g}`' for g in given)} each constrain the output: give only one",
                        given[1])
@@ -97,8 +99,8 @@ def sampling_params(req: SamplingFields, max_tokens: int | None, ctx: ServerCont
         else:
             schema = fmt_.json_schema.schema_
         sp["json_schema"] = json.dumps(schema)
-    if tool_regex is not None:
-        sp["regex"] = tool_regex
+    if tool_constraint is not None:
+        sp[tool_constraint[0]] = tool_constraint[1]
     if reasoning is not None:
         _constrain_after_thinking(sp, reasoning)
     with openai_errors():
@@ -196,14 +198,15 @@ def openai_router(ctx: ServerContext) -> APIRouter:
         if req.top_logprobs and not req.logprobs:
             raise APIError(400, "`top_logprobs` needs `logprobs: true`", "top_logprobs")
         parser = tool_parser(ctx)
-        plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser)
+        plan: ToolPlan = await bridge.call(plan_tools, req.tools, req.tool_choice, req.parallel_tool_calls, parser,
+                                           single_token_id(engine.tokenizer))
         reasoning = reasoning_parser(ctx) if req.separate_reasoning else None
         media = ChatMedia()
         ids = await bridge.call(render_chat, engine, req, plan.tools, media)
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         if max_tokens is None:  # OpenAI's default: up to the end of the context
             max_tokens = max(engine.context_length - len(ids), 0)
-        sp = sampling_params(req, max_tokens, ctx, plan.regex, reasoning)
+        sp = sampling_params(req, max_tokens, ctx, plan.constraint, reasoning)
         if plan.parse and parser.needs_special_tokens:
             sp.setdefault("skip_special_tokens", False)
         tools = parser if plan.parse else None

@@ -60,6 +60,7 @@ class SamplingFields(BaseModel):
     regex: str | None = None
     json_schema: str | dict[str, Any] | None = None
     ebnf: str | None = None  # a GBNF or Lark grammar
+    token_healing: bool | None = None  # back off the prompt's last token (sampling/healing.py)
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None

@@ -5,6 +5,11 @@
 | `deepseek-r1` | everything up to `</think>` (the template opens `<think>`, so the output may not) |
 | `qwen3`       | `<think>...</think>` at the start; no `<think>`: no thinking                  |
 | `gpt-oss`     | the harmony `analysis` channel; the answer is the `final` channel             |
+| `qwen3-thinking`, `step3` | as `deepseek-r1` (the output starts inside the thinking)        |
+| `glm45`       | as `qwen3`                                                                  |
+| `kimi`        | `◁think▷...◁/think▷` at the start                                           |
+
+(the names are SGLang's; ``sgl.separate_reasoning(expr, model_type=...)`` takes the same ones)
 
 ``split`` takes a whole output; ``split_partial`` a stream's text so far (thinking, answer so far,
 whether the thinking has ended). An output cut off inside the thinking is all thinking.
@@ -76,6 +81,10 @@ class Qwen3Parser(ReasoningParser):
     name = "qwen3"
 
 
+class KimiParser(ReasoningParser):
+    name, start, end = "kimi", "◁think▷", "◁/think▷"
+
+
 class GptOssReasoningParser(ReasoningParser):
     name = "gpt-oss"
     _ANALYSIS = re.compile(r"<\|channel\|>analysis<\|message\|>(.*?)(?:<\|end\|>|$)", re.S)
@@ -99,11 +108,14 @@ class GptOssReasoningParser(ReasoningParser):
 
 REASONING_PARSERS: dict[str, type[ReasoningParser]] = {
     "deepseek-r1": DeepSeekR1Parser, "qwen3": Qwen3Parser, "gpt-oss": GptOssReasoningParser,
-    "deepseek-v3": DeepSeekR1Parser,
+    "deepseek-v3": DeepSeekR1Parser, "qwen3-thinking": DeepSeekR1Parser, "step3": DeepSeekR1Parser,
+    "glm45": Qwen3Parser, "kimi": KimiParser,
 }
 
 
-def get_reasoning_parser(name: str) -> ReasoningParser:
-    if name not in REASONING_PARSERS:
-        raise ValueError(f"--reasoning-parser {name!r} is not known; use one of {sorted(REASONING_PARSERS)}")
-    return REASONING_PARSERS[name]()
+def get_reasoning_parser(name: str, field: str = "--reasoning-parser") -> ReasoningParser:
+    """The parser called ``name`` (case-insensitive); ``field`` names the option in the error."""
+    key = name.lower() if isinstance(name, str) else name
+    if key not in REASONING_PARSERS:
+        raise ValueError(f"{field} {name!r} is not known; use one of {sorted(REASONING_PARSERS)}")
+    return REASONING_PARSERS[key]()

@@ -8,9 +8,11 @@
 | `deepseekv3` | DeepSeek V3 / R1             | `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\\n```json\\n{..}\\n```<｜tool▁call▁end｜>...` |
 | `gpt-oss`  | GPT-OSS (harmony channels)     | `<|channel|>commentary to=functions.NAME <|constrain|>json<|message|>{..}<|call|>` |
 
-``parse`` leaves text with no call alone (content = the text, no calls). ``call_regex`` gives the
-regex of one call with its arguments constrained (tool_choice "required" or a named function);
-None for formats whose markers are special tokens, which a grammar never emits.
+``parse`` leaves text with no call alone (content = the text, no calls). ``call_pieces`` gives
+one call as it is written, the arguments left out (``ARGS``), and ``frame`` what goes before,
+between and after the calls: openai_tool_constraint.py makes them the constraint of tool_choice
+"required" or a named function. ``markers`` are the pieces a model's tokenizer may hold as one
+(special) token; the constraint asks for that token rather than its spelling.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..constrained.regex_text import escape
+ARGS = None  # in call_pieces: where the arguments' JSON goes
+Pieces = tuple[str | None, ...]
 
 
 @dataclass
@@ -72,6 +75,8 @@ class ToolParser:
     name = ""
     start = ""  # where the calls begin: text before it is content
     needs_special_tokens = False  # its markers are special tokens: keep them in the output
+    markers: tuple[str, ...] = ()
+    frame: tuple[Pieces, Pieces, Pieces] = ((), ("\n",), ())  # before, between and after the calls
 
     def parse(self, text: str) -> tuple[str, list[ToolCall]]:
         """(content, complete calls); an unfinished or malformed call is left in the content."""
@@ -97,8 +102,8 @@ class ToolParser:
     def _calls(self, text: str) -> list[ToolCall]:
         raise NotImplementedError
 
-    def call_regex(self, name: str, args_regex: str) -> str | None:
-        return None
+    def call_pieces(self, name: str) -> Pieces:
+        raise NotImplementedError
 
 
 class HermesParser(ToolParser):
@@ -116,9 +121,8 @@ class HermesParser(ToolParser):
                 calls.append(call)
         return calls
 
-    def call_regex(self, name: str, args_regex: str) -> str:
-        head = escape('<tool_call>\n{"name":' + json.dumps(name) + ',"arguments":')
-        return head + args_regex + escape("}\n</tool_call>")
+    def call_pieces(self, name: str) -> Pieces:
+        return '<tool_call>\n{"name":' + json.dumps(name) + ',"arguments":', ARGS, "}\n</tool_call>"
 
 
 class Llama3Parser(ToolParser):
@@ -142,12 +146,17 @@ class Llama3Parser(ToolParser):
             return 0 if text else -1
         return len(text) - len(stripped) if stripped[0] in "{<" else -1
 
-    def call_regex(self, name: str, args_regex: str) -> str:
-        return escape('{"name":' + json.dumps(name) + ',"parameters":') + args_regex + escape("}")
+    def call_pieces(self, name: str) -> Pieces:
+        return '{"name":' + json.dumps(name) + ',"parameters":', ARGS, "}"
 
 
 class MistralParser(ToolParser):
     name, start, needs_special_tokens = "mistral", "[TOOL_CALLS]", True
+    markers = ("[TOOL_CALLS]",)
+    frame = (("[TOOL_CALLS]", "["), (", ",), ("]",))
+
+    def call_pieces(self, name: str) -> Pieces:
+        return '{"name":' + json.dumps(name) + ',"arguments":', ARGS, "}"
 
     def _calls(self, text: str) -> list[ToolCall]:
         body = text[len(self.start):].strip()
@@ -171,6 +180,13 @@ class DeepSeekV3Parser(ToolParser):
     name, start, needs_special_tokens = "deepseekv3", "<｜tool▁calls▁begin｜>", True
     _CALL = re.compile(r"<｜tool▁call▁begin｜>(?:function)?<｜tool▁sep｜>(.*?)\n```(?:json)?\n(.*?)\n```"
                        r"\s*<｜tool▁call▁end｜>", re.S)
+    markers = ("<｜tool▁calls▁begin｜>", "<｜tool▁call▁begin｜>", "<｜tool▁sep｜>", "<｜tool▁call▁end｜>",
+               "<｜tool▁calls▁end｜>")
+    frame = (("<｜tool▁calls▁begin｜>",), ("\n",), ("<｜tool▁calls▁end｜>",))
+
+    def call_pieces(self, name: str) -> Pieces:
+        return ("<｜tool▁call▁begin｜>", "function", "<｜tool▁sep｜>", name + "\n```json\n", ARGS, "\n```",
+                "<｜tool▁call▁end｜>")
 
     def _calls(self, text: str) -> list[ToolCall]:
         calls = []
@@ -192,6 +208,12 @@ class GptOssParser(ToolParser):
     _CALL = re.compile(r"<\|channel\|>commentary to=functions\.([\w.-]+)\s*(?:<\|constrain\|>\w+)?"
                        r"<\|message\|>(.*?)<\|call\|>", re.S)
     _FINAL = re.compile(r"<\|channel\|>final<\|message\|>(.*?)(?:<\|return\|>|<\|end\|>|$)", re.S)
+    markers = ("<|channel|>", "<|constrain|>", "<|message|>", "<|call|>", "<|start|>")
+    frame = ((), ("<|start|>", "assistant"), ())
+
+    def call_pieces(self, name: str) -> Pieces:
+        return ("<|channel|>", f"commentary to=functions.{name} ", "<|constrain|>", "json", "<|message|>", ARGS,
+                "<|call|>")
 
     def parse(self, text: str) -> tuple[str, list[ToolCall]]:
         calls = []

@@ -8,8 +8,8 @@ constraint, the model's output back into `tool_calls`.
 - `tool_choice`: "none" (tools not shown, no parsing), "auto" (shown, the output parsed),
   "required" or `{"type": "function", "function": {"name"}}`: the output is constrained to calls
   in the parser's format whose arguments match the function's JSON schema (our own JSON-schema
-  path, so a schema behaves the same here as in `response_format`). `parallel_tool_calls: false`
-  allows exactly one call.
+  path, so a schema behaves the same here as in `response_format`; openai_tool_constraint.py,
+  special-token markers included). `parallel_tool_calls: false` allows exactly one call.
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..constrained import schema_to_regex
-from ..constrained.errors import ConstraintError
 from .errors import APIError
+from .openai_tool_constraint import TokenId, calls_constraint
 from .openai_tool_parsers import ToolParser
 
 _HERMES_PROMPT = ("# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
@@ -34,7 +33,7 @@ _HERMES_PROMPT = ("# Tools\n\nYou may call one or more functions to assist with 
 class ToolPlan:
     tools: list[dict[str, Any]]  # OpenAI tool objects shown to the model ([] with "none")
     parse: bool  # parse the output for calls
-    regex: str | None  # the constraint of "required" / a named function
+    constraint: tuple[str, str] | None  # (sampling field, text) of "required" / a named function
 
 
 def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -54,7 +53,8 @@ def check_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
 
 
 def plan_tools(tools: list[dict[str, Any]] | None, tool_choice: Any, parallel: bool,
-               parser: ToolParser) -> ToolPlan:
+               parser: ToolParser, token_id: TokenId | None = None) -> ToolPlan:
+    """``token_id``: the tokenizer's single token for a format marker (openai_tool_constraint)."""
     tools = check_tools(tools)
     if tool_choice is None:
         tool_choice = "auto" if tools else "none"
@@ -78,25 +78,7 @@ def plan_tools(tools: list[dict[str, Any]] | None, tool_choice: Any, parallel: b
     else:
         raise APIError(400, "`tool_choice` must be \"none\", \"auto\", \"required\" or "
                             "{\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice")
-    return ToolPlan(tools, True, _calls_regex(chosen, parallel, parser))
-
-
-def _calls_regex(tools: list[dict[str, Any]], parallel: bool, parser: ToolParser) -> str:
-    calls = []
-    for i, t in enumerate(tools):
-        fn = t["function"]
-        try:
-            args = schema_to_regex(fn["parameters"])
-        except ConstraintError as e:
-            raise APIError(400, f"`tools.{i}.function.parameters`: {e}", f"tools.{i}.function.parameters") from None
-        call = parser.call_regex(fn["name"], args)
-        if call is None:
-            raise APIError(400, f"tool_choice \"required\" or a named function needs a tool-call format of plain "
-                                f"text; the {parser.name!r} parser's markers are special tokens: use \"auto\"",
-                           "tool_choice")
-        calls.append(f"({call})")
-    one = "|".join(calls)
-    return f"({one})(\n({one}))*" if parallel else f"({one})"
+    return ToolPlan(tools, True, calls_constraint(chosen, parallel, parser, token_id))
 
 
 def chat_messages(messages: list[dict[str, Any]], tools: list[dict[str, Any]], template: str) -> tuple[

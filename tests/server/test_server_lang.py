@@ -132,3 +132,23 @@ def test_regex_and_dtype_pass_through(server, endpoint, kind):
     st = structured.run(backend=backend, temperature=0)
     assert st.error() is None, st.error()
     assert st["legs"].strip().lstrip("+-").isdigit() and st["city"] == " Paris"
+
+
+@sgl.function
+def grammar_and_reasoning(s):
+    s += "Write a sum of two numbers: " + sgl.gen("sum", ebnf='root ::= num " + " num\nnum ::= [1-9] [0-9]?\n',
+                                                  max_tokens=12) + "\n"
+    s += "Now think, then name a city: " + sgl.separate_reasoning(
+        sgl.gen("city", ebnf='root ::= "<think>" [a-z ]{3,20} "</think>" ("Paris" | "Rome")', max_tokens=32),
+        model_type="deepseek-r1")
+
+
+@pytest.mark.parametrize("kind", ["endpoint", "openai"])
+def test_ebnf_and_separate_reasoning_over_http(server, endpoint, kind):
+    backend = endpoint if kind == "endpoint" else sgl.OpenAI("m", base_url=server.url + "/v1", is_chat_model=False)
+    st = grammar_and_reasoning.run(backend=backend, temperature=0)
+    assert st.error() is None, st.error()
+    left, right = st["sum"].split(" + ")
+    assert left.isdigit() and right.isdigit()
+    assert st["city"] in ("Paris", "Rome") and st["city_reasoning_content"].strip()
+    assert st.text().endswith(": " + st["city"]) and "<think>" not in st.text()
