@@ -51,3 +51,9 @@ class ModelRunner:
             if self.task == "classify":
                 pooled = self.model.classifier(pooled.to(hidden.dtype)).float()
         return ForwardOutput(hidden.new_zeros((0, 0), dtype=torch.float32), pooled)
+
+    def idle(self) -> None:
+        """Called by the scheduler thread while it has no work (a tensor-parallel runner checks its ranks)."""
+
+    def close(self) -> None:
+        """Called once when the scheduler thread ends (a tensor-parallel runner stops its ranks)."""
