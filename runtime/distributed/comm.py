@@ -94,7 +94,8 @@ class TPGroup:
     def _failure(self, what: str, e: Exception) -> RankFailure:
         self.alive = False
         return RankFailure(f"tensor parallelism: a rank is gone ({what} on rank {self.rank} of {self.size} "
-                           f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                           f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); the engine is down: "
+                           "restart it, on every node")
 
     def close(self) -> None:
         if dist.is_initialized():
