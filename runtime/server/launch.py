@@ -2,6 +2,11 @@
 
     python -m sgl.launch_server --model-path PATH [--host 127.0.0.1] [--port 30000] [--api-key K]
                                 [any engine flag: --max-total-tokens, --schedule-policy, ...]
+
+Past one machine (as SGLang spells the flags): `--tp-size N` runs N tensor-parallel ranks;
+with `--nnodes M --node-rank R --dist-init-addr HOST:PORT` they span M nodes, each launched
+with the same flags and its own `--node-rank`; only node 0 serves HTTP (the others run their
+ranks until node 0 stops or a rank dies).
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ def main(argv: list[str] | None = None) -> None:
         logger.warning("binding %s without --api-key: anyone who can reach this address can use the server",
                        settings.host)
 
+    if args.node_rank != 0:
+        _serve_ranks(args)
+        return
+
     import uvicorn
 
     from ..engine import Engine
@@ -57,6 +66,20 @@ def main(argv: list[str] | None = None) -> None:
     print(f"sgl server: {engine.model_path} on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
                 timeout_graceful_shutdown=5)
+
+
+def _serve_ranks(args: argparse.Namespace) -> None:
+    """A node other than 0: its tensor-parallel ranks, no HTTP; exits non-zero when a rank fails."""
+    from ..config import EngineConfig
+    from ..distributed.worker import serve_node
+
+    try:
+        cfg = EngineConfig(**engine_kwargs(args))
+    except ValueError as e:
+        sys.exit(f"sgl serve: {e}")
+    print(f"sgl server: node {cfg.node_rank} of {cfg.nnodes}: ranks of tp_size={cfg.tp_size}, joining "
+          f"{cfg.dist_init_addr} (no HTTP on this node)", file=sys.stderr, flush=True)
+    serve_node(cfg)
 
 
 if __name__ == "__main__":
