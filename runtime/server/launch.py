@@ -6,7 +6,8 @@
 Past one machine (as SGLang spells the flags): `--tp-size N` runs N tensor-parallel ranks;
 with `--nnodes M --node-rank R --dist-init-addr HOST:PORT` they span M nodes, each launched
 with the same flags and its own `--node-rank`; only node 0 serves HTTP (the others run their
-ranks until node 0 stops or a rank dies).
+ranks until node 0 stops or a rank dies). `--dp-size N` serves N engine replicas in this
+process behind one cache-aware front (`--load-balance-method`, distributed/data_parallel.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import logging
 import sys
 
+from ..distributed.prefix_router import POLICIES
 from ..engine_args import add_engine_args, engine_kwargs
 from .context import DEFAULT_MAX_BODY_BYTES, ServerSettings
 
@@ -34,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: from the chat template)")
     parser.add_argument("--reasoning-parser", default=None,
                         help="put a reasoning model's thinking into reasoning_content: deepseek-r1, qwen3, gpt-oss")
+    parser.add_argument("--dp-size", type=int, default=1,
+                        help="engine replicas behind this server, routed per prompt (default: 1)")
+    parser.add_argument("--load-balance-method", default="cache_aware", choices=list(POLICIES),
+                        help="how --dp-size replicas are chosen (default: cache_aware)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     add_engine_args(parser)
     return parser
@@ -61,7 +67,16 @@ def main(argv: list[str] | None = None) -> None:
     from ..engine import Engine
     from .app import create_app
 
-    engine = Engine(**engine_kwargs(args))
+    if args.dp_size > 1:
+        from ..distributed.data_parallel import DataParallelEngine
+
+        try:
+            engine = DataParallelEngine(dp_size=args.dp_size, load_balance_method=args.load_balance_method,
+                                        **engine_kwargs(args))
+        except ValueError as e:
+            sys.exit(f"sgl serve: {e}")
+    else:
+        engine = Engine(**engine_kwargs(args))
     app = create_app(engine, settings, shutdown_engine=True)
     print(f"sgl server: {engine.model_path} on http://{settings.host}:{settings.port}", file=sys.stderr, flush=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level,
