@@ -281,6 +281,12 @@ class EngineConfig:
     allow_url_media: bool = False  # fetch http(s) image/video URLs (off: a server fetching for callers)
     encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU)
     is_embedding: bool | None = None  # serve a CausalLM as a last-token embedder; None: by architecture
+    # tensor parallelism (distributed/): tp_size ranks over nnodes nodes, tp_size // nnodes each;
+    # every node is launched with the same flags but its own node_rank; ranks meet at dist_init_addr
+    tp_size: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    dist_init_addr: str | None = None  # HOST:PORT of node 0 (default on one node: a free local port)
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
@@ -299,6 +305,20 @@ class EngineConfig:
             raise ValueError("encoder_cache_mb must be >= 0")
         if not 0.0 < self.mem_fraction_static <= 1.0:
             raise ValueError("mem_fraction_static must be in (0, 1]")
+        self._check_parallel()
+
+    def _check_parallel(self) -> None:
+        if self.tp_size < 1 or self.nnodes < 1:
+            raise ValueError(f"tp_size={self.tp_size}, nnodes={self.nnodes}: both must be at least 1")
+        if self.tp_size % self.nnodes:
+            raise ValueError(f"tp_size={self.tp_size} must be a multiple of nnodes={self.nnodes} "
+                             "(each node runs tp_size // nnodes ranks)")
+        if not 0 <= self.node_rank < self.nnodes:
+            raise ValueError(f"node_rank={self.node_rank}: use 0..{self.nnodes - 1} (nnodes={self.nnodes})")
+        if self.nnodes > 1 and not self.dist_init_addr:
+            raise ValueError("nnodes > 1 needs dist_init_addr=HOST:PORT, the address of node 0 every node can reach")
+        if self.dist_init_addr is not None and not self.dist_init_addr.rpartition(":")[2].isdigit():
+            raise ValueError(f"dist_init_addr={self.dist_init_addr!r}: use HOST:PORT, e.g. 10.0.0.1:5000")
 
     def replace(self, **changes: Any) -> EngineConfig:
         return dataclasses.replace(self, **changes)

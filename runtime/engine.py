@@ -56,7 +56,36 @@ class Engine(PoolingAPI, LabelScoringAPI):
     def __init__(self, model_path: str | None = None, **engine_args: Any) -> None:
         self.config = cfg = EngineConfig(model_path=model_path, **engine_args)
         self.device = pick_device(cfg.device)
-        loaded = load_model(cfg, self.device)
+        if cfg.node_rank != 0:
+            raise ValueError(f"node_rank={cfg.node_rank}: only node 0 runs the engine; start the other nodes "
+                             "with `sgl serve --node-rank R` (they serve no HTTP)")
+        self._tp = None
+        if cfg.tp_size > 1:  # rank 0 of the tensor-parallel group: distributed/worker.py
+            from .distributed.worker import start_rank0
+
+            self._tp = start_rank0(cfg)
+        try:
+            runner = self._load(cfg)
+        except BaseException:
+            if self._tp is not None:
+                self._tp.close()
+            raise
+        self._compiler_lock = threading.Lock()
+        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._submit_lock = threading.Lock()  # orders submissions against the thread's death
+        self._unanswered: dict[int, Req] = {}  # id -> submitted request without its final result
+        self._dead: str | None = None  # why the scheduler thread ended, once it has
+        self._stopped = False
+        self.task = runner.task  # generate | embed | classify: what the model's head gives
+        self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
+                                    torch.Generator().manual_seed(cfg.random_seed))
+        self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
+        self._thread.start()
+        release_thread_pool()  # the model runs on the scheduler thread: see openmp.py
+
+    def _load(self, cfg: EngineConfig) -> ModelRunner:
+        """The model (this rank's shards under TP), its KV pool, the cache and the runner."""
+        loaded = load_model(cfg, self.device, tp_group=None if self._tp is None else self._tp.group)
         self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
         self.dtype = loaded.dtype
         mc = loaded.config
@@ -70,26 +99,19 @@ class Engine(PoolingAPI, LabelScoringAPI):
         allocator = SlotAllocator(self.num_slots)
         table = ReqToTokenTable(cfg.max_running_requests + 8, self.context_length + 1, self.device)
         self._kv = KVManager(allocator, table, RadixCache(allocator, disable=cfg.disable_radix_cache))
-        runner = ModelRunner(loaded.model, pool, table, self.device, cfg.encoder_cache_mb << 20,
-                             cfg.attention_backend)
         self._media = None if mc.multimodal is None else MediaProcessor(
             self.model_path, mc.multimodal, type(loaded.model), mc.vocab_size, cfg.allow_url_media)
         self._grammar_compiler: Any = None
         self._requests = RequestFactory(self.tokenizer, mc, self.context_length, self.num_slots,
                                         self._get_grammar_compiler)
-        self.task = runner.task  # generate | embed | classify: what the model's head gives
         self._pooling = self._pooling_inputs(loaded.model)
-        self._scheduler = Scheduler(cfg, self._kv, runner, self.context_length, self._on_update,
-                                    torch.Generator().manual_seed(cfg.random_seed))
-        self._compiler_lock = threading.Lock()
-        self._inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._submit_lock = threading.Lock()  # orders submissions against the thread's death
-        self._unanswered: dict[int, Req] = {}  # id -> submitted request without its final result
-        self._dead: str | None = None  # why the scheduler thread ended, once it has
-        self._stopped = False
-        self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
-        self._thread.start()
-        release_thread_pool()  # the model runs on the scheduler thread: see openmp.py
+        if self._tp is None:
+            return ModelRunner(loaded.model, pool, table, self.device, cfg.encoder_cache_mb << 20,
+                               cfg.attention_backend)
+        from .distributed.worker import TPRunner, send_setup
+
+        send_setup(self._tp, self.num_slots, tuple(table.table.shape))
+        return TPRunner(self._tp, loaded.model, pool, table, self.device)
 
     # ---- scheduler thread ----------------------------------------------------------------
     @torch.inference_mode()
@@ -104,6 +126,10 @@ class Engine(PoolingAPI, LabelScoringAPI):
             with self._submit_lock:
                 self._dead = reason
             self._fail_unanswered(reason)
+            try:
+                self._scheduler.runner.close()  # on this thread: a TP runner's last collective
+            except Exception:
+                logger.exception("closing the model runner")
 
     def _serve(self) -> None:
         s = self._scheduler
@@ -119,9 +145,13 @@ class Engine(PoolingAPI, LabelScoringAPI):
                 s.touched = lost
                 self._deliver_errors(s.fail_step("engine error: the request was lost by the scheduler"))
             busy = self._drain_inbox(block=idle) or busy  # calls may run torch work too
+            if idle:
+                s.runner.idle()
             try:
                 s.step()
             except Exception as e:  # a bug or a kernel failure: fail what the step touched, keep serving
+                if getattr(e, "fatal", False):  # a tensor-parallel rank is gone: nothing can compute
+                    raise
                 logger.exception("engine step failed")
                 self._deliver_errors(s.fail_step(f"engine error: {type(e).__name__}: {e}"))
 
@@ -374,6 +404,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
                 **self.modalities(),
                 "vision_encoder_runs": s.runner.encoder_cache.runs,
                 "encoder_cache_bytes": s.runner.encoder_cache.bytes,
+                "tp_size": self.config.tp_size,
                 "num_waiting_reqs": len(s.waiting),
                 "num_running_reqs": len(s.live_requests()),
                 "free_slots": self._kv.allocator.available(),

@@ -62,3 +62,9 @@ class ModelRunner:
                 logits = self.model.classifier(pooled.to(hidden.dtype)).float()
                 pooled = apply_activation(logits, self.model.activation)
         return ForwardOutput(hidden.new_zeros((0, 0), dtype=torch.float32), pooled)
+
+    def idle(self) -> None:
+        """Called by the scheduler thread while it has no work (a tensor-parallel runner checks its ranks)."""
+
+    def close(self) -> None:
+        """Called once when the scheduler thread ends (a tensor-parallel runner stops its ranks)."""

@@ -33,6 +33,7 @@ class LMHead(nn.Module):
 
     def __init__(self, vocab_size: int, hidden: int, bias: bool = False) -> None:
         super().__init__()
+        self.vocab_size = vocab_size  # the logits' width (a vocab-parallel head holds a slice of the rows)
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(vocab_size), requires_grad=False) if bias else None
         self._wide: torch.Tensor | None = None  # float32 copy of weight, made on first use (after loading)

@@ -183,6 +183,10 @@ def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
     model file does not know it exists), else None."""
     if not isinstance(model, LlamaForCausalLM) or type(model).task != "generate":
         return None
+    if getattr(model, "tp_size", 1) > 1:
+        # NOTE: a tensor-parallel rank takes the module path: the C stack runs every layer in one
+        # call and would need an all-reduce after each o_proj and down_proj inside it
+        return None
     if not fused_decoder_applies(model.config, type(model).flags(model.config)):
         return None
     if not all(isinstance(layer.mlp, LlamaMLP) for layer in model.model.layers):

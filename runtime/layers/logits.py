@@ -20,7 +20,7 @@ class LogitsProcessor(nn.Module):
     def forward(self, hidden: torch.Tensor, head: LMHead, batch: ForwardBatch) -> torch.Tensor:
         """hidden (tokens, hidden) already normalized -> (len(batch.logit_rows), vocab) float32."""
         if batch.logit_rows.numel() == 0:  # prefill-only batches need no logits: skip the head
-            return hidden.new_zeros((0, head.weight.shape[0]), dtype=torch.float32)
+            return hidden.new_zeros((0, head.vocab_size), dtype=torch.float32)
         logits = head(hidden[batch.logit_rows]).float()
         if self.scale is not None:
             logits = logits * self.scale

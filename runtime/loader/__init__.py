@@ -98,7 +98,10 @@ def pooling_or_generation(cls: type[nn.Module], is_embedding: bool | None,
     return cls
 
 
-def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None = None) -> LoadedModel:
+def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None = None,
+               tp_group: Any = None) -> LoadedModel:
+    """tp_group (distributed/comm.py TPGroup): shard the built model for its rank before loading
+    (distributed/tp_transform.py), so this process reads and holds only its shards."""
     from transformers import AutoConfig, AutoTokenizer
 
     start = time.perf_counter()
@@ -121,7 +124,11 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
             model = cls(model_config, length)
     finally:
         torch.set_default_dtype(previous)
-    load_weights(model, iterate_weights(folder, progress=True))
+    if tp_group is not None and tp_group.size > 1:
+        from ..distributed.tp_transform import apply_tp
+
+        apply_tp(model, tp_group)
+    load_weights(model, iterate_weights(folder, progress=True, lazy=True))
     pack_tile_weights(model)  # bf16 on a CPU with AMX: the tile kernel's layout (layers/linear.py)
     model.eval()
     logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -25,7 +26,9 @@ def weight_files(folder: str) -> list[str]:
     return [os.path.join(folder, f) for f in files]
 
 
-def iterate_weights(folder: str, progress: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
+def iterate_weights(folder: str, progress: bool = False, lazy: bool = False) -> Iterator[tuple[str, Any]]:
+    """(checkpoint name, tensor) per weight; lazy=True yields safetensors slices instead, which
+    read from disk only the part indexed (a tensor-parallel rank reads its shards only)."""
     files = weight_files(folder)
     if progress and len(files) > 1:
         from tqdm import tqdm
@@ -35,6 +38,6 @@ def iterate_weights(folder: str, progress: bool = False) -> Iterator[tuple[str, 
         if path.endswith(".safetensors"):
             with safe_open(path, framework="pt") as f:
                 for name in f.keys():
-                    yield name, f.get_tensor(name)
+                    yield name, f.get_slice(name) if lazy else f.get_tensor(name)
         else:
             yield from torch.load(path, map_location="cpu", weights_only=True).items()

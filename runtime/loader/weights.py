@@ -7,12 +7,16 @@
   whose name matches loads into shard (int(expert), kind) of the parameter named by replacing
   the match (MoE experts: layers/moe.py `expert_weight_rules`).
 - transform_weights(weights) -> weights: a model's own conversion of whole tensors before
-  naming (layouts of stacked experts, quantized blocks dequantized: GPT-OSS's MXFP4)."""
+  naming (layouts of stacked experts, quantized blocks dequantized: GPT-OSS's MXFP4).
+
+A weight may be a lazy safetensors slice; a parameter with `tp_narrow` (a tensor-parallel
+shard: distributed/tp_transform.py) reads only its part of it, any other reads it whole."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,7 +24,7 @@ from torch import nn
 from ..layers.linear import default_weight_loader
 
 
-def load_weights(model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]]) -> None:
+def load_weights(model: nn.Module, weights: Iterable[tuple[str, Any]]) -> None:
     params = dict(model.named_parameters())  # tied parameters appear once, under their first name
     packed: dict[str, tuple[str, str | int]] = getattr(model, "packed_modules", {})
     ignored = [re.compile(p) for p in getattr(model, "ignored_weights", ())]
@@ -53,6 +57,11 @@ def load_weights(model: nn.Module, weights: Iterable[tuple[str, torch.Tensor]]) 
                              f"(looked for {target!r})")
         param = params[target]
         loader = getattr(param, "weight_loader", None)
+        narrow = getattr(param, "tp_narrow", None)
+        if narrow is not None:
+            tensor = narrow(tensor, shard)
+        elif not isinstance(tensor, torch.Tensor):
+            tensor = tensor[:]  # a lazy slice, read whole
         tensor = tensor.to(param.dtype)
         if loader is not None:
             loader(param, tensor, shard)

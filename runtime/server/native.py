@@ -115,6 +115,14 @@ def native_router(ctx: ServerContext) -> APIRouter:
             raise APIError(400, "the cache was not flushed: requests are queued or running; retry when idle")
         return {"success": True, "message": "cache flushed"}
 
+    @router.get("/get_load")
+    async def get_load() -> list[dict[str, Any]]:
+        """SGLang's load report (what sglang-router polls): one entry per data-parallel replica."""
+        info = await bridge.call(engine.get_server_info)
+        return [{"dp_rank": i, "num_reqs": r["num_running_reqs"] + r["num_waiting_reqs"],
+                 "num_waiting_reqs": r["num_waiting_reqs"], "num_tokens": r["held_slots"]}
+                for i, r in enumerate(info.get("replicas", [info]))]
+
     @router.get("/health")
     async def health() -> dict[str, str]:
         try:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .errors import APIError
 from .guard import reject_non_finite
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 MAX_SEED = 2**63 - 1
+_UNSERVED = ("return_hidden_states", "return_entropy", "return_bytes", "background", "input_embeds", "video_data",
+             "audio_data", "token_ids_logprob", "session_params", "lora_path", "lora_id", "custom_logit_processor",
+             "bootstrap_host", "bootstrap_port", "bootstrap_room", "bootstrap_pair_key", "data_parallel_rank")
 
 
 class GenerateRequest(BaseModel):
@@ -32,6 +35,39 @@ class GenerateRequest(BaseModel):
     video_data: Any = None  # per prompt: a video or a list (base64 / data URI of a file)
     modalities: list[str] | None = None  # sent by SGLang's frontend with images; unused
     rid: str | list[str] | None = None
+    # sglang-router forwards its own GenerateRequest, every field of SGLang's: these are taken
+    # at their defaults (the model it routed on; SGLang's metrics switches and labels) ...
+    model: str | None = None
+    log_metrics: bool = True
+    no_logs: bool = False
+    custom_labels: dict[str, Any] | None = None
+    conversation_id: str | None = None
+    extra_key: str | None = None
+    # ... and these name features this server lacks: refused unless left at null/false
+    return_hidden_states: bool = False
+    return_entropy: bool = False
+    return_bytes: bool = False
+    background: bool = False
+    input_embeds: Any = None
+    video_data: Any = None
+    audio_data: Any = None
+    token_ids_logprob: Any = None
+    session_params: Any = None
+    lora_path: Any = None
+    lora_id: Any = None
+    custom_logit_processor: Any = None
+    bootstrap_host: Any = None
+    bootstrap_port: Any = None
+    bootstrap_room: Any = None
+    bootstrap_pair_key: Any = None
+    data_parallel_rank: Any = None
+
+    @model_validator(mode="after")
+    def _refuse_unserved(self) -> GenerateRequest:
+        for name in _UNSERVED:
+            if getattr(self, name) not in (None, False):
+                raise APIError(400, f"`{name}` is not served here (SGLang's feature); leave it out or null", name)
+        return self
 
     def num_prompts(self) -> int | None:
         """How many prompts a list input holds; None for a single prompt."""
