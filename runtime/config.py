@@ -197,6 +197,7 @@ def _dtype_or_none(value: Any) -> torch.dtype | None:
     return getattr(torch, str(value), None)
 
 
+QUANTIZATIONS = ("none", "auto", "q8_0", "q4_0")  # EngineConfig.quantization, see loader/quantize.py
 SCHEDULE_POLICIES = ("lpm", "dfs-weight", "fcfs")
 
 
@@ -207,6 +208,7 @@ class EngineConfig:
     model_path: str | None = None
     tokenizer_path: str | None = None
     dtype: str = "auto"  # auto | bfloat16 | float32 | float16
+    quantization: str = "none"  # none | auto (a GGUF's types as stored) | q8_0 | q4_0 (loader/quantize.py)
     device: str = "auto"  # auto | cpu | cuda
     max_total_tokens: int | None = None  # KV slots; None = from mem_fraction_static
     mem_fraction_static: float = 0.25  # of free memory, when max_total_tokens is None
@@ -224,6 +226,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "bfloat16", "float32", "float16"):
             raise ValueError(f"dtype={self.dtype!r}: use auto, bfloat16, float32 or float16")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization={self.quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
         if self.schedule_policy not in SCHEDULE_POLICIES:
             raise ValueError(f"schedule_policy={self.schedule_policy!r}: use one of {SCHEDULE_POLICIES}")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:

@@ -185,6 +185,8 @@ def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
         return None
     if not fused_decoder_applies(model.config, type(model).flags(model.config)):
         return None
+    if any(getattr(m, "qweight", None) is not None for m in model.modules()):
+        return None  # NOTE: the C stack reads bf16 weights; quantized linears take the module path
     return FusedDecoder(model.model.layers, model.config)
 
 
