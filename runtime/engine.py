@@ -26,6 +26,7 @@ import torch
 from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
 from .config import EngineConfig, pick_device
 from .loader import load_model
+from .loader.quantize import weight_bytes
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
 from .openmp import release_thread_pool
@@ -54,6 +55,7 @@ class Engine:
         loaded = load_model(cfg, self.device)
         self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
         self.dtype = loaded.dtype
+        self.weight_bytes = weight_bytes(loaded.model)  # {"quantized", "float", "total"}
         mc = loaded.config
         self.context_length = cfg.context_length or mc.max_position
         pool: KVPool = loaded.model.make_kv_pool(loaded.dtype, self.device)
@@ -336,6 +338,8 @@ class Engine:
                 "model_path": self.model_path,
                 "architecture": self.model_config.architecture,
                 "dtype": str(self.dtype).removeprefix("torch."),
+                "quantization": self.config.quantization,
+                "weight_bytes": dict(self.weight_bytes),
                 "device": str(self.device),
                 "context_length": self.context_length,
                 "max_total_tokens": self.num_slots,

@@ -106,5 +106,6 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     quantize_model(model, cfg.quantization, stored)
     pack_tile_weights(model)  # bf16 on a CPU with AMX: the tile kernel's layout (layers/linear.py)
     model.eval()
-    logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)
+    logger.info("loaded %s (%s, %s, quantization=%s) in %.1fs", path, model_config.architecture, dtype,
+                cfg.quantization, time.perf_counter() - start)
     return LoadedModel(model, model_config, tokenizer, path, dtype)
