@@ -319,7 +319,7 @@ static void weight_block(const sgl_qweight *w, const qrows *x, const uint16_t *b
 void sgl_linear_q_rows(const int8_t *qx, const float *dx, const float *xs16, const float *xs32, const sgl_qweight *w,
                        const uint16_t *bias, uint16_t *y, int64_t M, int64_t N, int64_t K) {
     const qrows x = {qx, dx, xs16, xs32};
-#pragma omp parallel for schedule(static) if (M * N * K >= 64 * SGL_PARALLEL_MIN)
+#pragma omp parallel for schedule(static) if (M * N * K >= 4 * SGL_PARALLEL_MIN) /* decode's too */
     for (int64_t n0 = 0; n0 < N; n0 += WROWS) weight_block(w, &x, bias, y, M, N, K, n0);
 }
 
@@ -335,22 +335,38 @@ void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16
     free(buf);
 }
 
-/* W back as bf16 (N, K) rows n0..n1 (for the float GEMM of a prefill). */
+/* W back as bf16 (N, K) rows n0..n1 (for the float GEMM of a prefill). Plain loops per block,
+ * so the compiler vectorizes them. */
 void sgl_dequantize_bf16(const sgl_qweight *w, uint16_t *out, int64_t n0, int64_t n1, int64_t K) {
     const int q4 = w->kind == 0;
-    const int64_t per = q4 ? 32 : 16, nd = K / per, full = K / 64;
+    const int64_t nd = q4 ? K / 32 : K / 16, full = K / 64;
 #pragma omp parallel for schedule(static) if ((n1 - n0) * K >= SGL_PARALLEL_MIN)
     for (int64_t n = n0; n < n1; n++) {
-        for (int64_t c = 0; c < K; c++) {
-            int q;
-            if (q4) {
-                const int64_t g = c / 64, in = c % 64, half = g < full ? 32 : 16;
-                q = (w->qs[n * (K / 2) + g * 32 + in % half] >> (in >= half ? 4 : 0)) & 15;
-            } else {
-                q = ((const int8_t *)w->qs)[n * K + c];
+        const float *d = w->d + n * nd, *m = w->m ? w->m + n * nd : NULL;
+        uint16_t *o = out + (n - n0) * K;
+        if (q4) {
+            const uint8_t *qs = w->qs + n * (K / 2);
+            for (int64_t g = 0; g < full; g++) { /* columns g*64 + j (low nibble), + 32 (high) */
+                const float d0 = d[2 * g], d1 = d[2 * g + 1], m0 = m ? m[2 * g] : 0.0f, m1 = m ? m[2 * g + 1] : 0.0f;
+                for (int j = 0; j < 32; j++) {
+                    o[g * 64 + j] = f32_to_bf16(d0 * (float)(qs[g * 32 + j] & 15) + m0);
+                    o[g * 64 + 32 + j] = f32_to_bf16(d1 * (float)(qs[g * 32 + j] >> 4) + m1);
+                }
             }
-            const float d = w->d[n * nd + c / per], m = w->m ? w->m[n * nd + c / per] : 0.0f;
-            out[(n - n0) * K + c] = f32_to_bf16(d * (float)q + m);
+            if (K % 64) { /* a last 32: column j low, j + 16 high */
+                const int64_t b = nd - 1;
+                const float db = d[b], mb = m ? m[b] : 0.0f;
+                for (int j = 0; j < 16; j++) {
+                    o[full * 64 + j] = f32_to_bf16(db * (float)(qs[full * 32 + j] & 15) + mb);
+                    o[full * 64 + 16 + j] = f32_to_bf16(db * (float)(qs[full * 32 + j] >> 4) + mb);
+                }
+            }
+        } else {
+            const int8_t *qs = (const int8_t *)w->qs + n * K;
+            for (int64_t h = 0; h < nd; h++) {
+                const float dh = d[h], mh = m ? m[h] : 0.0f;
+                for (int j = 0; j < 16; j++) o[h * 16 + j] = f32_to_bf16(dh * (float)qs[h * 16 + j] + mh);
+            }
         }
     }
 }

@@ -118,3 +118,30 @@ def test_quantize_a_float_checkpoint_at_load(tmp_path, default_tokenizer_folder)
 def test_bad_quantization_names_the_choices() -> None:
     with pytest.raises(ValueError, match="quantization='int3': use one of none, auto, q8_0, q4_0"):
         Engine(quantization="int3")
+
+
+def test_the_c_stack_runs_quantized_layers_as_the_module_path_does(default_engines) -> None:
+    """Decode through the C decoder stack (sgl_layer.tiles == 2) gives the module path's tokens
+    and its logprobs within the bound test_fused_decoder.py holds bf16 weights to (the two
+    attention kernels round differently); and the stack does run. The prompt is longer than
+    32 tokens, so its prefill takes the module path in both runs."""
+    from sgl.kernels.cpu import dispatch, simd_path
+
+    auto, _ = default_engines
+    runner = auto._scheduler.runner
+    if not simd_path() or runner.fused is None:
+        pytest.skip("the C stack runs from avx2 up")
+    assert runner.fused._weights() == "quant"
+    params = {"max_new_tokens": 10, "temperature": 0, "ignore_eos": True}
+    before = dispatch["fused_decoder"]
+    ids = list(range(1000, 1040))
+    fused = auto.generate(input_ids=ids, sampling_params=params, return_logprob=True)["meta_info"]["output_token_logprobs"]
+    assert dispatch["fused_decoder"] > before
+    saved, runner.fused = runner.fused, None
+    try:
+        auto.flush_cache()
+        modules = auto.generate(input_ids=ids, sampling_params=params, return_logprob=True)["meta_info"]["output_token_logprobs"]
+    finally:
+        runner.fused = saved
+    assert [row[1] for row in fused] == [row[1] for row in modules]
+    assert max(abs(a[0] - b[0]) for a, b in zip(fused, modules)) < 0.15, (fused, modules)
