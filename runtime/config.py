@@ -253,6 +253,7 @@ def _dtype_or_none(value: Any) -> torch.dtype | None:
     return getattr(torch, str(value), None)
 
 
+QUANTIZATIONS = ("none", "auto", "q8_0", "q4_0")  # EngineConfig.quantization, see loader/quantize.py
 SCHEDULE_POLICIES = ("lpm", "dfs-weight", "fcfs")
 ATTENTION_BACKENDS = ("auto", "torch_native", "triton")  # see layers/attention_backend.py
 
@@ -264,6 +265,7 @@ class EngineConfig:
     model_path: str | None = None
     tokenizer_path: str | None = None
     dtype: str = "auto"  # auto | bfloat16 | float32 | float16
+    quantization: str = "none"  # none | auto (a GGUF's types as stored) | q8_0 | q4_0 (loader/quantize.py)
     device: str = "auto"  # auto | cpu | cuda
     attention_backend: str = "auto"  # auto | torch_native | triton (layers/attention_backend.py)
     max_total_tokens: int | None = None  # KV slots; None = from mem_fraction_static
@@ -293,6 +295,11 @@ class EngineConfig:
             raise ValueError(f"dtype={self.dtype!r}: use auto, bfloat16, float32 or float16")
         if self.attention_backend not in ATTENTION_BACKENDS:
             raise ValueError(f"attention_backend={self.attention_backend!r}: use one of {', '.join(ATTENTION_BACKENDS)}")
+        if self.quantization not in QUANTIZATIONS:
+            raise ValueError(f"quantization={self.quantization!r}: use one of {', '.join(QUANTIZATIONS)}")
+        if self.quantization != "none" and self.tp_size > 1:
+            raise ValueError(f"quantization={self.quantization!r} with tp_size={self.tp_size}: quantized weights "
+                             "are not sharded yet; use quantization='none' under tensor parallelism")
         if self.schedule_policy not in SCHEDULE_POLICIES:
             raise ValueError(f"schedule_policy={self.schedule_policy!r}: use one of {SCHEDULE_POLICIES}")
         if self.max_total_tokens is not None and self.max_total_tokens < 16:

@@ -28,6 +28,7 @@ from .config import EngineConfig, pick_device
 from .engine_pooling import PoolingAPI
 from .engine_scoring import LabelScoringAPI
 from .loader import load_model
+from .loader.quantize import weight_bytes
 from .memory import choose_num_slots
 from .model_runner import ModelRunner
 from .multimodal.processor import MediaProcessor, expand_prompts
@@ -88,6 +89,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
         loaded = load_model(cfg, self.device, tp_group=None if self._tp is None else self._tp.group)
         self.model_path, self.model_config, self.tokenizer = loaded.model_path, loaded.config, loaded.tokenizer
         self.dtype = loaded.dtype
+        self.weight_bytes = weight_bytes(loaded.model)  # {"quantized", "float", "total"}
         mc = loaded.config
         # an encoder takes at most its positions (RoBERTa: fewer than max_position_embeddings)
         self.context_length = min(cfg.context_length or mc.max_position,
@@ -392,6 +394,8 @@ class Engine(PoolingAPI, LabelScoringAPI):
                 "model_path": self.model_path,
                 "architecture": self.model_config.architecture,
                 "dtype": str(self.dtype).removeprefix("torch."),
+                "quantization": self.config.quantization,
+                "weight_bytes": dict(self.weight_bytes),
                 "device": str(self.device),
                 "context_length": self.context_length,
                 "max_total_tokens": self.num_slots,

@@ -31,7 +31,8 @@ from .isa import Isa, Level, cpu_flags, isa
 
 logger = logging.getLogger("sgl.kernels")
 SOURCES = ("linear_bf16.c", "linear_tiles_bf16.c", "norm_bf16.c", "activation_bf16.c", "rope_bf16.c",
-           "attention_bf16.c", "decoder_bf16.c", "prefill_attention_bf16.c")
+           "attention_bf16.c", "decoder_bf16.c", "prefill_attention_bf16.c",
+           "linear_quant.c")
 HEADERS = ("bf16.h", "kernels.h", "simd.h")
 FLAGS = ("-O3", "-fopenmp", "-shared", "-fPIC", "-std=c11")  # + the level's (isa.compile_flags)
 
@@ -50,6 +51,11 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_attention_rows_bf16": ([P, I64, P, P, P, I64, P, P, P, P, I64, I64, I64, I64, I64, I64, F32, I64], None),
     "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
     "sgl_prefill_attention_bf16": ([P, I64, P, P, P, I64, I64, I64, I64, I64, F32, P], ctypes.c_int),
+    "sgl_quantize_rows_q8": ([P, I64, I64, P, P, P, P], None),
+    "sgl_linear_q_rows": ([P, P, P, P, P, P, P, I64, I64, I64], None),
+    "sgl_linear_quant_bf16": ([P, P, P, P, I64, I64, I64], None),
+    "sgl_dequantize_bf16": ([P, P, I64, I64, I64], None),
+    "sgl_quant_level": ([], ctypes.c_int),
     "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, I64, P, P, I64,
                                P, P, I64, P, P, P], None),
 }

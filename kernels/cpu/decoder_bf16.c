@@ -8,7 +8,8 @@
  * these kernels.
  *
  * With packed weights (sgl_layer.tiles) the products are linear_tiles_bf16.c's, with the
- * residual adds and silu * up inside them, as the module path calls it.
+ * residual adds and silu * up inside them, as the module path calls it. With quantized weights
+ * (tiles == 2) they are linear_quant.c's, row by row as the module path's quantized linears.
  *
  * Layout per row: x (M, hidden) is the residual stream, updated in place. Query rows are
  * "single rows" as in attention_bf16.c: row i sees kv_len[i] tokens of table row q_req[i].
@@ -25,8 +26,16 @@ typedef struct {
     const uint16_t *input_norm, *qkv_w, *qkv_b, *o_w, *o_b, *post_norm, *gate_up_w, *down_w;
     uint16_t *k_pool, *v_pool;
     int64_t window; /* 0: full attention */
-    int64_t tiles;  /* 1: the four weights are packed for linear_tiles_bf16.c (gate/up gated) */
+    int64_t tiles;  /* 1: the four weights are packed for linear_tiles_bf16.c (gate/up gated);
+                       2: each of the four points to an sgl_qweight (linear_quant.c) */
 } sgl_layer;
+
+/* y = x W^T (+ bias) with the layer's weight kind: bf16 rows (linear_bf16.c) or quantized */
+static void layer_linear(const sgl_layer *w, const uint16_t *weight, const uint16_t *x, const uint16_t *bias,
+                         uint16_t *y, int64_t M, int64_t N, int64_t K, uint16_t *packed) {
+    if (w->tiles == 2) sgl_linear_quant_bf16(x, (const sgl_qweight *)weight, bias, y, M, N, K);
+    else sgl_linear_rows_bf16(x, weight, bias, y, M, N, K, packed);
+}
 
 /* Prefill attention of each request's rows; a request the tile kernel cannot take (it could
  * not allocate its packed keys) falls back to single rows, with scores of its own. */
@@ -74,8 +83,8 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
     for (int64_t l = 0; l < L; l++) {
         const sgl_layer *w = layers + l;
         sgl_rmsnorm_bf16(x, hidden, w->input_norm, h, M, hidden, eps);
-        if (w->tiles) sgl_linear_tiles_bf16(h, w->qkv_w, w->qkv_b, NULL, qkv, M, qkv_width, hidden, 0);
-        else sgl_linear_rows_bf16(h, w->qkv_w, w->qkv_b, qkv, M, qkv_width, hidden, packed);
+        if (w->tiles == 1) sgl_linear_tiles_bf16(h, w->qkv_w, w->qkv_b, NULL, qkv, M, qkv_width, hidden, 0);
+        else layer_linear(w, w->qkv_w, h, w->qkv_b, qkv, M, qkv_width, hidden, packed);
         sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, cos, sin);
         sgl_kv_store_bf16(w->k_pool, w->v_pool, qkv + q_width, qkv + q_width + kv_width, qkv_width, out_slots, M,
                           kv_width, kv_width);
@@ -85,19 +94,19 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
         else
             sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
                                     scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
-        if (w->tiles) { /* the residual adds and silu * up happen inside the products */
+        if (w->tiles == 1) { /* the residual adds and silu * up happen inside the products */
             sgl_linear_tiles_bf16(attn, w->o_w, w->o_b, x, x, M, hidden, q_width, 0);
             sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
             sgl_linear_tiles_bf16(h, w->gate_up_w, NULL, NULL, act, M, 2 * inter, hidden, 1);
             sgl_linear_tiles_bf16(act, w->down_w, NULL, x, x, M, hidden, inter, 0);
             continue;
         }
-        sgl_linear_rows_bf16(attn, w->o_w, w->o_b, proj, M, hidden, q_width, packed);
+        layer_linear(w, w->o_w, attn, w->o_b, proj, M, hidden, q_width, packed);
         sgl_add_bf16(x, proj, x, M * hidden);
         sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
-        sgl_linear_rows_bf16(h, w->gate_up_w, NULL, gate_up, M, 2 * inter, hidden, packed);
+        layer_linear(w, w->gate_up_w, h, NULL, gate_up, M, 2 * inter, hidden, packed);
         sgl_silu_mul_bf16(gate_up, act, M, inter);
-        sgl_linear_rows_bf16(act, w->down_w, NULL, proj, M, hidden, inter, packed);
+        layer_linear(w, w->down_w, act, NULL, proj, M, hidden, inter, packed);
         sgl_add_bf16(x, proj, x, M * hidden);
     }
 }

@@ -29,7 +29,7 @@ import dataclasses
 
 import torch
 from sgl.kernels.attention import prefill_attention_applies
-from sgl.kernels.cpu import dispatch, library
+from sgl.kernels.cpu import dispatch, library, simd_path
 from sgl.kernels.linear import AVX2_MAX_ROWS, max_rows
 from torch import nn
 
@@ -52,8 +52,11 @@ def _linears(layer) -> tuple:
     return layer.self_attn.qkv_proj, layer.self_attn.o_proj, layer.mlp.gate_up_proj, layer.mlp.down_proj
 
 
-def _weight(linear) -> torch.Tensor:
-    return linear.weight if linear.tiles is None else linear.tiles
+def _weight(linear) -> int:
+    """The address the C stack reads the linear's weight at: bf16 (N, K), tiles, or sgl_qweight."""
+    if linear.qweight is not None:
+        return ctypes.addressof(linear.qweight.struct)
+    return (linear.weight if linear.tiles is None else linear.tiles).data_ptr()
 
 
 def fused_decoder_applies(config, flags) -> bool:
@@ -83,6 +86,10 @@ class FusedDecoder:
             if batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL:
                 return True
             return self._prefill_on_tiles()  # a longer extend: one call, tile attention per request
+        if weights == "quant":  # quantized (linear_quant.c): every row alone, any size in calls of 32 rows
+            if not simd_path():
+                return False  # NOTE: as for bf16 weights, the stack runs from avx2 up
+            return batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL
         if weights == "plain":  # as loaded: 32 rows a pass with AMX, 16 on AVX2, 4 on AVX-512, 0 at none
             limit = max_rows(self.config.hidden_size)
             if limit >= AVX2_MAX_ROWS and (batch.mode == ForwardMode.DECODE or batch.rowwise):
@@ -92,14 +99,18 @@ class FusedDecoder:
 
     def _weights(self) -> str:
         """Which weights the layers hold: "packed" (every layer's four packed for the tile
-        kernel, gate/up gated), "plain" (none packed, all bf16) or "unsupported". Packing
+        kernel, gate/up gated), "plain" (none packed, all bf16), "quant" (all four quantized,
+        sgl.kernels.quant) or "unsupported". Packing
         happens once, after loading, so the answer is cached."""
         if self._weight_kind is None:
             linears = [lin for layer in self.layers for lin in _linears(layer)]
             if all(lin.tiles is not None for lin in linears) and all(
                     layer.mlp.gate_up_proj.gated_tiles for layer in self.layers):
                 self._weight_kind = "packed"
-            elif all(lin.tiles is None and lin.weight.dtype == torch.bfloat16 for lin in linears):
+            elif all(lin.qweight is not None for lin in linears):
+                self._weight_kind = "quant"
+            elif all(lin.tiles is None and lin.weight is not None and lin.weight.dtype == torch.bfloat16
+                     for lin in linears):
                 self._weight_kind = "plain"
             else:
                 self._weight_kind = "unsupported"
@@ -120,12 +131,12 @@ class FusedDecoder:
             for i, layer in enumerate(self.layers):
                 qkv, o, gate_up, down = _linears(layer)
                 structs[i] = LayerPointers(
-                    layer.input_layernorm.weight.data_ptr(), _weight(qkv).data_ptr(),
-                    None if qkv.bias is None else qkv.bias.data_ptr(), _weight(o).data_ptr(),
+                    layer.input_layernorm.weight.data_ptr(), _weight(qkv),
+                    None if qkv.bias is None else qkv.bias.data_ptr(), _weight(o),
                     None if o.bias is None else o.bias.data_ptr(),
-                    layer.post_attention_layernorm.weight.data_ptr(), _weight(gate_up).data_ptr(),
-                    _weight(down).data_ptr(), pool.keys(i).data_ptr(), pool.values(i).data_ptr(),
-                    layer.self_attn.attn.sliding_window or 0, int(self._weights() == "packed"))
+                    layer.post_attention_layernorm.weight.data_ptr(), _weight(gate_up),
+                    _weight(down), pool.keys(i).data_ptr(), pool.values(i).data_ptr(),
+                    layer.self_attn.attn.sliding_window or 0, {"packed": 1, "quant": 2}.get(self._weights(), 0))
             self._pointers = (id(pool), structs)
         return self._pointers[1]
 

@@ -15,6 +15,13 @@ from sgl.kernels.linear import (
     pack_tiles,
     tiles_available,
 )
+from sgl.kernels.quant import (
+    QuantWeight,
+    dequantize_bf16,
+    dequantize_reference,
+    linear_quant,
+    quant_applies,
+)
 from torch import nn
 from torch.nn import functional as F
 
@@ -26,6 +33,10 @@ from .activation import gated, residual_add
 # above it the emulated bf16 GEMM is 4-8x slower than float32, so the weight is widened to
 # float32 for the product (bf16 storage, float32 compute, output cast back).
 BF16_NATIVE_MAX_ROWS = 4
+# A quantized linear with more rows than this dequantizes its weight to bf16 for the float GEMM:
+# measured on AVX-512 (3072x576, 512 rows) the GEMM plus the dequantization takes ~1/3 of the
+# integer kernel's time, which is built for decode's few rows (it streams 4 weight rows a pass)
+QUANT_MAX_ROWS = 32
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,6 +69,7 @@ class Linear(nn.Module):
     `weight` is None; `forward(x, residual)` then adds the residual inside the product."""
 
     tiles: torch.Tensor | None = None
+    qweight: QuantWeight | None = None  # set_qweight: the weight quantized, `weight` then None
     gated_tiles = False  # tiles interleave gate and up panels: only `GateUpLinear.silu_mul` applies
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, transposed: bool = False) -> None:
@@ -70,6 +82,9 @@ class Linear(nn.Module):
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """x (..., in_features) -> (..., out_features); + residual (same shape) when given."""
+        if self.qweight is not None:
+            out = self._forward_quant(x)
+            return out if residual is None else residual_add(residual, out)
         if self.tiles is None:
             out = linear(x, self.weight, self.bias)
             return out if residual is None else residual_add(residual, out)
@@ -78,11 +93,29 @@ class Linear(nn.Module):
         res = None if residual is None else residual.reshape(rows.shape[0], self.out_features).contiguous()
         return linear_tiles(rows, self.tiles, self.out_features, self.bias, res).view(*x.shape[:-1], -1)
 
+    def set_qweight(self, qweight: QuantWeight) -> None:
+        """Run on a quantized weight (sgl.kernels.quant) from now on; the float one is dropped."""
+        self.qweight = qweight
+        del self.weight
+        self.weight = None
+
+    def _forward_quant(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, self.in_features)
+        bias = None if self.bias is None else self.bias.data
+        if quant_applies(rows, self.qweight) and (bias is None or bias.dtype == torch.bfloat16):
+            if rows.shape[0] > QUANT_MAX_ROWS:  # a prefill: the weight dequantized for the float GEMM
+                return linear(x, dequantize_bf16(self.qweight), bias)
+            return linear_quant(rows, self.qweight, bias).view(*x.shape[:-1], -1)
+        # off bf16, zero rows or without the C library: the dequantized weight (slow, exact)
+        return F.linear(x, dequantize_reference(self.qweight).to(x.dtype), bias)
+
     def pack_tiles(self, gated: bool = False) -> bool:
         """Repack a loaded bf16 CPU weight for the tile kernel where this CPU has one; the (N, K)
         weight is dropped. Whether it was packed (or already is)."""
         if self.tiles is not None:
             return True
+        if self.qweight is not None:
+            return False
         w = self.weight
         if w.dtype != torch.bfloat16 or w.device.type != "cpu" or (gated and self.bias is not None):
             return False

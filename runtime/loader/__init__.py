@@ -18,6 +18,8 @@ from ..config import EngineConfig, ModelConfig
 from ..layers.linear import pack_tile_weights
 from ..models import get_model_class
 from .gguf_file import converted_folder
+from .gguf_quant import read_quantized
+from .quantize import quantize_model
 from .safetensors_folder import iterate_weights
 from .sentence_transformers import read_max_seq_length, read_pooler
 from .weights import load_weights
@@ -129,7 +131,12 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
 
         apply_tp(model, tp_group)
     load_weights(model, iterate_weights(folder, progress=True, lazy=True))
+    stored = None
+    if cfg.quantization == "auto" and is_gguf:  # the file's blocks, read exactly (loader/gguf_quant.py)
+        stored = read_quantized(path, model_config.num_heads, model_config.num_kv_heads)
+    quantize_model(model, cfg.quantization, stored)
     pack_tile_weights(model)  # bf16 on a CPU with AMX: the tile kernel's layout (layers/linear.py)
     model.eval()
-    logger.info("loaded %s (%s, %s) in %.1fs", path, model_config.architecture, dtype, time.perf_counter() - start)
+    logger.info("loaded %s (%s, %s, quantization=%s) in %.1fs", path, model_config.architecture, dtype,
+                cfg.quantization, time.perf_counter() - start)
     return LoadedModel(model, model_config, tokenizer, path, dtype)
