@@ -7,7 +7,8 @@ under Triton's interpreter (TRITON_INTERPRET=1), which is how the tests check it
 against the torch backend; speed only means something on a GPU.
 
 Layers the kernels do not cover fall back to the torch backend, whose metadata is then built once
-for the step on first use: bidirectional layers (`causal=False`, BERT-style encoders).
+for the step on first use: bidirectional layers (`causal=False`, BERT-style encoders) and chunked
+attention (`chunk`: Llama 4's local layers).
 """
 
 from __future__ import annotations
@@ -62,13 +63,12 @@ class TritonBackend:
                 batch: ForwardBatch) -> torch.Tensor:
         """q (tokens, heads, d) -> (tokens, heads, dv); the new keys are already in the pool."""
         meta: TritonAttnMeta = batch.attn_meta
-        if not layer.causal:
+        if not layer.causal or layer.chunk is not None:
             return self._fallback(q, k, v, layer, batch, meta)
         pool_k, pool_v = batch.kv_pool.keys(layer.layer_id), batch.kv_pool.values(layer.layer_id)
         alibi = None if layer.alibi is None else layer.alibi.float().contiguous()
-        sinks = getattr(layer, "sinks", None)  # per-head attention sinks (GPT-OSS), where the layer has them
-        flags = dict(window=layer.sliding_window, softcap=layer.softcap, alibi=alibi,
-                     sinks=None if sinks is None else sinks.float().contiguous())
+        sinks = None if layer.sinks is None else layer.sinks.float().contiguous()  # GPT-OSS
+        flags = dict(window=layer.sliding_window, softcap=layer.softcap, alibi=alibi, sinks=sinks)
         q = q.contiguous()
         if meta.decode is not None:
             d = meta.decode

@@ -31,8 +31,8 @@ def load_weights(model: nn.Module, weights: Iterable[tuple[str, Any]]) -> None:
     renamed = [(re.compile(a), b) for a, b in getattr(model, "renamed_weights", ())]
     stacked = [(re.compile(a), b, kind) for a, b, kind in getattr(model, "stacked_weights", ())]
     transform = getattr(model, "transform_weights", None)
-    if transform is not None:
-        weights = transform(weights)
+    if transform is not None:  # it converts whole tensors: lazy slices are read first
+        weights = transform((n, t if isinstance(t, torch.Tensor) else t[:]) for n, t in weights)
     tied = bool(getattr(getattr(model, "config", None), "tie_word_embeddings", False))
     loaded: set[tuple[str, str | int | None]] = set()
     for name, tensor in weights:

@@ -1,6 +1,6 @@
 """The Triton attention backend end to end: the engine with attention_backend="triton" against
 transformers, on tiny checkpoints whose attention has each flag the kernels take (GQA, sliding
-window, soft-capping, ALiBi). Without CUDA the kernels run under Triton's interpreter on CPU
+window, soft-capping, ALiBi, sinks, MLA). Without CUDA the kernels run under Triton's interpreter on CPU
 tensors (set before sgl.kernels.triton is imported; tests/kernels/conftest.py does the same)."""
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from zoo_configs import tiny_config  # noqa: E402
 pytestmark = pytest.mark.skipif(not TRITON_AVAILABLE or not (torch.cuda.is_available() or interpreting()),
                                 reason="triton needs CUDA, or TRITON_INTERPRET=1 set before it was imported")
 
-# GQA (Llama), soft-capping and sliding windows (Gemma 2), ALiBi (Bloom)
-ARCHS = ["LlamaForCausalLM", "Gemma2ForCausalLM", "BloomForCausalLM"]
+# GQA with soft-capping and sliding windows (Gemma 2), ALiBi (Bloom), sinks (GPT-OSS), MLA's
+# one 576-wide latent whose first 512 columns are the value (DeepSeek V3)
+ARCHS = ["Gemma2ForCausalLM", "BloomForCausalLM", "GptOssForCausalLM", "DeepseekV3ForCausalLM"]
 
 
 @pytest.fixture(scope="module", params=ARCHS)
