@@ -27,6 +27,14 @@
 
 #define WROWS 4 /* weight rows per tile */
 
+#if defined(__AVX2__)
+static inline int hsum8_epi32(__m256i p) { /* the 8 int32 lanes' sum */
+    const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    const __m128i h2 = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 0xb1)));
+}
+#endif
+
 /* x (M, K) bf16 -> qx (M, K) int8, dx (M, K/32), xs16 (M, K/16) = dx * sum of each 16's q,
  * xs32 (M, K/32) = dx * sum of each 32's q. */
 void sgl_quantize_rows_q8(const uint16_t *x, int64_t M, int64_t K, int8_t *qx, float *dx, float *xs16,
@@ -115,9 +123,7 @@ static inline __attribute__((always_inline)) void tile_q4(const sgl_qweight *w, 
                                                            _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)), 1);
                 const __m256i xq = _mm256_loadu_si256((const __m256i *)(x->qx + (m0 + i) * K + b * 32));
                 const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wq, xq);
-                const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-                const __m128i h2 = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-                const int isum = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 0xb1)));
+                const int isum = hsum8_epi32(p);
                 s += (x->dx[(m0 + i) * nb + b] * w->d[(n0 + r) * nb + b]) * (float)isum;
             }
             out[i * WROWS + r] = s;
@@ -208,9 +214,7 @@ static inline __attribute__((always_inline)) void tile_q4(const sgl_qweight *w, 
                 const __m256i wq = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(v, _mm_set1_epi8(15))),
                                                            _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(15)), 1);
                 const __m256i p = dot_u8s8(wq, _mm256_loadu_si256((const __m256i *)(x->qx + (m0 + i) * K + b * 32)));
-                const __m128i h = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-                const __m128i h2 = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-                const int isum = _mm_cvtsi128_si32(_mm_add_epi32(h2, _mm_shuffle_epi32(h2, 0xb1)));
+                const int isum = hsum8_epi32(p);
                 s += (x->dx[(m0 + i) * nb + b] * w->d[(n0 + r) * nb + b]) * (float)isum;
             }
             out[i * WROWS + r] = s;
