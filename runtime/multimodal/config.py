@@ -79,9 +79,11 @@ def _first(hf: Any, *names: str) -> Any:
 
 
 def multimodal_config(hf: Any) -> MultimodalConfig | None:
-    """The vision fields of a root HF config that has a `vision_config`, else None."""
+    """The vision fields of a root HF config that has a `vision_config` and an image or video
+    placeholder token (a vision-language model), else None: a dual encoder such as CLIPModel has
+    a vision config but no placeholder, and serves only its text side."""
     vision = getattr(hf, "vision_config", None)
-    if vision is None:
+    if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)

@@ -15,8 +15,7 @@ from .guard import reject_non_finite
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 MAX_SEED = 2**63 - 1
-_UNSERVED = ("return_hidden_states", "return_entropy", "return_bytes", "background", "input_embeds", "video_data",
-             "audio_data", "token_ids_logprob", "session_params", "lora_path", "lora_id", "custom_logit_processor",
+_UNSERVED = ("return_hidden_states", "return_entropy", "return_bytes", "background", "input_embeds", "audio_data", "token_ids_logprob", "session_params", "lora_path", "lora_id", "custom_logit_processor",
              "bootstrap_host", "bootstrap_port", "bootstrap_room", "bootstrap_pair_key", "data_parallel_rank")
 
 
@@ -49,7 +48,6 @@ class GenerateRequest(BaseModel):
     return_bytes: bool = False
     background: bool = False
     input_embeds: Any = None
-    video_data: Any = None
     audio_data: Any = None
     token_ids_logprob: Any = None
     session_params: Any = None

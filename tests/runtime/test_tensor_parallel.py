@@ -114,12 +114,12 @@ def test_rank_holds_its_share_of_the_weights(pair):
 
 
 def test_bad_split_names_tp_size(default_tokenizer_folder, tmp_path):
+    from sgl.runtime.config import EngineConfig
     from sgl.runtime.distributed.tp_transform import apply_tp
     from sgl.runtime.loader import load_model
 
     folder = save_tiny_checkpoint(tiny_llama_config("plain"), str(tmp_path), default_tokenizer_folder)
-    cfg = SimpleNamespace(model_path=folder, revision=None, trust_remote_code=False, tokenizer_path=None,
-                          dtype="float32", context_length=64)
+    cfg = EngineConfig(model_path=folder, dtype="float32", context_length=64)
     model = load_model(cfg, torch.device("cpu")).model  # 4 heads
     with pytest.raises(ValueError, match="tp_size=3"):
         apply_tp(model, SimpleNamespace(rank=0, size=3))
