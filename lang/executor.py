@@ -40,6 +40,7 @@ from sgl.ir import (
     iter_leaves,
 )
 from sgl.media import LoadedVideo, load_image, load_video
+from sgl.reasoning_split import separate_reasoning
 from sgl.stream_meta import accumulate
 
 
@@ -329,27 +330,7 @@ class StreamExecutor:
             self.spans[name] = (start, len(self.text_))
 
     def _separate_reasoning(self, expr: SeparateReasoning) -> None:
-        """Each target's value -> (thinking, answer); the answer replaces the value and, where
-        the value is still the end of the text, its text there (SGLang drops the thinking from
-        the state's text too). Streamed states get the same once the gen has ended."""
-        from sgl.runtime.server.openai_reasoning import get_reasoning_parser
-
-        parser = get_reasoning_parser(expr.model_type, "separate_reasoning(model_type=...):")
-        for target, reasoning in zip(expr.targets, expr.reasoning_names):
-            name = target.name
-            value = self.variables[name]
-            many = isinstance(value, list)  # n > 1: one split per sample; the text has the first
-            pairs = [parser.split(v) for v in (value if many else [value])]
-            thought = [t for t, _ in pairs] if many else pairs[0][0]
-            answer = [a for _, a in pairs] if many else pairs[0][1]
-            with self.cond:
-                start, end = self.spans.get(name, (-1, -1))
-                if end == len(self.text_) and start >= 0:
-                    self.text_ = self.text_[:start] + pairs[0][1]
-                    self.spans[name] = (start, len(self.text_))
-                self.variables[name] = answer
-                self.cond.notify_all()
-            self._set_var(reasoning, thought, None)
+        separate_reasoning(self, expr)
 
     def _select(self, expr: Select) -> None:
         decision = self.backend.select(self, expr.choices, expr.temperature, expr.choices_method)
