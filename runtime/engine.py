@@ -27,6 +27,7 @@ from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
 from .config import EngineConfig, pick_device
 from .engine_pooling import PoolingAPI
 from .engine_scoring import LabelScoringAPI
+from .info import modalities, server_info
 from .loader import load_model
 from .loader.quantize import weight_bytes
 from .memory import choose_num_slots
@@ -377,48 +378,15 @@ class Engine(PoolingAPI, LabelScoringAPI):
     def modalities(self) -> dict[str, Any]:
         """Whether the model takes images and video, and the prompt text standing for one of
         each (also in /get_model_info)."""
-        mm = self.model_config.multimodal
-        media = self._media
-        return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
-                "image_token": media.placeholder(self.tokenizer, "image") if media else None,
-                "video_token": media.placeholder(self.tokenizer, "video") if media else None}
+        return modalities(self)
 
     @property
     def is_multimodal(self) -> bool:
         return self._media is not None
 
     def get_server_info(self) -> dict[str, Any]:
-        def info() -> dict[str, Any]:
-            s = self._scheduler
-            return {
-                "model_path": self.model_path,
-                "architecture": self.model_config.architecture,
-                "dtype": str(self.dtype).removeprefix("torch."),
-                "quantization": self.config.quantization,
-                "weight_bytes": dict(self.weight_bytes),
-                "device": str(self.device),
-                "context_length": self.context_length,
-                "max_total_tokens": self.num_slots,
-                "kv_pool": type(self._pool).__name__,  # the KV layout: MHAKVPool, MLAKVPool
-                "kv_bytes_per_token": self._pool.bytes_per_token(),  # every layer's share of one slot
-                "max_running_requests": self.config.max_running_requests,
-                "chunked_prefill_size": self.config.chunked_prefill_size,
-                "schedule_policy": self.config.schedule_policy,
-                "disable_radix_cache": self.config.disable_radix_cache,
-                **self.modalities(),
-                "vision_encoder_runs": s.runner.encoder_cache.runs,
-                "encoder_cache_bytes": s.runner.encoder_cache.bytes,
-                "tp_size": self.config.tp_size,
-                "num_waiting_reqs": len(s.waiting),
-                "num_running_reqs": len(s.live_requests()),
-                "free_slots": self._kv.allocator.available(),
-                "cached_tokens": self._kv.tree.total_size(),
-                "evictable_tokens": self._kv.tree.evictable_size(),
-                "held_slots": self.num_slots - self._kv.allocator.available() - self._kv.tree.total_size(),
-                **s.stats,
-            }
-
-        return self._call(info)
+        """The configuration and the live state of the cache and queues (info.server_info)."""
+        return self._call(lambda: server_info(self))
 
     def shutdown(self) -> None:
         if self._stopped:

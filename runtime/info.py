@@ -22,3 +22,45 @@ def model_info(engine: Any) -> dict[str, Any]:
         # beyond SGLang: supports_image / supports_video and their prompt text (image_token, video_token)
         **(engine.modalities() if hasattr(engine, "modalities") else {}),
     }
+
+
+def modalities(engine: Any) -> dict[str, Any]:
+    """Whether the model takes images and video, and the prompt text standing for one of each."""
+    mm = engine.model_config.multimodal
+    media = engine._media
+    return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
+            "image_token": media.placeholder(engine.tokenizer, "image") if media else None,
+            "video_token": media.placeholder(engine.tokenizer, "video") if media else None}
+
+
+def server_info(engine: Any) -> dict[str, Any]:
+    """`get_server_info()`: the engine's configuration and its cache and queues now. Runs on the
+    scheduler thread (Engine._call), so the counts are of one moment."""
+    s, kv, cfg = engine._scheduler, engine._kv, engine.config
+    return {
+        "model_path": engine.model_path,
+        "architecture": engine.model_config.architecture,
+        "dtype": str(engine.dtype).removeprefix("torch."),
+        "quantization": cfg.quantization,
+        "weight_bytes": dict(engine.weight_bytes),
+        "device": str(engine.device),
+        "context_length": engine.context_length,
+        "max_total_tokens": engine.num_slots,
+        "kv_pool": type(engine._pool).__name__,  # the KV layout: MHAKVPool, MLAKVPool
+        "kv_bytes_per_token": engine._pool.bytes_per_token(),  # every layer's share of one slot
+        "max_running_requests": cfg.max_running_requests,
+        "chunked_prefill_size": cfg.chunked_prefill_size,
+        "schedule_policy": cfg.schedule_policy,
+        "disable_radix_cache": cfg.disable_radix_cache,
+        **modalities(engine),
+        "vision_encoder_runs": s.runner.encoder_cache.runs,
+        "encoder_cache_bytes": s.runner.encoder_cache.bytes,
+        "tp_size": cfg.tp_size,
+        "num_waiting_reqs": len(s.waiting),
+        "num_running_reqs": len(s.live_requests()),
+        "free_slots": kv.allocator.available(),
+        "cached_tokens": kv.tree.total_size(),
+        "evictable_tokens": kv.tree.evictable_size(),
+        "held_slots": engine.num_slots - kv.allocator.available() - kv.tree.total_size(),
+        **s.stats,
+    }
