@@ -27,17 +27,47 @@ static inline void store(uint16_t *y, const uint16_t *bias, int64_t N, int64_t m
     y[m * N + n] = f32_to_bf16(sum);
 }
 
+/* The weight bytes a thread multiplies next, prefetched while it multiplies this block.
+ *
+ * Why: at M = 1 a block is 8-12 short weight rows (K = 576: 1152 bytes each) read side by side,
+ * too short for the hardware prefetcher to ramp up on, so each core stalls on memory latency
+ * at ~9 GB/s where it can read ~21. Prefetching the next block (its rows are contiguous) into
+ * L2 a few lines per k step keeps one sequential stream in flight: the 30 layers of
+ * SmolLM2-135M plus its LM head (269 MB) go from ~17.5 to ~9.5 ms a token on 2 Zen 4 cores,
+ * the memory's read speed (benchmark/machine_limits.py). T1 (L2) beats T0, whose lines
+ * evict the block in use. An ahead covers lines [line, end) of next. */
+typedef struct {
+    const char *next;
+    int64_t line, end, per_step;
+} ahead;
+
+/* The next block of `rows` weight rows after row n_next (none past N), in `calls` equal
+ * slices for the tile calls of this block, each spread over its `steps` k steps. */
+static inline ahead ahead_slice(const uint16_t *w, int64_t N, int64_t K, int64_t n_next, int64_t rows,
+                                int64_t slice, int64_t calls, int64_t steps) {
+    const int64_t left = N - n_next, count = left <= 0 ? 0 : (left < rows ? left : rows);
+    const int64_t lines = (count * K * 2 + 63) / 64;
+    ahead a = {(const char *)(w + n_next * K), lines * slice / calls, lines * (slice + 1) / calls, 0};
+    a.per_step = steps > 0 ? (a.end - a.line + steps - 1) / steps : 0;
+    return a;
+}
+
+static inline void ahead_step(ahead *a) {
+    for (int64_t i = 0; i < a->per_step && a->line < a->end; i++, a->line++) __builtin_prefetch(a->next + a->line * 64, 0, 2); /* 2: T1 */
+}
+
 #ifdef __AVX512BF16__
 /* ms rows of x (from m0) against r rows of w (from n0), all of K; ms and r are constants at
  * each call site, so the accumulators live in registers. */
 static inline __attribute__((always_inline)) void tile(const uint16_t *x, const uint16_t *w,
         const uint16_t *bias, uint16_t *y, int64_t N, int64_t K, int64_t m0, int64_t n0,
-        const int ms, const int r) {
+        const int ms, const int r, ahead a) {
     __m512 acc[ms][r];
     for (int i = 0; i < ms; i++)
         for (int j = 0; j < r; j++) acc[i][j] = _mm512_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= K; k += 32) {
+        ahead_step(&a);
         __m512i wv[r];
         for (int j = 0; j < r; j++) wv[j] = _mm512_loadu_si512(w + (n0 + j) * K + k);
         for (int i = 0; i < ms; i++) {
@@ -62,14 +92,19 @@ static inline __attribute__((always_inline)) void tile(const uint16_t *x, const 
 
 static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                          int64_t M, int64_t N, int64_t K, int64_t n0) {
+    const ahead none = {0};
     if (N - n0 < ROWS_PER_BLOCK) { /* the last few weight rows, one at a time */
         for (int64_t n = n0; n < N; n++)
-            for (int64_t m = 0; m < M; m++) tile(x, w, bias, y, N, K, m, n, 1, 1);
+            for (int64_t m = 0; m < M; m++) tile(x, w, bias, y, N, K, m, n, 1, 1, none);
         return;
     }
-    int64_t m = 0;
-    for (; m + X_PER_TILE <= M; m += X_PER_TILE) tile(x, w, bias, y, N, K, m, n0, X_PER_TILE, ROWS_PER_BLOCK);
-    for (; m < M; m++) tile(x, w, bias, y, N, K, m, n0, 1, ROWS_PER_BLOCK);
+    const int64_t calls = (M + X_PER_TILE - 1) / X_PER_TILE, steps = K / 32, next = n0 + ROWS_PER_BLOCK;
+    int64_t m = 0, c = 0;
+    for (; m + X_PER_TILE <= M; m += X_PER_TILE, c++)
+        tile(x, w, bias, y, N, K, m, n0, X_PER_TILE, ROWS_PER_BLOCK,
+             ahead_slice(w, N, K, next, ROWS_PER_BLOCK, c, calls, steps));
+    for (; m < M; m++, c++)
+        tile(x, w, bias, y, N, K, m, n0, 1, ROWS_PER_BLOCK, ahead_slice(w, N, K, next, ROWS_PER_BLOCK, c, calls, steps));
 }
 #elif defined(SGL_AVX2)
 /* AVX2 + FMA: x widened to float32 once per call (xf), bf16 weights widened in registers (a
@@ -81,12 +116,13 @@ static void weight_block(const uint16_t *x, const uint16_t *w, const uint16_t *b
  * the stack with a load and a store around every FMA, which halved the kernel's speed. */
 #define DEFINE_TILE(ms, r)                                                                                   \
     static void tile_##ms##x##r(const float *xf, const uint16_t *w, const uint16_t *bias, uint16_t *y,        \
-                                int64_t N, int64_t K, int64_t m0, int64_t n0) {                               \
+                                int64_t N, int64_t K, int64_t m0, int64_t n0, ahead a) {                      \
         __m256 acc[ms][r];                                                                                   \
         for (int i = 0; i < ms; i++)                                                                         \
             for (int j = 0; j < r; j++) acc[i][j] = _mm256_setzero_ps();                                     \
         int64_t k = 0;                                                                                       \
         for (; k + 8 <= K; k += 8) {                                                                         \
+            ahead_step(&a);                                                                                  \
             __m256 wv[r];                                                                                    \
             for (int j = 0; j < r; j++) wv[j] = load8_bf16(w + (n0 + j) * K + k);                            \
             for (int i = 0; i < ms; i++) {                                                                   \
@@ -115,26 +151,32 @@ DEFINE_TILE(4, 3)
 
 static void weight_block(const float *xf, const uint16_t *w, const uint16_t *bias, uint16_t *y,
                          int64_t M, int64_t N, int64_t K, int64_t n0) {
+    const ahead none = {0};
     if (N - n0 < AVX2_BLOCK) {
         for (int64_t n = n0; n < N; n++)
-            for (int64_t m = 0; m < M; m++) tile_1x1(xf, w, bias, y, N, K, m, n);
+            for (int64_t m = 0; m < M; m++) tile_1x1(xf, w, bias, y, N, K, m, n, none);
         return;
     }
+    const int64_t steps = K / 8, next = n0 + AVX2_BLOCK;
+#define AHEAD(c, calls) ahead_slice(w, N, K, next, AVX2_BLOCK, c, calls, steps)
     if (M == 1) {
-        tile_1x12(xf, w, bias, y, N, K, 0, n0);
+        tile_1x12(xf, w, bias, y, N, K, 0, n0, AHEAD(0, 1));
     } else if (M < 4) {
-        for (int64_t j = 0; j < AVX2_BLOCK; j += 6) {
+        const int64_t calls = 2 * (M / 2 + M % 2);
+        for (int64_t j = 0, c = 0; j < AVX2_BLOCK; j += 6) {
             int64_t m = 0;
-            for (; m + 2 <= M; m += 2) tile_2x6(xf, w, bias, y, N, K, m, n0 + j);
-            for (; m < M; m++) tile_1x6(xf, w, bias, y, N, K, m, n0 + j);
+            for (; m + 2 <= M; m += 2, c++) tile_2x6(xf, w, bias, y, N, K, m, n0 + j, AHEAD(c, calls));
+            for (; m < M; m++, c++) tile_1x6(xf, w, bias, y, N, K, m, n0 + j, AHEAD(c, calls));
         }
     } else {
-        for (int64_t j = 0; j < AVX2_BLOCK; j += 3) { /* 3 weight rows (in L1) against x rows in 4s */
+        const int64_t calls = 4 * (M / 4 + M % 4);
+        for (int64_t j = 0, c = 0; j < AVX2_BLOCK; j += 3) { /* 3 weight rows (in L1) against x rows in 4s */
             int64_t m = 0;
-            for (; m + 4 <= M; m += 4) tile_4x3(xf, w, bias, y, N, K, m, n0 + j);
-            for (; m < M; m++) tile_1x3(xf, w, bias, y, N, K, m, n0 + j);
+            for (; m + 4 <= M; m += 4, c++) tile_4x3(xf, w, bias, y, N, K, m, n0 + j, AHEAD(c, calls));
+            for (; m < M; m++, c++) tile_1x3(xf, w, bias, y, N, K, m, n0 + j, AHEAD(c, calls));
         }
     }
+#undef AHEAD
 }
 #else
 /* Portable fallback (no AVX2): the same sums in float32, one output at a time. */
