@@ -31,11 +31,27 @@ def load_hf_image_processor(folder: str) -> Any:
         return AutoImageProcessor.from_pretrained(folder, use_fast=False)
 
 
+def media_token_ids(folder: str, names: tuple[str, ...]) -> dict[str, int]:
+    """The ids of the named tokens in the folder's tokenizer (each must be one token)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = {name: tok.convert_tokens_to_ids(name) for name in names}
+    missing = [name for name, i in ids.items() if i is None or i == tok.unk_token_id]
+    if missing:
+        raise ValueError(f"{folder}: the tokenizer has no {', '.join(missing)} token(s) the model's images need")
+    return ids
+
+
 class MediaProcessor:
     def __init__(self, folder: str, mm: MultimodalConfig, model_cls: type, vocab_size: int,
                  allow_urls: bool = False) -> None:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
         self.image_processor = load_hf_image_processor(folder)
+        # a family whose items hold text tokens among their media rows (InternVL's <img>,
+        # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
+        names = getattr(model_cls, "media_tokens", ())
+        self.token_ids = media_token_ids(folder, names) if names else {}
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
@@ -96,9 +112,13 @@ class MediaProcessor:
             else:
                 inputs = self.video_inputs(given[i], field)
             n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
+            if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
+                inputs["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, inputs, self.token_ids)
             h = content_hash(inputs, modality)
             items.append(MediaItem(modality, inputs, h, len(out), n))
-            out += pad_ids(h, n, self.vocab_size)
+            pads = pad_ids(h, n, self.vocab_size)
+            text = inputs.get("text_ids")
+            out += pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]
         mm = MultimodalInputs(items)
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)

@@ -1,0 +1,58 @@
+"""Random InternVL, Mistral3 and LLaVA-Pixtral checkpoints of tiny shape, saved as their
+families ship (config, safetensors, the family's PIL image processor, the default model's
+tokenizer plus the family's vision tokens, the chat template), for the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .random_checkpoints import TEXT_VOCAB, _copy_chat_template, _tiny_llama
+
+# InternVL's tokens (ids 49152..49154 after the default model's 49152): the placeholder a prompt
+# holds per image is <IMG_CONTEXT>; the processor writes <img> context * 16 * tiles </img>
+INTERN_TOKENS = ["<img>", "</img>", "<IMG_CONTEXT>"]
+INTERN_IMAGE = "<IMG_CONTEXT>"
+# Pixtral's (ids 49152..49154): [IMG] per patch block, [IMG_BREAK] after each row, [IMG_END] last
+PIXTRAL_TOKENS = ["[IMG]", "[IMG_BREAK]", "[IMG_END]"]
+PIXTRAL_IMAGE = "[IMG]"
+
+
+def save_random_internvl(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+    """A random InternVL (InternViT tower of 32 px tiles, 4 px patches, pixel shuffle 0.5: 16
+    tokens a tile; dynamic tiling into 1..4 tiles plus a thumbnail; Qwen2-shaped Llama text),
+    saved with GotOcr2's PIL image processor and the tokenizer plus <img> </img> <IMG_CONTEXT>."""
+    from transformers import AutoTokenizer, InternVLConfig, InternVLForConditionalGeneration
+    from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
+    tok.add_tokens(INTERN_TOKENS, special_tokens=True)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=4, initializer_range=0.2, layer_scale_init_value=0.5, hidden_act="gelu")
+    text = _tiny_llama().to_dict()
+    config = InternVLConfig(vision_config=vision, text_config=text, image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+                            image_seq_length=16, downsample_ratio=0.5, tie_word_embeddings=False,
+                            architectures=["InternVLForConditionalGeneration"])
+    torch.manual_seed(seed)
+    model = InternVLForConditionalGeneration(config).eval()
+    _randomize(model, ("cls_token", "position_embeddings", "lambda_1", "lambda_2"))
+    model.save_pretrained(folder)
+    GotOcr2ImageProcessorPil(size={"height": 32, "width": 32}, crop_to_patches=True, min_patches=1,
+                             max_patches=4).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
+def _randomize(model: Any, names: tuple[str, ...]) -> None:
+    """Parameters transformers initializes to constants (zeros, layer scale) made random, so
+    the parity test can see them used."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in names:
+                p.copy_(torch.randn_like(p) * 0.5)
+
+
+def internvl_text_vocab() -> int:
+    return TEXT_VOCAB
