@@ -64,9 +64,8 @@ class InternVLForConditionalGeneration(VisionLanguageModel):
         return int(side * mm.downsample_ratio) ** 2
 
     @staticmethod
-    def image_inputs(image_processor: Any, image: Any, count: int) -> dict[str, torch.Tensor]:
-        """Tiles as InternVLProcessor asks for them (crop_to_patches)."""
-        return image_processor(images=[image], crop_to_patches=True, return_tensors="pt")
+    def image_kwargs(mm: MultimodalConfig) -> dict[str, Any]:
+        return {"crop_to_patches": True}  # as InternVLProcessor asks for tiles
 
     @classmethod
     def num_media_tokens(cls, mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:

@@ -36,6 +36,9 @@ class VisionTowerConfig:
     attention_bias: bool = True
     qk_norm: bool = False
     norm_last_features: bool = False
+    # the vision_config's model_type ("clip_vision_model", "pixtral", ...): which tower a family builds
+    kind: str = ""
+    rope_theta: float = 0.0  # Pixtral: the base of its 2-D rope
 
     @property
     def num_patches(self) -> int:
@@ -94,15 +97,17 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         return None
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
-    tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(
-        hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
-        num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
-        image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
-        num_channels=_first(vision, "num_channels") or 3,
-        norm_eps=_first(vision, "layer_norm_eps") or 1e-5, hidden_act=_first(vision, "hidden_act") or "quick_gelu",
-        rms_norm=_first(vision, "norm_type") == "rms_norm", attention_bias=bool(getattr(vision, "attention_bias", True)),
-        qk_norm=bool(getattr(vision, "use_qk_norm", False)),
-        norm_last_features=getattr(vision, "use_mean_pooling", True) is False)
+    tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(**{
+        **dict(hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
+               num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
+               image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
+               num_channels=_first(vision, "num_channels") or 3, norm_eps=_first(vision, "layer_norm_eps") or 1e-5,
+               hidden_act=_first(vision, "hidden_act") or "quick_gelu", rms_norm=_first(vision, "norm_type") == "rms_norm",
+               attention_bias=bool(getattr(vision, "attention_bias", True)),
+               qk_norm=bool(getattr(vision, "use_qk_norm", False)),
+               norm_last_features=getattr(vision, "use_mean_pooling", True) is False,
+               kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1),
+        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -116,6 +121,13 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
         downsample_ratio=float(_first(hf, "downsample_ratio") or 0.0))
+
+
+def _pixtral_fields(vision: Any) -> dict[str, Any]:
+    """Pixtral's tower: RMSNorm (eps 1e-5), gated MLP, no biases, 2-D rope of base rope_theta."""
+    rope = _first(vision, "rope_parameters") or {}
+    return dict(rms_norm=True, gated_mlp=True, attention_bias=False, norm_eps=1e-5,
+                rope_theta=float(rope.get("rope_theta") or _first(vision, "rope_theta") or 10000.0))
 
 
 def _side(size: Any) -> int:

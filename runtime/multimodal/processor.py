@@ -67,7 +67,10 @@ class MediaProcessor:
         class may process several images per prompt differently: `image_inputs`)."""
         img = load_image(image, field, self.allow_urls)
         hook = getattr(self.model_cls, "image_inputs", None)
-        out = hook(self.image_processor, img, count) if hook else self.image_processor(images=[img], return_tensors="pt")
+        # the family's processor arguments (InternVL's crop_to_patches, Pixtral's merged patch size)
+        kwargs = self.model_cls.image_kwargs(self.mm) if hasattr(self.model_cls, "image_kwargs") else {}
+        out = hook(self.image_processor, img, count) if hook else \
+            self.image_processor(images=[img], return_tensors="pt", **kwargs)
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
     def video_inputs(self, video: Any, field: str) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from .random_checkpoints import TEXT_VOCAB, _copy_chat_template, _tiny_llama
+from .random_checkpoints import _copy_chat_template, _tiny_llama
 
 # InternVL's tokens (ids 49152..49154 after the default model's 49152): the placeholder a prompt
 # holds per image is <IMG_CONTEXT>; the processor writes <img> context * 16 * tiles </img>
@@ -54,5 +54,41 @@ def _randomize(model: Any, names: tuple[str, ...]) -> None:
                 p.copy_(torch.randn_like(p) * 0.5)
 
 
-def internvl_text_vocab() -> int:
-    return TEXT_VOCAB
+def save_random_pixtral(folder: str, tokenizer_folder: str, family: str = "mistral3", seed: int = 0) -> str:
+    """A random Mistral3 (family "mistral3": Pixtral tower of 4 px patches merged 2x2, 8 px a
+    token) or LLaVA with a Pixtral tower ("llava": 8 px patches, no merge), images fitted into
+    56 px, Llama text; saved with Pixtral's PIL image processor and the tokenizer plus [IMG]
+    [IMG_BREAK] [IMG_END] (PixtralProcessor needs torchvision)."""
+    from transformers import (
+        AutoTokenizer,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        PixtralVisionConfig,
+    )
+    from transformers.models.pixtral.image_processing_pil_pixtral import PixtralImageProcessorPil
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
+    tok.add_tokens(PIXTRAL_TOKENS, special_tokens=True)
+    patch, merge = (4, 2) if family == "mistral3" else (8, 1)
+    vision = PixtralVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                 image_size=56, patch_size=patch, initializer_range=0.2, hidden_act="silu")
+    text = _tiny_llama(tie_word_embeddings=False)
+    common = dict(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+                  vision_feature_layer=-1, projector_hidden_act="gelu", tie_word_embeddings=False)
+    if family == "mistral3":
+        config = Mistral3Config(**common, spatial_merge_size=merge, multimodal_projector_bias=False,
+                                architectures=["Mistral3ForConditionalGeneration"])
+        cls = Mistral3ForConditionalGeneration
+    else:
+        config = LlavaConfig(**common, vision_feature_select_strategy="full",
+                             architectures=["LlavaForConditionalGeneration"])
+        cls = LlavaForConditionalGeneration
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    model.save_pretrained(folder)
+    PixtralImageProcessorPil(size={"longest_edge": 56}, patch_size={"height": patch, "width": patch}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder

@@ -8,6 +8,25 @@ from __future__ import annotations
 import torch
 from mm_fixtures import LlavaReference
 
+GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
+
+
+def check(result: dict, reference: LlavaReference, prompt: str, images: list, start: int = 0) -> None:
+    """Prompt logprobs of text targets from `start` on (image rows hold hashed ids; the family's
+    tokens among them, <img> or [IMG_BREAK], are compared too) and 16 greedy tokens."""
+    ids, expected = reference.prompt_logprobs(prompt, images)
+    meta = result["meta_info"]
+    assert meta["prompt_tokens"] == len(ids)
+    ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
+    assert len(ours) == len(ids) - 1 - start
+    text = torch.tensor([t != reference.image_token for t in ids[start + 1:]])
+    assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
+    assert result["output_ids"] == reference.greedy(prompt, images)
+
+
+def run(engine, prompt, images, start: int = 0):
+    return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
+
 
 class InternVLReference(LlavaReference):
     """Each <IMG_CONTEXT> becomes <img>, 16 context tokens a tile, </img> (InternVLProcessor's rule)."""
@@ -29,4 +48,40 @@ class InternVLReference(LlavaReference):
         ids: list[int] = []
         for t in self.tokenizer(prompt)["input_ids"]:
             ids += [self.wrap[0], *[t] * 16 * next(tiles), self.wrap[1]] if t == self.image_token else [t]
+        return {**enc, "input_ids": torch.tensor([ids])}
+
+
+class PixtralReference(LlavaReference):
+    """Mistral3 / LLaVA-Pixtral: images through the image processor with patch_size * merge
+    pixels a token (as PixtralProcessor asks), each [IMG] expanded as PixtralProcessor does:
+    rows of [IMG] * columns + [IMG_BREAK], the last [IMG_BREAK] made [IMG_END]."""
+
+    def __init__(self, folder: str) -> None:
+        import transformers
+        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
+        cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
+        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
+        c = self.model.config
+        self.image_token = c.image_token_id
+        self.side = c.vision_config.patch_size * getattr(c, "spatial_merge_size", 1)
+        self.brk, self.end = self.tokenizer.convert_tokens_to_ids(["[IMG_BREAK]", "[IMG_END]"])
+        self.encoder_runs = 0
+        self.model.model.vision_tower.register_forward_hook(lambda *a: self._count())
+
+    def inputs(self, prompt: str, images: list):
+        side = {"height": self.side, "width": self.side}
+        enc = dict(self.image_processor(images=images, patch_size=side, return_tensors="pt")) if images else {}
+        sizes = iter(enc.get("image_sizes", torch.zeros(0, 2)).tolist())
+        ids: list[int] = []
+        for t in self.tokenizer(prompt)["input_ids"]:
+            if t != self.image_token:
+                ids.append(t)
+                continue
+            h, w = (int(v) // self.side for v in next(sizes))
+            rows = [[t] * w + [self.brk] for _ in range(h)]
+            rows[-1][-1] = self.end
+            ids += [x for row in rows for x in row]
         return {**enc, "input_ids": torch.tensor([ids])}

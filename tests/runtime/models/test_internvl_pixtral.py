@@ -1,0 +1,115 @@
+"""InternVL, Mistral3 and LLaVA with a Pixtral tower against transformers on tiny random
+checkpoints saved with their PIL image processors (GotOcr2's: 32 px tiles, 1..4 tiles and a
+thumbnail; Pixtral's: any size fitted into 56 px): prompt logprobs (float32, 1e-4) and 16
+greedy tokens with one image and two of different sizes, alone, through chunks smaller than
+an image, batched with text and behind a cached prefix; a repeated image reuses its cached KV
+and runs no encoder; token layouts (<img> ... </img>, rows closed by [IMG_BREAK] / [IMG_END])
+equal transformers' processors' for several sizes; vLLM's PixtralForConditionalGeneration
+name serves the same folder. (Video: transformers' InternVL config has no video token id.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+from mm_fixtures import png_bytes, random_image
+from sgl.runtime import Engine
+from sgl.runtime.multimodal.random_intern import (
+    INTERN_IMAGE,
+    PIXTRAL_IMAGE,
+    save_random_internvl,
+    save_random_pixtral,
+)
+from vlm_references import GREEDY, InternVLReference, PixtralReference, check, run
+
+IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
+FAMILIES = {"internvl": (INTERN_IMAGE, InternVLReference), "mistral3": (PIXTRAL_IMAGE, PixtralReference),
+            "llava-pixtral": (PIXTRAL_IMAGE, PixtralReference)}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def folder(family, tmp_path_factory, default_tokenizer_folder):
+    out = str(tmp_path_factory.mktemp(family))
+    if family == "internvl":
+        return save_random_internvl(out, default_tokenizer_folder)
+    return save_random_pixtral(out, default_tokenizer_folder, family.removesuffix("-pixtral"))
+
+
+@pytest.fixture(scope="module")
+def reference(family, folder):
+    return FAMILIES[family][1](folder)
+
+
+@pytest.fixture(scope="module")
+def prompts(family):
+    image = FAMILIES[family][0]
+    return f"A photo: {image} What is in it?", f"First {image} then {image}: which is brighter?"
+
+
+def test_parity_alone_and_chunked(engine, chunked, reference, prompts):
+    for prompt, images in zip(prompts, (IMAGES[:1], IMAGES[1:])):
+        for e in (engine, chunked):
+            e.flush_cache()
+            check(run(e, prompt, images), reference, prompt, images)
+            e.check_kv()
+
+
+def test_batched_with_text_behind_a_cached_prefix_and_repeated(engine, reference, prompts):
+    one, two = prompts
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one, text, two], GREEDY, image_data=[IMAGES[0], None, IMAGES[1:]],
+                          return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, one, IMAGES[:1])
+    check(out[2], reference, two, IMAGES[1:])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = two + " Answer in one word."
+    start = len(reference.inputs(two, IMAGES[1:])["input_ids"][0]) - 1
+    again = run(engine, longer, IMAGES[1:], start)
+    assert again["meta_info"]["cached_tokens"] >= start > 32
+    check(again, reference, longer, IMAGES[1:], start)
+    # the same pixels (as PNG bytes) reuse the image's KV and run no encoder; other pixels do
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one, GREEDY, image_data=png_bytes(IMAGES[0]))
+    other = engine.generate(one, GREEDY, image_data=random_image(5))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
+    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
+    first = ids.index(reference.image_token)  # InternVL's <img> before it is text, shared
+    assert other["meta_info"]["cached_tokens"] == first
+    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
+    engine.check_kv()
+
+
+def test_token_layout_matches_transformers(engine, reference, prompts):
+    two = prompts[1]
+    for size in [(40, 56), (64, 40), (33, 33), (200, 30), (16, 300), (90, 90)]:
+        img = random_image(7, size)
+        ids = reference.inputs(two, [img, img])["input_ids"][0].tolist()
+        expanded, mm = engine._media.expand(engine.tokenizer(two)["input_ids"], [img, img], [])
+        assert len(expanded) == len(ids)
+        rows = {it.offset + i for it in mm.items for i, t in enumerate(it.inputs["text_ids"].tolist()) if t < 0}
+        assert sorted(rows) == [i for i, t in enumerate(ids) if t == reference.image_token]
+        assert all(expanded[i] == t for i, t in enumerate(ids) if i not in rows)  # text, <img>, [IMG_BREAK]
+
+
+def test_vllm_pixtral_name_serves_the_folder(family, folder, reference, prompts, tmp_path):
+    if family != "llava-pixtral":
+        pytest.skip("vLLM's name is LLaVA-Pixtral's")
+    alias = str(tmp_path / "pixtral")
+    shutil.copytree(folder, alias)
+    with open(os.path.join(alias, "config.json")) as f:
+        config = json.load(f)
+    config["architectures"] = ["PixtralForConditionalGeneration"]
+    with open(os.path.join(alias, "config.json"), "w") as f:
+        json.dump(config, f)
+    with Engine(alias, dtype="float32") as e:
+        assert e._media.model_cls.__name__ == "LlavaPixtralForConditionalGeneration"
+        check(run(e, prompts[0], IMAGES[:1]), reference, prompts[0], IMAGES[:1])
