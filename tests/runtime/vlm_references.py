@@ -6,7 +6,7 @@ torchvision for its video processor, so its expansion is written out here)."""
 from __future__ import annotations
 
 import torch
-from mm_fixtures import LlavaReference
+from mm_fixtures import LlavaReference, hf_parts
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 
@@ -32,15 +32,9 @@ class InternVLReference(LlavaReference):
     """Each <IMG_CONTEXT> becomes <img>, 16 context tokens a tile, </img> (InternVLProcessor's rule)."""
 
     def __init__(self, folder: str) -> None:
-        from transformers import AutoImageProcessor, AutoTokenizer, InternVLForConditionalGeneration
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
-        self.model = InternVLForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
         self.image_token = self.model.config.image_token_id
         self.wrap = self.tokenizer.convert_tokens_to_ids(["<img>", "</img>"])
-        self.encoder_runs = 0
-        self.model.model.vision_tower.register_forward_hook(lambda *a: self._count())
 
     def inputs(self, prompt: str, images: list):
         enc = dict(self.image_processor(images=images, crop_to_patches=True, return_tensors="pt")) if images else {}
@@ -57,19 +51,11 @@ class PixtralReference(LlavaReference):
     rows of [IMG] * columns + [IMG_BREAK], the last [IMG_BREAK] made [IMG_END]."""
 
     def __init__(self, folder: str) -> None:
-        import transformers
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
-        cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
-        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
         c = self.model.config
         self.image_token = c.image_token_id
         self.side = c.vision_config.patch_size * getattr(c, "spatial_merge_size", 1)
         self.brk, self.end = self.tokenizer.convert_tokens_to_ids(["[IMG_BREAK]", "[IMG_END]"])
-        self.encoder_runs = 0
-        self.model.model.vision_tower.register_forward_hook(lambda *a: self._count())
 
     def inputs(self, prompt: str, images: list):
         side = {"height": self.side, "width": self.side}
