@@ -75,6 +75,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Mistral3ForConditionalGeneration": ("pixtral", "Mistral3ForConditionalGeneration",
                                          "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
     "PixtralForConditionalGeneration": ("llava", "PixtralForConditionalGeneration", "mistral-community/pixtral-12b"),
+    "Llama4ForConditionalGeneration": ("llama4", "Llama4ForConditionalGeneration",
+                                       "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

@@ -38,7 +38,8 @@ class VisionTowerConfig:
     norm_last_features: bool = False
     # the vision_config's model_type ("clip_vision_model", "pixtral", ...): which tower a family builds
     kind: str = ""
-    rope_theta: float = 0.0  # Pixtral: the base of its 2-D rope
+    rope_theta: float = 0.0  # Pixtral, Llama 4: the base of the 2-D rope
+    adapter_dim: int = 0  # Llama 4: the vision adapter's inner width (its output: out_hidden_size)
 
     @property
     def num_patches(self) -> int:
@@ -64,7 +65,7 @@ class MultimodalConfig:
     # LLaVA-NeXT-Video: each frame's patch grid pooled (average or max) with this stride
     pool_stride: int = 0
     pool_mode: str = "average"
-    # InternVL: pixel shuffle of the patch grid by this ratio (0.5: 2x2 patches one token)
+    # InternVL, Llama 4: pixel shuffle of the patch grid by this ratio (0.5: 2x2 patches one token)
     downsample_ratio: float = 0.0
 
     def __post_init__(self) -> None:
@@ -106,7 +107,9 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
                attention_bias=bool(getattr(vision, "attention_bias", True)),
                qk_norm=bool(getattr(vision, "use_qk_norm", False)),
                norm_last_features=getattr(vision, "use_mean_pooling", True) is False,
-               kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1),
+               kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1,
+               rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
+               out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
         **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
@@ -120,7 +123,7 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
-        downsample_ratio=float(_first(hf, "downsample_ratio") or 0.0))
+        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0))
 
 
 def _pixtral_fields(vision: Any) -> dict[str, Any]:

@@ -6,6 +6,7 @@ Image processors are the PIL/numpy ones (torchvision is not a dependency)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -47,11 +48,16 @@ class MediaProcessor:
     def __init__(self, folder: str, mm: MultimodalConfig, model_cls: type, vocab_size: int,
                  allow_urls: bool = False) -> None:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
-        self.image_processor = load_hf_image_processor(folder)
+        # a family whose transformers processor needs torchvision brings its own (Llama 4's)
+        load = getattr(model_cls, "load_image_processor", load_hf_image_processor)
+        self.image_processor = load(folder)
         # a family whose items hold text tokens among their media rows (InternVL's <img>,
         # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
         names = getattr(model_cls, "media_tokens", ())
         self.token_ids = media_token_ids(folder, names) if names else {}
+        prompt = getattr(model_cls, "prompt_image_token", None)  # Llama 4: prompts hold <|image|>, not <|patch|>
+        if prompt is not None:
+            self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt])
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),

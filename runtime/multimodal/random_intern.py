@@ -1,14 +1,16 @@
-"""Random InternVL, Mistral3 and LLaVA-Pixtral checkpoints of tiny shape, saved as their
+"""Random InternVL, Mistral3, LLaVA-Pixtral and Llama 4 checkpoints of tiny shape, saved as their
 families ship (config, safetensors, the family's PIL image processor, the default model's
 tokenizer plus the family's vision tokens, the chat template), for the tests."""
 
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
 import torch
 
-from .random_checkpoints import _copy_chat_template, _tiny_llama
+from .random_checkpoints import TEXT_VOCAB, _copy_chat_template, _tiny_llama
 
 # InternVL's tokens (ids 49152..49154 after the default model's 49152): the placeholder a prompt
 # holds per image is <IMG_CONTEXT>; the processor writes <img> context * 16 * tiles </img>
@@ -89,6 +91,45 @@ def save_random_pixtral(folder: str, tokenizer_folder: str, family: str = "mistr
     model = cls(config).eval()
     model.save_pretrained(folder)
     PixtralImageProcessorPil(size={"longest_edge": 56}, patch_size={"height": patch, "width": patch}).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
+LLAMA4_TOKENS = ["<|image|>", "<|image_start|>", "<|image_end|>", "<|patch|>", "<|tile_x_separator|>",
+                 "<|tile_y_separator|>"]
+LLAMA4_IMAGE = "<|image|>"
+
+
+def save_random_llama4(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+    """A random Llama 4 with images: a vision tower of 32 px tiles (4 px patches, pixel
+    shuffle 0.5: 16 tokens a tile), up to 4 tiles and a global one, the zoo's tiny Llama 4 text
+    model (chunked, NoPE and MoE layers); saved with Llama 4's preprocessor_config.json (its
+    processor needs torchvision; sgl reads it with multimodal/llama4_images.py) and the
+    tokenizer plus Llama 4's image tokens."""
+    from transformers import AutoTokenizer, Llama4Config, Llama4ForConditionalGeneration
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder)
+    tok.add_tokens(LLAMA4_TOKENS, special_tokens=True)
+    ids = dict(zip(LLAMA4_TOKENS, tok.convert_tokens_to_ids(LLAMA4_TOKENS)))
+    vision = dict(hidden_size=32, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                  patch_size=4, pixel_shuffle_ratio=0.5, projector_input_dim=64, projector_output_dim=64,
+                  vision_output_dim=64, initializer_range=0.2, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    text = dict(vocab_size=TEXT_VOCAB, hidden_size=64, intermediate_size=32, intermediate_size_mlp=96,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_local_experts=4,
+                num_experts_per_tok=1, interleave_moe_layer_step=2, no_rope_layers=[1, 0], attention_chunk_size=8,
+                use_qk_norm=True, attn_temperature_tuning=True, floor_scale=4, attn_scale=0.5, max_position_embeddings=1024,
+                initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    config = Llama4Config(vision_config=vision, text_config=text, image_token_index=ids["<|patch|>"],
+                          boi_token_index=ids["<|image_start|>"], eoi_token_index=ids["<|image_end|>"],
+                          tie_word_embeddings=False, architectures=["Llama4ForConditionalGeneration"])
+    torch.manual_seed(seed)
+    Llama4ForConditionalGeneration(config).eval().save_pretrained(folder)
+    with open(os.path.join(folder, "preprocessor_config.json"), "w") as f:
+        json.dump({"image_processor_type": "Llama4ImageProcessor", "size": {"height": 32, "width": 32},
+                   "max_patches": 4, "resize_to_max_canvas": False, "image_mean": [0.5] * 3, "image_std": [0.5] * 3,
+                   "rescale_factor": 1 / 255}, f)
     tok.save_pretrained(folder)
     _copy_chat_template(tokenizer_folder, folder)
     return folder

@@ -71,3 +71,56 @@ class PixtralReference(LlavaReference):
             rows[-1][-1] = self.end
             ids += [x for row in rows for x in row]
         return {**enc, "input_ids": torch.tensor([ids])}
+
+
+class Llama4Reference(LlavaReference):
+    """Llama 4: the pixels of sgl's PIL port of its image processor (transformers' needs
+    torchvision), each <|image|> replaced by Llama4Processor's own _prompt_split_image text."""
+
+    def __init__(self, folder: str) -> None:
+        from sgl.runtime.multimodal.llama4_images import Llama4ImageProcessor
+        from transformers import AutoTokenizer, Llama4ForConditionalGeneration
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.image_processor = Llama4ImageProcessor.from_folder(folder)
+        self.model = Llama4ForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        c = self.model.config
+        self.image_token = c.image_token_id  # <|patch|>
+        side = c.vision_config.image_size // c.vision_config.patch_size
+        self.per_tile = int(side * side * c.vision_config.pixel_shuffle_ratio**2)
+
+    def inputs(self, prompt: str, images: list):
+        from transformers.models.llama4.processing_llama4 import Llama4Processor
+
+        enc = self.image_processor(images) if images else {}
+        parts = prompt.split("<|image|>")
+        text = parts[0]
+        for ratio, part in zip(enc.get("aspect_ratios", []), parts[1:]):
+            text += Llama4Processor._prompt_split_image(None, ratio.tolist(), self.per_tile) + part
+        ids = self.tokenizer(text)["input_ids"]
+        return {**({"pixel_values": enc["pixel_values"].float()} if images else {}), "input_ids": torch.tensor([ids])}
+
+    def embeds(self, prompt: str, images: list) -> tuple[list[int], torch.Tensor]:
+        """(ids, (1, len, hidden) input embeddings) by transformers' own steps: its forward
+        computes these, then fails building its output (transformers 5.24 reads
+        image_outputs from the text model's output), so the text model runs on them directly."""
+        enc = self.inputs(prompt, images)
+        m, ids = self.model, enc["input_ids"]
+        emb = m.get_input_embeddings()(ids)
+        if images:
+            feats = m.get_image_features(pixel_values=enc["pixel_values"], return_dict=True).last_hidden_state
+            rows = m.multi_modal_projector(feats.view(-1, feats.size(-1)))
+            emb = emb.masked_scatter(m.get_placeholder_mask(ids, inputs_embeds=emb, image_features=rows), rows)
+        return ids[0].tolist(), emb
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, prompt: str, images: list) -> tuple[list[int], torch.Tensor]:
+        ids, emb = self.embeds(prompt, images)
+        logits = self.model.language_model(inputs_embeds=emb).logits[0].float()
+        return ids, torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+
+    @torch.inference_mode()
+    def greedy(self, prompt: str, images: list, n: int = 16) -> list[int]:
+        _, emb = self.embeds(prompt, images)
+        out = self.model.language_model.generate(inputs_embeds=emb, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, -n:].tolist()

@@ -1,10 +1,11 @@
-"""InternVL, Mistral3 and LLaVA with a Pixtral tower against transformers on tiny random
-checkpoints saved with their PIL image processors (GotOcr2's: 32 px tiles, 1..4 tiles and a
-thumbnail; Pixtral's: any size fitted into 56 px): prompt logprobs (float32, 1e-4) and 16
+"""InternVL, Mistral3, LLaVA with a Pixtral tower and Llama 4 against transformers on tiny
+random checkpoints saved with their PIL image processors (GotOcr2's: 32 px tiles, 1..4 tiles
+and a thumbnail; Pixtral's: any size fitted into 56 px; Llama 4's, ported to PIL in
+multimodal/llama4_images.py: 32 px tiles on the best canvas of up to 4, and a global one): prompt logprobs (float32, 1e-4) and 16
 greedy tokens with one image and two of different sizes, alone, through chunks smaller than
 an image, batched with text and behind a cached prefix; a repeated image reuses its cached KV
-and runs no encoder; token layouts (<img> ... </img>, rows closed by [IMG_BREAK] / [IMG_END])
-equal transformers' processors' for several sizes; vLLM's PixtralForConditionalGeneration
+and runs no encoder; token layouts (<img> ... </img>, rows closed by [IMG_BREAK] / [IMG_END],
+Llama 4's tile separators) equal transformers' processors' for several sizes; vLLM's PixtralForConditionalGeneration
 name serves the same folder. (Video: transformers' InternVL config has no video token id.)"""
 
 from __future__ import annotations
@@ -18,15 +19,17 @@ from mm_fixtures import png_bytes, random_image
 from sgl.runtime import Engine
 from sgl.runtime.multimodal.random_intern import (
     INTERN_IMAGE,
+    LLAMA4_IMAGE,
     PIXTRAL_IMAGE,
     save_random_internvl,
+    save_random_llama4,
     save_random_pixtral,
 )
-from vlm_references import GREEDY, InternVLReference, PixtralReference, check, run
+from vlm_references import GREEDY, InternVLReference, Llama4Reference, PixtralReference, check, run
 
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
 FAMILIES = {"internvl": (INTERN_IMAGE, InternVLReference), "mistral3": (PIXTRAL_IMAGE, PixtralReference),
-            "llava-pixtral": (PIXTRAL_IMAGE, PixtralReference)}
+            "llava-pixtral": (PIXTRAL_IMAGE, PixtralReference), "llama4": (LLAMA4_IMAGE, Llama4Reference)}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -37,8 +40,8 @@ def family(request):
 @pytest.fixture(scope="module")
 def folder(family, tmp_path_factory, default_tokenizer_folder):
     out = str(tmp_path_factory.mktemp(family))
-    if family == "internvl":
-        return save_random_internvl(out, default_tokenizer_folder)
+    if family in ("internvl", "llama4"):
+        return (save_random_internvl if family == "internvl" else save_random_llama4)(out, default_tokenizer_folder)
     return save_random_pixtral(out, default_tokenizer_folder, family.removesuffix("-pixtral"))
 
 
