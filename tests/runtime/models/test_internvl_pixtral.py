@@ -15,6 +15,7 @@ import os
 import shutil
 
 import pytest
+import torch
 from mm_fixtures import png_bytes, random_image
 from sgl.runtime import Engine
 from sgl.runtime.multimodal.random_intern import (
@@ -116,3 +117,43 @@ def test_vllm_pixtral_name_serves_the_folder(family, folder, reference, prompts,
     with Engine(alias, dtype="float32") as e:
         assert e._media.model_cls.__name__ == "LlavaPixtralForConditionalGeneration"
         check(run(e, prompts[0], IMAGES[:1]), reference, prompts[0], IMAGES[:1])
+
+
+def transformers_llama4_canvas():
+    """transformers' own canvas functions of Llama4ImageProcessor, read from its source (the
+    module imports torchvision, which is not installed): (supported, best_fit, fit)."""
+    import ast
+    import inspect
+    import math
+    from collections import defaultdict
+    from functools import lru_cache
+
+    import torch
+    import transformers
+    from transformers.image_utils import SizeDict
+
+    path = os.path.join(os.path.dirname(inspect.getfile(transformers)), "models", "llama4", "image_processing_llama4.py")
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    names = {"get_factors", "find_supported_resolutions", "get_best_fit", "get_max_res_without_distortion"}
+    scope = {"torch": torch, "math": math, "defaultdict": defaultdict, "lru_cache": lru_cache, "SizeDict": SizeDict}
+    exec(compile(ast.Module([n for n in tree.body if getattr(n, "name", None) in names], []), path, "exec"), scope)
+    return scope["find_supported_resolutions"], scope["get_best_fit"], scope["get_max_res_without_distortion"]
+
+
+def test_llama4_canvases_equal_transformers():
+    from sgl.runtime.multimodal.llama4_images import (
+        best_canvas,
+        fit_without_distortion,
+        supported_canvases,
+    )
+    from transformers.image_utils import SizeDict
+
+    supported, best_fit, fit = transformers_llama4_canvas()
+    for tiles in (1, 4, 16):
+        canvases = supported(tiles, SizeDict(height=336, width=336))
+        assert supported_canvases(tiles, 336) == [tuple(c) for c in canvases]
+        for h, w in [(40, 56), (336, 336), (200, 900), (1000, 300), (33, 33), (700, 701), (2000, 1500)]:
+            ours = best_canvas(h, w, supported_canvases(tiles, 336), False)
+            assert ours == tuple(int(v) for v in best_fit((h, w), torch.tensor(canvases)))
+            assert fit_without_distortion(h, w, *ours) == fit((h, w), ours)
