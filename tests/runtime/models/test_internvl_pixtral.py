@@ -34,7 +34,7 @@ FAMILIES = {"internvl": (INTERN_IMAGE, InternVLReference), "mistral3": (PIXTRAL_
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
-def family(request):
+def family(request):  # one module-scoped checkpoint per family (a test may name its family: indirect)
     return request.param
 
 
@@ -104,9 +104,8 @@ def test_token_layout_matches_transformers(engine, reference, prompts):
         assert all(expanded[i] == t for i, t in enumerate(ids) if i not in rows)  # text, <img>, [IMG_BREAK]
 
 
+@pytest.mark.parametrize("family", ["llava-pixtral"], indirect=True)
 def test_vllm_pixtral_name_serves_the_folder(family, folder, reference, prompts, tmp_path):
-    if family != "llava-pixtral":
-        pytest.skip("vLLM's name is LLaVA-Pixtral's")
     alias = str(tmp_path / "pixtral")
     shutil.copytree(folder, alias)
     with open(os.path.join(alias, "config.json")) as f:
