@@ -11,20 +11,25 @@ from torch.nn import functional as F
 from ..multimodal.config import VisionTowerConfig
 from .activation import get_activation
 from .linear import Linear, QKVLinear
-from .norm import LayerNorm
+from .norm import LayerNorm, RMSNorm
 
 
 class VisionAttention(nn.Module):
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
         self.heads, self.head_dim = c.num_heads, c.hidden_size // c.num_heads
-        self.qkv_proj = QKVLinear(c.hidden_size, self.head_dim, c.num_heads, c.num_heads, bias=True)
+        self.qkv_proj = QKVLinear(c.hidden_size, self.head_dim, c.num_heads, c.num_heads, bias=c.attention_bias)
         self.out_proj = Linear(c.hidden_size, c.hidden_size, bias=True)
+        # InternViT's large towers: RMSNorm over all heads' q (and k) at once, before the split
+        self.q_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
+        self.k_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (images, patches, hidden) -> the same shape."""
         b, n, _ = x.shape
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
+        if self.q_norm is not None and self.k_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
         # (images, heads, patches, head_dim)
         q, k, v = (t.view(b, n, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)  # every patch sees every patch of its image

@@ -60,11 +60,14 @@ class VisionRotary(nn.Module):
     """2-D rope: a quarter of the head's frequencies per axis, (row, column) concatenated and
     repeated over the two halves the rotation pairs."""
 
-    def __init__(self, head_dim: int, theta: float = 10000.0) -> None:
+    def __init__(self, head_dim: int, theta: float = 10000.0, split_axes: bool = False) -> None:
         super().__init__()
         quarter = head_dim // 2
-        inv = 1.0 / theta ** (torch.arange(0, quarter, 2, dtype=torch.float32) / quarter)
-        self.register_buffer("inv_freq", inv, persistent=False)  # (head_dim // 4,)
+        inv = 1.0 / theta ** (torch.arange(0, quarter, 2, dtype=torch.float32) / quarter)  # (head_dim // 4,)
+        if split_axes:  # Pixtral: the head's frequencies, the even ones for rows and the odd ones for columns
+            full = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+            inv = torch.stack([full[0::2], full[1::2]])  # (2, head_dim // 4)
+        self.register_buffer("inv_freq", inv, persistent=False)
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """positions (patches, 2) -> cos, sin (patches, head_dim), float32."""
@@ -84,22 +87,29 @@ class QwenVisionAttention(nn.Module):
         """x (patches, hidden); every patch sees the patches of its segment (one frame)."""
         n = x.shape[0]
         q, k, v = self.qkv(x).view(n, 3, self.heads, self.head_dim).unbind(1)  # each (patches, heads, head_dim)
-        cos, sin = (t[:, None, :] for t in cos_sin)
-        q, k = ((t.float() * cos + rotate_half(t.float()) * sin).to(x.dtype) for t in (q, k))
-        outs = []
-        for qs, ks, vs in zip(q.split(segments), k.split(segments), v.split(segments)):
-            o = F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1))
-            outs.append(o.transpose(0, 1))  # (segment, heads, head_dim)
-        return self.proj(torch.cat(outs).reshape(n, -1))
+        return self.proj(segment_attention(q, k, v, cos_sin, segments).reshape(n, -1))
+
+
+def segment_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor],
+                      segments: list[int]) -> torch.Tensor:
+    """q, k, v (patches, heads, head_dim) -> the same shape: q/k rotated by the 2-D rope, each
+    patch attending to the patches of its segment (a frame, a window, an image)."""
+    cos, sin = (t[:, None, :] for t in cos_sin)
+    q, k = ((t.float() * cos + rotate_half(t.float()) * sin).to(v.dtype) for t in (q, k))
+    outs = []
+    for qs, ks, vs in zip(q.split(segments), k.split(segments), v.split(segments)):
+        o = F.scaled_dot_product_attention(qs.transpose(0, 1), ks.transpose(0, 1), vs.transpose(0, 1))
+        outs.append(o.transpose(0, 1))  # (segment, heads, head_dim)
+    return torch.cat(outs)
 
 
 class GatedVisionMLP(nn.Module):
-    """2.5's MLP: down(act(gate(x)) * up(x)), with biases (gate/up fused as the decoder's)."""
+    """2.5's MLP: down(act(gate(x)) * up(x)), with biases (Pixtral's without; gate/up fused as the decoder's)."""
 
-    def __init__(self, c: VisionTowerConfig) -> None:
+    def __init__(self, c: VisionTowerConfig, bias: bool = True) -> None:
         super().__init__()
-        self.gate_up_proj = GateUpLinear(c.hidden_size, c.intermediate_size, bias=True)
-        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=True)
+        self.gate_up_proj = GateUpLinear(c.hidden_size, c.intermediate_size, bias=bias)
+        self.down_proj = Linear(c.intermediate_size, c.hidden_size, bias=bias)
         self.act = get_activation(c.hidden_act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

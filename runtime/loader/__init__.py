@@ -116,8 +116,10 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
     dtype = resolve_dtype(cfg.dtype, device, model_config)
 
-    cls = pooling_or_generation(get_model_class(model_config.architecture), cfg.is_embedding,
-                                model_config.pooling is not None)
+    cls = get_model_class(model_config.architecture)
+    if hasattr(cls, "variant_for"):  # one architecture, several classes (LLaVA with a Pixtral tower)
+        cls = cls.variant_for(model_config)
+    cls = pooling_or_generation(cls, cfg.is_embedding, model_config.pooling is not None)
     length = max_length or cfg.context_length or model_config.max_position
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)

@@ -71,6 +71,12 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Qwen2VLForConditionalGeneration": ("qwen2_vl", "Qwen2VLForConditionalGeneration", "Qwen/Qwen2-VL-2B-Instruct"),
     "Qwen2_5_VLForConditionalGeneration": ("qwen2_vl", "Qwen2_5_VLForConditionalGeneration",
                                            "Qwen/Qwen2.5-VL-3B-Instruct"),
+    "InternVLForConditionalGeneration": ("internvl", "InternVLForConditionalGeneration", "OpenGVLab/InternVL3-1B-hf"),
+    "Mistral3ForConditionalGeneration": ("pixtral", "Mistral3ForConditionalGeneration",
+                                         "mistralai/Mistral-Small-3.1-24B-Instruct-2503"),
+    "PixtralForConditionalGeneration": ("llava", "PixtralForConditionalGeneration", "mistral-community/pixtral-12b"),
+    "Llama4ForConditionalGeneration": ("llama4", "Llama4ForConditionalGeneration",
+                                       "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

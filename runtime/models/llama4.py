@@ -1,10 +1,10 @@
-"""Llama 4 (text): a Llama decoder whose rope layers attend within chunks of
+"""Llama 4: a Llama decoder whose rope layers attend within chunks of
 attention_chunk_size positions with weightless L2-normed q/k, whose NoPE layers (no_rope_layers
 0) attend fully with the query scaled by the attention temperature
 log1p(floor((pos + 1) / floor_scale)) * attn_scale + 1, and whose MoE layers (moe_layers /
 interleave_moe_layer_step) route top-k logits to sigmoid weights that scale the expert's input,
 beside a shared expert; dense layers are intermediate_size_mlp wide. Rope rotates adjacent
-pairs (complex form)."""
+pairs (complex form). `Llama4ForConditionalGeneration` adds the vision side."""
 
 from __future__ import annotations
 
@@ -15,12 +15,18 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
+from ..layers.linear import Linear
 from ..layers.moe import MoESpec
 from ..layers.moe_router import RouterSpec
 from ..layers.rotary import RotaryEmbedding
-from .llama import LlamaFlags
+from ..layers.vision_llama4 import Llama4VisionTower
+from ..multimodal.config import MultimodalConfig
+from ..multimodal.items import MediaItem
+from ..multimodal.llama4_images import Llama4ImageProcessor
+from .llama import QKV_PACKED, LlamaFlags
 from .llama_layers import LlamaAttention
 from .moe_llama import MoEForCausalLM, experts_per_token, num_experts
+from .vision_language import VisionLanguageModel
 
 
 class Llama4Attention(LlamaAttention):
@@ -92,3 +98,80 @@ class Llama4ForCausalLM(MoEForCausalLM):
                 yield name[: -len("down_proj")] + "w2_weight", t.transpose(1, 2).contiguous()
             else:
                 yield name, t
+
+
+class Llama4ForConditionalGeneration(VisionLanguageModel):
+    """Llama 4 with images: tiles (multimodal/llama4_images.py) through the vision tower
+    (layers/vision_llama4.py) and a linear projector into the text model above. A prompt's
+    <|image|> stands for one image and becomes, as Llama4Processor writes it: <|image_start|>,
+    for a grid of several tiles each tile's <|patch|> rows (<|tile_x_separator|> between tiles
+    of a row, <|tile_y_separator|> after each row), then <|image|> and the global tile's rows,
+    then <|image_end|>; the item holds those text tokens (`with_text_rows`)."""
+
+    modalities = ("image",)
+    media_tokens = ("<|image|>", "<|image_start|>", "<|image_end|>", "<|tile_x_separator|>", "<|tile_y_separator|>")
+    prompt_image_token = "<|image|>"
+    renamed_weights = Llama4ForCausalLM.renamed_weights[1:]  # the text model's, its language_model. prefix kept
+
+    def __init__(self, config: ModelConfig, max_length: int) -> None:
+        super().__init__()
+        self.config = config
+        self.mm = mm = self.vision_config(config)
+        if not mm.downsample_ratio:
+            raise ValueError(f"{config.architecture}: vision_config has no pixel_shuffle_ratio")
+        self.packed_modules = {**Llama4ForCausalLM.packed_modules, **QKV_PACKED}
+        self.stacked_weights = Llama4ForCausalLM.stacked_weights
+        self.language_model = Llama4ForCausalLM(config, max_length)
+        self.vision_model = Llama4VisionTower(mm.tower, mm.downsample_ratio)
+        self.multi_modal_projector = nn.Module()
+        self.multi_modal_projector.linear_1 = Linear(mm.tower.out_hidden_size, config.hidden_size, bias=False)
+
+    def transform_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+        return self.language_model.transform_weights(weights)
+
+    # ---- media -------------------------------------------------------------------------
+    @staticmethod
+    def load_image_processor(folder: str) -> Llama4ImageProcessor:
+        return Llama4ImageProcessor.from_folder(folder)
+
+    @staticmethod
+    def tile_tokens(mm: MultimodalConfig) -> int:
+        side = mm.tower.image_size // mm.tower.patch_size
+        return int(side * side * mm.downsample_ratio**2)
+
+    @classmethod
+    def layout(cls, mm: MultimodalConfig, inputs: dict[str, torch.Tensor]) -> list[str | int]:
+        """An image's positions: token names, or n for n rows of encoder output."""
+        rows, cols = (int(v) for v in inputs["aspect_ratios"].reshape(-1))
+        n = cls.tile_tokens(mm)
+        out: list[str | int] = ["<|image_start|>"]
+        if rows * cols > 1:
+            for _ in range(rows):
+                for x in range(cols):
+                    out += [n] + (["<|tile_x_separator|>"] if x < cols - 1 else [])
+                out.append("<|tile_y_separator|>")
+        return out + ["<|image|>", n, "<|image_end|>"]
+
+    @classmethod
+    def num_media_tokens(cls, mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
+        return sum(p if isinstance(p, int) else 1 for p in cls.layout(mm, inputs))
+
+    @classmethod
+    def media_text_ids(cls, mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor],
+                       token_ids: dict[str, int]) -> torch.Tensor:
+        ids: list[int] = []
+        for p in cls.layout(mm, inputs):
+            ids += [-1] * p if isinstance(p, int) else [token_ids[p]]
+        return torch.tensor(ids, dtype=torch.int64)
+
+    @staticmethod
+    def video_inputs(mm: MultimodalConfig, image_processor: object, frames: object,
+                     fps: float | None) -> dict[str, torch.Tensor]:
+        raise ValueError("video_data: Llama4ForConditionalGeneration does not take videos")
+
+    def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
+        """-> (item.length, hidden) per image: its tiles' rows in tile order (the global tile
+        last) among its text tokens; all tiles in one tower call."""
+        tiles = [it.inputs["pixel_values"] for it in items]
+        x = self.multi_modal_projector.linear_1(self.vision_model(torch.cat(tiles)))  # (tiles, tokens, hidden)
+        return [self.with_text_rows(it, f.reshape(-1, f.shape[-1])) for it, f in zip(items, x.split([t.shape[0] for t in tiles]))]

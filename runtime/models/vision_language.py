@@ -11,6 +11,7 @@ from ..cache.kv_pool import KVPool
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
 from ..multimodal.config import MultimodalConfig
+from ..multimodal.items import MediaItem
 
 
 class VisionLanguageModel(nn.Module):
@@ -32,3 +33,12 @@ class VisionLanguageModel(nn.Module):
 
     def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
         return self.language_model.make_kv_pool(dtype, device)
+
+    def with_text_rows(self, item: MediaItem, rows: torch.Tensor) -> torch.Tensor:
+        """(item.length, hidden): `rows` (the encoder's) where item.inputs["text_ids"] is -1,
+        the token embedding of the text tokens a family's item holds elsewhere (InternVL's
+        <img> </img>, Pixtral's [IMG_BREAK] [IMG_END]: processor.media_token_ids)."""
+        text = item.inputs["text_ids"].to(rows.device)
+        out = self.language_model.model.embed_tokens(text.clamp(min=0)).to(rows.dtype)
+        out[text < 0] = rows
+        return out

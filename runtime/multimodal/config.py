@@ -31,6 +31,15 @@ class VisionTowerConfig:
     tokens_per_second: float = 0.0  # 2.5: temporal position step per second of video
     rms_norm: bool = False  # 2.5: RMSNorm (not LayerNorm) in the blocks and the merger
     gated_mlp: bool = False  # 2.5: gate/up/down MLP
+    # InternViT: q/k/v biases, RMSNorm over all heads' q and k, hidden_states[-1] LayerNormed
+    # (checkpoints without mean pooling)
+    attention_bias: bool = True
+    qk_norm: bool = False
+    norm_last_features: bool = False
+    # the vision_config's model_type ("clip_vision_model", "pixtral", ...): which tower a family builds
+    kind: str = ""
+    rope_theta: float = 0.0  # Pixtral, Llama 4: the base of the 2-D rope
+    adapter_dim: int = 0  # Llama 4: the vision adapter's inner width (its output: out_hidden_size)
 
     @property
     def num_patches(self) -> int:
@@ -56,6 +65,8 @@ class MultimodalConfig:
     # LLaVA-NeXT-Video: each frame's patch grid pooled (average or max) with this stride
     pool_stride: int = 0
     pool_mode: str = "average"
+    # InternVL, Llama 4: pixel shuffle of the patch grid by this ratio (0.5: 2x2 patches one token)
+    downsample_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -87,12 +98,19 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         return None
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
-    tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(
-        hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
-        num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
-        image_size=vision.image_size, patch_size=vision.patch_size,
-        num_channels=_first(vision, "num_channels") or 3,
-        norm_eps=_first(vision, "layer_norm_eps") or 1e-5, hidden_act=_first(vision, "hidden_act") or "quick_gelu")
+    tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(**{
+        **dict(hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
+               num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
+               image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
+               num_channels=_first(vision, "num_channels") or 3, norm_eps=_first(vision, "layer_norm_eps") or 1e-5,
+               hidden_act=_first(vision, "hidden_act") or "quick_gelu", rms_norm=_first(vision, "norm_type") == "rms_norm",
+               attention_bias=bool(getattr(vision, "attention_bias", True)),
+               qk_norm=bool(getattr(vision, "use_qk_norm", False)),
+               norm_last_features=getattr(vision, "use_mean_pooling", True) is False,
+               kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1,
+               rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
+               out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
+        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -104,7 +122,24 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None,
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
-        pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average")
+        pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
+        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0))
+
+
+def _pixtral_fields(vision: Any) -> dict[str, Any]:
+    """Pixtral's tower: RMSNorm (eps 1e-5), gated MLP, no biases, 2-D rope of base rope_theta."""
+    rope = _first(vision, "rope_parameters") or {}
+    return dict(rms_norm=True, gated_mlp=True, attention_bias=False, norm_eps=1e-5,
+                rope_theta=float(rope.get("rope_theta") or _first(vision, "rope_theta") or 10000.0))
+
+
+def _side(size: Any) -> int:
+    """A square's side given as an int or (height, width) (InternViT's image and patch sizes)."""
+    if isinstance(size, (list, tuple)):
+        if len(set(size)) != 1:
+            raise ValueError(f"vision_config: a non-square size {tuple(size)} is not supported")
+        return int(size[0])
+    return int(size)
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

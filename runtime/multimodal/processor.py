@@ -6,6 +6,7 @@ Image processors are the PIL/numpy ones (torchvision is not a dependency)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable
@@ -31,11 +32,32 @@ def load_hf_image_processor(folder: str) -> Any:
         return AutoImageProcessor.from_pretrained(folder, use_fast=False)
 
 
+def media_token_ids(folder: str, names: tuple[str, ...]) -> dict[str, int]:
+    """The ids of the named tokens in the folder's tokenizer (each must be one token)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    ids = {name: tok.convert_tokens_to_ids(name) for name in names}
+    missing = [name for name, i in ids.items() if i is None or i == tok.unk_token_id]
+    if missing:
+        raise ValueError(f"{folder}: the tokenizer has no {', '.join(missing)} token(s) the model's images need")
+    return ids
+
+
 class MediaProcessor:
     def __init__(self, folder: str, mm: MultimodalConfig, model_cls: type, vocab_size: int,
                  allow_urls: bool = False) -> None:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
-        self.image_processor = load_hf_image_processor(folder)
+        # a family whose transformers processor needs torchvision brings its own (Llama 4's)
+        load = getattr(model_cls, "load_image_processor", load_hf_image_processor)
+        self.image_processor = load(folder)
+        # a family whose items hold text tokens among their media rows (InternVL's <img>,
+        # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
+        names = getattr(model_cls, "media_tokens", ())
+        self.token_ids = media_token_ids(folder, names) if names else {}
+        prompt = getattr(model_cls, "prompt_image_token", None)  # Llama 4: prompts hold <|image|>, not <|patch|>
+        if prompt is not None:
+            self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt])
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
@@ -51,7 +73,10 @@ class MediaProcessor:
         class may process several images per prompt differently: `image_inputs`)."""
         img = load_image(image, field, self.allow_urls)
         hook = getattr(self.model_cls, "image_inputs", None)
-        out = hook(self.image_processor, img, count) if hook else self.image_processor(images=[img], return_tensors="pt")
+        # the family's processor arguments (InternVL's crop_to_patches, Pixtral's merged patch size)
+        kwargs = self.model_cls.image_kwargs(self.mm) if hasattr(self.model_cls, "image_kwargs") else {}
+        out = hook(self.image_processor, img, count) if hook else \
+            self.image_processor(images=[img], return_tensors="pt", **kwargs)
         return {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
 
     def video_inputs(self, video: Any, field: str) -> dict[str, torch.Tensor]:
@@ -96,9 +121,13 @@ class MediaProcessor:
             else:
                 inputs = self.video_inputs(given[i], field)
             n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
+            if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
+                inputs["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, inputs, self.token_ids)
             h = content_hash(inputs, modality)
             items.append(MediaItem(modality, inputs, h, len(out), n))
-            out += pad_ids(h, n, self.vocab_size)
+            pads = pad_ids(h, n, self.vocab_size)
+            text = inputs.get("text_ids")
+            out += pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]
         mm = MultimodalInputs(items)
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)

@@ -102,19 +102,23 @@ class LlavaReference:
         return out[0, enc["input_ids"].shape[1]:].tolist()
 
 
+def hf_parts(folder: str) -> tuple:
+    """(tokenizer, PIL image processor, float32 model of the folder's architecture)."""
+    import transformers
+    from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
+
+    cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
+    return (AutoTokenizer.from_pretrained(folder), AutoImageProcessor.from_pretrained(folder, use_fast=False),
+            cls.from_pretrained(folder, dtype=torch.float32).eval())
+
+
 class Qwen2VLReference:
     """transformers' Qwen2-VL / Qwen2.5-VL on the same checkpoint: images through the folder's
     image processor, the prompt expanded as Qwen2VLProcessor does (grid / merge^2 pads per
     item); video pixels are given (the video processor needs torchvision)."""
 
     def __init__(self, folder: str) -> None:
-        import transformers
-        from transformers import AutoConfig, AutoImageProcessor, AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.image_processor = AutoImageProcessor.from_pretrained(folder, use_fast=False)
-        cls = getattr(transformers, AutoConfig.from_pretrained(folder).architectures[0])
-        self.model = cls.from_pretrained(folder, dtype=torch.float32).eval()
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
         c = self.model.config
         self.image_token, self.video_token = c.image_token_id, c.video_token_id
         self.merge = c.vision_config.spatial_merge_size**2

@@ -19,7 +19,7 @@ ALTERNATING = ["sliding_attention", "full_attention"]
 EXPERTS = 8
 # vLLM's names for transformers' classes: the same model (test_vllm_names_serve_the_same_model)
 VLLM_NAMES = {"PhiMoEForCausalLM": "PhimoeForCausalLM", "ErnieMoeForCausalLM": "Ernie4_5_MoeForCausalLM",
-              "GPTOSSForCausalLM": "GptOssForCausalLM"}
+              "GPTOSSForCausalLM": "GptOssForCausalLM", "PixtralForConditionalGeneration": "LlavaForConditionalGeneration"}
 MOE = dict(num_experts_per_tok=2)
 
 
