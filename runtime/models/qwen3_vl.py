@@ -16,6 +16,8 @@ mrope_interleaved) and videos written as their frames, each after its timestamp.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import numpy as np
 import torch
 
@@ -88,8 +90,25 @@ class Qwen3VLForConditionalGeneration(Qwen2VLForConditionalGeneration):
 
 
 class Qwen3VLMoeForConditionalGeneration(Qwen3VLForConditionalGeneration):
-    """Qwen3-VL over a Qwen3-MoE decoder (softmax top-k experts; layers/moe.py)."""
+    """Qwen3-VL over a Qwen3-MoE decoder (softmax top-k experts; layers/moe.py). The hub's
+    experts are stacked and transposed: gate_up_proj (E, H, 2I) gate half first, down_proj
+    (E, I, H)."""
 
     text_model = Qwen3MoeForCausalLM
-    stacked_weights = Qwen3MoeForCausalLM.stacked_weights
+    stacked_weights = Qwen3MoeForCausalLM.stacked_weights  # per-expert tensors, where a checkpoint has them
     features = Qwen3MoeForCausalLM.features
+
+    def transform_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+        """Stacked expert tensors into layers/moe.py's (E, 2I, H) w13 and (E, H, I) w2,
+        transposed where the tensor is in the hub's layout (transformers' own check: by shape;
+        save_pretrained writes ours)."""
+        h, inner = self.config.hidden_size, self.config.hf.moe_intermediate_size
+        ours = {"experts.gate_up_proj": ("experts.w13_weight", (2 * inner, h)),
+                "experts.down_proj": ("experts.w2_weight", (h, inner))}
+        for name, t in weights:
+            leaf = next((k for k in ours if name.endswith(k)), None)
+            if leaf is None:
+                yield name, t
+                continue
+            target, shape = ours[leaf]
+            yield name[: -len(leaf)] + target, t if tuple(t.shape[1:]) == shape else t.transpose(1, 2).contiguous()

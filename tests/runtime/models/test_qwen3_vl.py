@@ -13,7 +13,14 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from mm_fixtures import QWEN_IMAGE, QWEN_VIDEO, Qwen2VLReference, png_bytes, random_image, write_video
+from mm_fixtures import (
+    QWEN_IMAGE,
+    QWEN_VIDEO,
+    Qwen2VLReference,
+    png_bytes,
+    random_image,
+    write_video,
+)
 from sgl.runtime.multimodal.media import load_clip
 from sgl.runtime.multimodal.random_qwen3_vl import save_random_qwen3_vl
 
