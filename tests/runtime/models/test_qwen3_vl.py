@@ -7,6 +7,7 @@ cached prefix, and a repeated image reusing its KV."""
 
 from __future__ import annotations
 
+import os
 import types
 from functools import partial
 
@@ -34,7 +35,7 @@ FRAMES = 4
 
 @pytest.fixture(scope="module", params=["dense", "moe"])
 def folder(request, tmp_path_factory, default_tokenizer_folder):
-    return save_random_qwen3_vl(str(tmp_path_factory.mktemp("qwen3vl")), default_tokenizer_folder,
+    return save_random_qwen3_vl(str(tmp_path_factory.mktemp(f"qwen3vl_{request.param}")), default_tokenizer_folder,
                                 moe=request.param == "moe")
 
 
@@ -106,7 +107,9 @@ def run(engine, prompt, images, video=None, start: int = 0):
 
 
 @pytest.mark.parametrize("case", ["one", "two", "video"])
-def test_parity_alone_and_chunked(engine, chunked, reference, video, case):
+def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
+    if case == "two" and os.path.basename(folder).startswith("qwen3vl_moe"):
+        pytest.skip("the MoE decoder's parity: one image and the video suffice (test time)")
     prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
                            "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
@@ -115,7 +118,9 @@ def test_parity_alone_and_chunked(engine, chunked, reference, video, case):
         e.check_kv()
 
 
-def test_batched_cached_prefix_and_repeated_image(engine, reference, video):
+def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
+    if os.path.basename(folder).startswith("qwen3vl_moe"):
+        pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
     engine.flush_cache()
     text = "Plain text, no pictures at all here."
     out = engine.generate([ONE, text, VID], GREEDY, image_data=[IMAGES[0], None, IMAGES[1]],
