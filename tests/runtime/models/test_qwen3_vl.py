@@ -18,6 +18,7 @@ from mm_fixtures import (
     QWEN_IMAGE,
     QWEN_VIDEO,
     Qwen2VLReference,
+    assert_qwen_parity,
     png_bytes,
     random_image,
     write_video,
@@ -90,15 +91,7 @@ def ref_videos(engine, video: dict | None) -> list:
 
 
 def check(engine, result: dict, reference: Qwen3VLReference, prompt: str, images: list, video=None, start: int = 0):
-    videos = ref_videos(engine, video)
-    ids, expected = reference.prompt_logprobs(prompt, images, videos)
-    meta = result["meta_info"]
-    assert meta["prompt_tokens"] == len(ids)
-    ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
-    assert len(ours) == len(ids) - 1 - start
-    text = torch.tensor([t not in (reference.image_token, reference.video_token) for t in ids[start + 1:]])
-    assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
-    assert result["output_ids"] == reference.greedy(prompt, images, videos)
+    assert_qwen_parity(result, reference, prompt, images, ref_videos(engine, video), start)
 
 
 def run(engine, prompt, images, video=None, start: int = 0):
