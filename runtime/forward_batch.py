@@ -141,10 +141,17 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         logit_rows=torch.tensor(sched.logit_rows, dtype=torch.int64, device=device),
         attn_backend=backend,
         embed_index=torch.cat(embed_index).to(device) if embed_index else None,
-        embed_rows=torch.cat(embed_rows).to(device) if embed_rows else None,
+        embed_rows=_cat_rows(embed_rows).to(device) if embed_rows else None,
         rowwise=sched.rowwise,
         mrope_positions=torch.cat(mrope_parts, dim=1).to(device) if mrope else None,
         token_type_ids=None if types is None else torch.tensor(types, dtype=torch.int64, device=device),
     )
     batch.attn_meta = backend.prepare(batch)
     return batch
+
+
+def _cat_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Requests' embedding rows stacked; rows narrower than the widest (a caller's (n, hidden)
+    beside Qwen3-VL's media rows with DeepStack columns) get zero columns (nothing to add)."""
+    width = max(r.shape[1] for r in rows)
+    return torch.cat([r if r.shape[1] == width else torch.nn.functional.pad(r, (0, width - r.shape[1])) for r in rows])

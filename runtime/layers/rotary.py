@@ -174,13 +174,23 @@ class MRotaryEmbedding(RotaryEmbedding):
     """M-RoPE (Qwen2-VL): the rotary frequencies are split into `sections` (summing to
     rotary_dim // 2); section j rotates by axis j of (3, tokens) positions (temporal, height,
     width). 1-D positions (text only) rotate every section by the same position, which is
-    plain rope."""
+    plain rope.
 
-    def __init__(self, rope: RopeConfig, head_dim: int, max_length: int, sections: list[int]) -> None:
+    `interleaved` (Qwen3-VL): the axes take turns channel by channel (t, h, w, t, h, w, ...)
+    while each has channels left (sections[j] of them), the rest temporal."""
+
+    def __init__(self, rope: RopeConfig, head_dim: int, max_length: int, sections: list[int],
+                 interleaved: bool = False) -> None:
         super().__init__(rope, head_dim, max_length)
         if sum(sections) != self.rotary_dim // 2:
             raise ValueError(f"mrope_section={sections} must sum to rotary_dim // 2 = {self.rotary_dim // 2}")
-        axis = torch.cat([torch.full((n,), i % 3) for i, n in enumerate(sections)])
+        if interleaved:
+            chan = torch.arange(self.rotary_dim // 2)
+            axis = torch.zeros_like(chan)
+            for j in (1, 2):  # channel c is axis j where c % 3 == j and c < 3 * sections[j]
+                axis[(chan % 3 == j) & (chan < 3 * sections[j])] = j
+        else:
+            axis = torch.cat([torch.full((n,), i % 3) for i, n in enumerate(sections)])
         self.register_buffer("axis", axis, persistent=False)  # (rotary_dim // 2,) which position axis
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

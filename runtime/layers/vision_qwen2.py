@@ -6,7 +6,12 @@ frame's patches, and the merger turns every block into one decoder-input row.
 
 Qwen2.5-VL's tower differs in RMSNorm, a gated MLP, and window attention: the blocks not in
 `full_attention_blocks` attend within windows of window_size pixels, so the tower works on
-the merge blocks reordered window by window (undone after the merger)."""
+the merge blocks reordered window by window (undone after the merger).
+
+Qwen3-VL's tower differs in a biased patch embedding, a learned square position table
+interpolated (bilinear, corners aligned) to each frame's grid and added to the patches, and
+DeepStack: the outputs of `deepstack_layers` blocks go through their own mergers (norm over the
+whole block) and leave the tower beside the final merger's rows, for the early LM layers."""
 
 from __future__ import annotations
 
@@ -134,17 +139,18 @@ class QwenVisionBlock(nn.Module):
 
 
 class PatchMerger(nn.Module):
-    """LayerNorm, then each merge_size^2 block of patches -> MLP -> one decoder row."""
+    """LayerNorm, then each merge_size^2 block of patches -> MLP -> one decoder row
+    (`whole_block`: Qwen3-VL's DeepStack mergers norm the concatenated block instead)."""
 
-    def __init__(self, c: VisionTowerConfig) -> None:
+    def __init__(self, c: VisionTowerConfig, whole_block: bool = False) -> None:
         super().__init__()
-        self.block = c.hidden_size * c.merge_size**2
-        self.ln_q = _norm(c, c.hidden_size)
+        self.block, self.whole_block = c.hidden_size * c.merge_size**2, whole_block
+        self.ln_q = _norm(c, self.block if whole_block else c.hidden_size)
         self.mlp = nn.ModuleList([Linear(self.block, self.block, bias=True), nn.GELU(),
                                   Linear(self.block, c.out_hidden_size, bias=True)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.ln_q(x).view(-1, self.block)
+        x = self.ln_q(x.view(-1, self.block)) if self.whole_block else self.ln_q(x).view(-1, self.block)
         for layer in self.mlp:
             x = layer(x)
         return x
@@ -154,14 +160,14 @@ class PatchEmbed(nn.Module):
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
         p, t = c.patch_size, c.temporal_patch_size
-        self.proj = nn.Conv3d(c.num_channels, c.hidden_size, (t, p, p), (t, p, p), bias=False)
-        self.proj.weight.requires_grad_(False)
+        self.proj = nn.Conv3d(c.num_channels, c.hidden_size, (t, p, p), (t, p, p), bias=c.patch_bias)
+        self.proj.requires_grad_(False)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(patches, channels * t * p * p) flattened patches -> (patches, hidden): the conv whose
         stride is its kernel is one matrix product per patch."""
         w = self.proj.weight
-        return F.linear(pixels.to(w.dtype), w.view(w.shape[0], -1))
+        return F.linear(pixels.to(w.dtype), w.view(w.shape[0], -1), self.proj.bias)
 
 
 class Qwen2VisionTower(nn.Module):
@@ -174,13 +180,18 @@ class Qwen2VisionTower(nn.Module):
         self.rotary = VisionRotary(c.hidden_size // c.num_heads)
         self.blocks = nn.ModuleList(QwenVisionBlock(c) for _ in range(c.num_layers))
         self.merger = PatchMerger(c)
+        self.deepstack_mergers = nn.ModuleList(PatchMerger(c, whole_block=True) for _ in c.deepstack_layers)
+        self.pos_embed = nn.Embedding(c.position_embeddings, c.hidden_size) if c.position_embeddings else None
 
     def forward(self, pixels: torch.Tensor, grid: list[tuple[int, int, int]]) -> torch.Tensor:
         """pixels (patches, patch_dim) of items with grids (t, h, w) in patches -> (patches /
-        merge_size^2, out_hidden) rows, item after item."""
+        merge_size^2, out_hidden * (1 + len(deepstack_layers))) rows, item after item: the
+        final merger's columns, then each DeepStack merger's."""
         c = self.config
         unit = c.merge_size**2
         x = self.patch_embed(pixels)
+        if self.pos_embed is not None:
+            x = x + interpolated_positions(self.pos_embed.weight, grid, c.merge_size).to(x.dtype)
         cos, sin = self.rotary(patch_positions(grid, c.merge_size).to(x.device))
         frames = [h * w for t, h, w in grid for _ in range(t)]  # full attention stays within a frame
         windows, order = frames, None
@@ -192,7 +203,28 @@ class Qwen2VisionTower(nn.Module):
                 return t.view(-1, unit, t.shape[-1])[order].view(-1, t.shape[-1])
 
             x, cos, sin = by_window(x), by_window(cos), by_window(sin)
+        deep = []
         for i, block in enumerate(self.blocks):
             x = block(x, (cos, sin), frames if not c.window_size or i in c.full_attention_blocks else windows)
-        out = self.merger(x)  # (blocks, out_hidden), in window order with 2.5
+            if i in c.deepstack_layers:
+                deep.append(self.deepstack_mergers[c.deepstack_layers.index(i)](x))
+        out = torch.cat([self.merger(x), *deep], dim=-1)  # (blocks, out_hidden * (1 + deep)), window order in 2.5
         return out if order is None else out[torch.argsort(order)]
+
+
+def interpolated_positions(table: torch.Tensor, grid: list[tuple[int, int, int]], merge: int) -> torch.Tensor:
+    """(side * side, hidden) learned positions -> (patches, hidden): each frame's (h, w) grid
+    samples the square table bilinearly with corners aligned (source row i * (side - 1) /
+    (h - 1)), in the processor's block-major patch order, repeated over the frames."""
+    side = int(round(table.shape[0] ** 0.5))
+    pos = patch_positions(grid, merge).to(table.device)  # (patches, 2) row, column
+    sizes = torch.cat([torch.tensor([[h, w]]).expand(t * h * w, 2) for t, h, w in grid]).to(table.device)
+    src = pos * (side - 1) / (sizes - 1).clamp(min=1)  # (patches, 2) float source coordinates
+    lo = src.floor().long().clamp(0, side - 1)
+    hi = (lo + 1).clamp(max=side - 1)
+    frac = src - lo
+    out = 0
+    for r, wr in ((lo[:, 0], 1 - frac[:, 0]), (hi[:, 0], frac[:, 0])):
+        for col, wc in ((lo[:, 1], 1 - frac[:, 1]), (hi[:, 1], frac[:, 1])):
+            out = out + table[r * side + col] * (wr * wc)[:, None].to(table.dtype)
+    return out

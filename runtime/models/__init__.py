@@ -77,6 +77,9 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "PixtralForConditionalGeneration": ("llava", "PixtralForConditionalGeneration", "mistral-community/pixtral-12b"),
     "Llama4ForConditionalGeneration": ("llama4", "Llama4ForConditionalGeneration",
                                        "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
+    "Qwen3VLForConditionalGeneration": ("qwen3_vl", "Qwen3VLForConditionalGeneration", "Qwen/Qwen3-VL-2B-Instruct"),
+    "Qwen3VLMoeForConditionalGeneration": ("qwen3_vl", "Qwen3VLMoeForConditionalGeneration",
+                                           "Qwen/Qwen3-VL-30B-A3B-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

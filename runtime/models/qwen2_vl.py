@@ -66,17 +66,19 @@ class Qwen2VLForConditionalGeneration(VisionLanguageModel):
     # transformers 5's layout (model.visual, model.language_model) and the hub's (visual, model)
     renamed_weights = [(r"^model\.visual\.", "visual."), (r"^model\.language_model\.", "language_model.model."),
                        (r"^model\.(?!visual\.)", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
+    text_model: type = Qwen2ForCausalLM  # the decoder (Qwen3-VL: Qwen3's)
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
         self.config = config
         self.mm = mm = self.vision_config(config)
-        self.packed_modules = {**Qwen2ForCausalLM.packed_modules, **QKV_PACKED}
-        self.language_model = Qwen2ForCausalLM(config, max_length)
+        self.packed_modules = {**self.text_model.packed_modules, **QKV_PACKED}
+        self.language_model = self.text_model(config, max_length)
         sections = config.rope.params.get("mrope_section")
         if not sections:
             raise ValueError(f"{config.architecture}: rope_parameters has no mrope_section")
-        rotary = MRotaryEmbedding(config.rope, config.head_dim, max_length, list(sections))
+        rotary = MRotaryEmbedding(config.rope, config.head_dim, max_length, list(sections),
+                                  interleaved=bool(config.rope.params.get("mrope_interleaved")))
         for layer in self.language_model.model.layers:
             layer.self_attn.rotary = rotary
         self.visual = Qwen2VisionTower(mm.tower)

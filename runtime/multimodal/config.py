@@ -40,6 +40,11 @@ class VisionTowerConfig:
     kind: str = ""
     rope_theta: float = 0.0  # Pixtral, Llama 4: the base of the 2-D rope
     adapter_dim: int = 0  # Llama 4: the vision adapter's inner width (its output: out_hidden_size)
+    # Qwen3-VL: a learned (side x side) position table interpolated to each grid, a biased patch
+    # embedding, and the blocks whose output a DeepStack merger adds into the early LM layers
+    position_embeddings: int = 0
+    patch_bias: bool = False
+    deepstack_layers: tuple[int, ...] = ()
 
     @property
     def num_patches(self) -> int:
@@ -145,6 +150,7 @@ def _side(size: Any) -> int:
 def _qwen_tower(vision: Any) -> VisionTowerConfig:
     """Qwen2-VL's vision config (embed_dim wide, hidden_size = the merger's output) or 2.5's
     (hidden_size wide, out_hidden_size the output, window attention)."""
+    qwen3 = _first(vision, "num_position_embeddings") is not None
     if hasattr(vision, "embed_dim"):  # Qwen2-VL
         width, out = vision.embed_dim, vision.hidden_size
         inner = int(width * vision.mlp_ratio)
@@ -158,4 +164,6 @@ def _qwen_tower(vision: Any) -> VisionTowerConfig:
         window_size=_first(vision, "window_size") or 0,
         full_attention_blocks=tuple(_first(vision, "fullatt_block_indexes") or ()),
         tokens_per_second=float(_first(vision, "tokens_per_second") or 0.0),
-        rms_norm=not hasattr(vision, "embed_dim"), gated_mlp=not hasattr(vision, "embed_dim"))
+        rms_norm=not hasattr(vision, "embed_dim") and not qwen3, gated_mlp=not hasattr(vision, "embed_dim") and not qwen3,
+        position_embeddings=int(_first(vision, "num_position_embeddings") or 0), patch_bias=qwen3,
+        deepstack_layers=tuple(_first(vision, "deepstack_visual_indexes") or ()))

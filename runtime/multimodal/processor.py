@@ -58,6 +58,7 @@ class MediaProcessor:
         prompt = getattr(model_cls, "prompt_image_token", None)  # Llama 4: prompts hold <|image|>, not <|patch|>
         if prompt is not None:
             self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt])
+        self.folder, self._tokenizer = folder, None
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
@@ -67,6 +68,15 @@ class MediaProcessor:
             return None
         ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
         return "".join(tokenizer.convert_ids_to_tokens(ids))
+
+    @property
+    def tokenizer(self) -> Any:
+        """The folder's tokenizer, for text a model writes between media items (loaded once)."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
+        return self._tokenizer
 
     def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
         """The processor's tensors of one image of a prompt that has `count` images (a model
@@ -120,14 +130,20 @@ class MediaProcessor:
                 inputs = self.image_inputs(given[i], field, len(given))
             else:
                 inputs = self.video_inputs(given[i], field)
-            n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
-            if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
-                inputs["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, inputs, self.token_ids)
-            h = content_hash(inputs, modality)
-            items.append(MediaItem(modality, inputs, h, len(out), n))
-            pads = pad_ids(h, n, self.vocab_size)
-            text = inputs.get("text_ids")
-            out += pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]
+            split = getattr(self.model_cls, "split_video", None) if modality == "video" else None
+            # Qwen3-VL: a video is its frames (items) with text between them (timestamps)
+            for part in split(self.mm, inputs) if split else [inputs]:
+                if isinstance(part, str):
+                    out += self.tokenizer(part, add_special_tokens=False)["input_ids"]
+                    continue
+                n = self.model_cls.num_media_tokens(self.mm, modality, part)
+                if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
+                    part["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, part, self.token_ids)
+                h = content_hash(part, modality)
+                items.append(MediaItem(modality, part, h, len(out), n))
+                pads = pad_ids(h, n, self.vocab_size)
+                text = part.get("text_ids")
+                out += pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]
         mm = MultimodalInputs(items)
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)

@@ -17,7 +17,7 @@ from sgl.runtime.multimodal.random_checkpoints import (
     save_random_qwen2_vl,
 )
 
-__all__ = ["image_qa", "video_qa", "IMAGE_TOKEN", "QWEN_IMAGE", "QWEN_VIDEO", "LlavaReference", "Qwen2VLReference", "png_bytes",
+__all__ = ["image_qa", "video_qa", "IMAGE_TOKEN", "QWEN_IMAGE", "QWEN_VIDEO", "LlavaReference", "assert_qwen_parity", "Qwen2VLReference", "png_bytes",
            "png_header", "random_image", "save_tiny_llava", "save_tiny_qwen2_vl", "write_video", "VIDEO_FRAMES"]
 save_tiny_llava, save_tiny_qwen2_vl = save_random_llava, save_random_qwen2_vl  # the tests' names
 
@@ -155,6 +155,20 @@ class Qwen2VLReference:
         enc = self.inputs(prompt, images, list(videos))
         out = self.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, enc["input_ids"].shape[1]:].tolist()
+
+
+def assert_qwen_parity(result: dict, reference: Qwen2VLReference, prompt: str, images: list, videos: list,
+                       start: int = 0) -> None:
+    """An engine result (prompt logprobs from `start`, 16 greedy tokens) equals the reference's:
+    the same expanded prompt length, text-token logprobs within 1e-4, the same tokens."""
+    ids, expected = reference.prompt_logprobs(prompt, images, videos)
+    meta = result["meta_info"]
+    assert meta["prompt_tokens"] == len(ids)
+    ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
+    assert len(ours) == len(ids) - 1 - start
+    text = torch.tensor([t not in (reference.image_token, reference.video_token) for t in ids[start + 1:]])
+    assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
+    assert result["output_ids"] == reference.greedy(prompt, images, videos)
 
 
 # ---- programs the language and server tests run ---------------------------------------------

@@ -12,6 +12,7 @@ from mm_fixtures import (
     QWEN_IMAGE,
     QWEN_VIDEO,
     Qwen2VLReference,
+    assert_qwen_parity,
     png_bytes,
     random_image,
     save_tiny_qwen2_vl,
@@ -53,16 +54,7 @@ def ref_videos(engine: Engine, video: dict | None) -> list:
 
 def check(engine: Engine, result: dict, reference: Qwen2VLReference, prompt: str, images: list,
           video: dict | None = None, start: int = 0) -> None:
-    videos = ref_videos(engine, video)
-    ids, expected = reference.prompt_logprobs(prompt, images, videos)
-    meta = result["meta_info"]
-    assert meta["prompt_tokens"] == len(ids)
-    ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
-    assert len(ours) == len(ids) - 1 - start
-    media = (reference.image_token, reference.video_token)
-    text = torch.tensor([t not in media for t in ids[start + 1:]])
-    assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
-    assert result["output_ids"] == reference.greedy(prompt, images, videos)
+    assert_qwen_parity(result, reference, prompt, images, ref_videos(engine, video), start)
 
 
 def run(engine: Engine, prompt, images, video=None, start: int = 0):
