@@ -31,6 +31,12 @@ class VisionTowerConfig:
     tokens_per_second: float = 0.0  # 2.5: temporal position step per second of video
     rms_norm: bool = False  # 2.5: RMSNorm (not LayerNorm) in the blocks and the merger
     gated_mlp: bool = False  # 2.5: gate/up/down MLP
+    kind: str = "clip"  # clip (a class token, pre-norm) | siglip (no class token; layers/vision_siglip.py)
+
+    @property
+    def cls_tokens(self) -> int:
+        """Tokens the tower puts before the patches (CLIP's class token)."""
+        return 1 if self.kind == "clip" else 0
 
     @property
     def num_patches(self) -> int:
@@ -56,6 +62,10 @@ class MultimodalConfig:
     # LLaVA-NeXT-Video: each frame's patch grid pooled (average or max) with this stride
     pool_stride: int = 0
     pool_mode: str = "average"
+    # Gemma 3: the token a prompt holds for an image (<start_of_image>), when it is not the one
+    # the image's positions hold; its expansion is wrapped by the model class's `image_wrap`
+    prompt_image_token_id: int | None = None
+    tokens_per_image: int = 0  # Gemma 3's mm_tokens_per_image (the tower's patches pooled to these)
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -92,7 +102,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
         image_size=vision.image_size, patch_size=vision.patch_size,
         num_channels=_first(vision, "num_channels") or 3,
-        norm_eps=_first(vision, "layer_norm_eps") or 1e-5, hidden_act=_first(vision, "hidden_act") or "quick_gelu")
+        norm_eps=_first(vision, "layer_norm_eps") or 1e-5, hidden_act=_first(vision, "hidden_act") or "quick_gelu",
+        kind="siglip" if str(getattr(vision, "model_type", "")).startswith("siglip") else "clip")
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -104,7 +115,9 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         if _first(hf, "vision_start_token_id") is not None and _first(hf, "vision_end_token_id") is not None else None,
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
-        pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average")
+        pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
+        prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
+        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0)
 
 
 def _qwen_tower(vision: Any) -> VisionTowerConfig:

@@ -36,11 +36,15 @@ class MediaProcessor:
                  allow_urls: bool = False) -> None:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
         self.image_processor = load_hf_image_processor(folder)
+        # ids before and after an image's expansion (Gemma 3: "\n\n<start_of_image>", "<end_of_image>\n\n")
+        wrap = getattr(model_cls, "image_wrap", None)
+        self.image_wrap: tuple[list[int], list[int]] = wrap(mm, folder) if wrap else ([], [])
+        self.prompt_token = {"image": mm.prompt_image_token_id or mm.image_token_id, "video": mm.video_token_id}
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
         e.g. "<image>", or "<|vision_start|><|image_pad|><|vision_end|>" for Qwen2-VL."""
-        token = self.mm.image_token_id if modality == "image" else self.mm.video_token_id
+        token = self.prompt_token[modality]
         if token is None:
             return None
         ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
@@ -64,8 +68,8 @@ class MediaProcessor:
     def expand(self, ids: list[int], images: list[Any], videos: list[Any]) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and
         the items. Raises ValueError naming the field when the counts do not match."""
-        wanted = {"image": (self.mm.image_token_id, images, "image_data"),
-                  "video": (self.mm.video_token_id, videos, "video_data")}
+        wanted = {"image": (self.prompt_token["image"], images, "image_data"),
+                  "video": (self.prompt_token["video"], videos, "video_data")}
         for modality, (token, given, name) in wanted.items():
             if given and token is None:
                 raise ValueError(f"{name}: {self.model_cls.__name__} does not take {modality}s")
@@ -77,7 +81,7 @@ class MediaProcessor:
         out: list[int] = []
         items: list[MediaItem] = []
         for t in ids:
-            modality = "image" if t == self.mm.image_token_id else "video" if t == self.mm.video_token_id else None
+            modality = "image" if t == self.prompt_token["image"] else "video" if t == self.prompt_token["video"] else None
             if modality is None:
                 out.append(t)
                 continue
@@ -97,9 +101,13 @@ class MediaProcessor:
                 inputs = self.video_inputs(given[i], field)
             n = self.model_cls.num_media_tokens(self.mm, modality, inputs)
             h = content_hash(inputs, modality)
+            before, after = self.image_wrap if modality == "image" else ([], [])
+            out += before
             items.append(MediaItem(modality, inputs, h, len(out), n))
-            out += pad_ids(h, n, self.vocab_size)
+            out += pad_ids(h, n, self.vocab_size) + after
         mm = MultimodalInputs(items)
+        if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
+            mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
         return out, mm
