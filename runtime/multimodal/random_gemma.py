@@ -34,7 +34,12 @@ def _tokenizer(tokenizer_folder: str, tokens: dict[str, str]) -> Any:
 def save_random_gemma3(folder: str, tokenizer_folder: str, seed: int = 0, sliding_window: int = 16) -> str:
     """A random Gemma 3: SigLIP's 4x4 patches pooled to 4 tokens an image, a two-layer Gemma 3 text
     model (a sliding-window layer of `sliding_window`, then a global one); Gemma3Processor."""
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3Processor, Gemma3TextConfig
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3Processor,
+        Gemma3TextConfig,
+    )
     from transformers.models.gemma3.image_processing_pil_gemma3 import Gemma3ImageProcessorPil
 
     tok = _tokenizer(tokenizer_folder, GEMMA3_TOKENS)
@@ -58,7 +63,12 @@ def save_random_gemma3(folder: str, tokenizer_folder: str, seed: int = 0, slidin
 def save_random_paligemma(folder: str, tokenizer_folder: str, seed: int = 0, version: int = 2) -> str:
     """A random PaliGemma (`version` 1: Gemma text; 2: Gemma 2) with a SigLIP tower of 16 patches
     (16 tokens an image), saved with SigLIP's PIL image processor and PaliGemmaProcessor."""
-    from transformers import Gemma2Config, GemmaConfig, PaliGemmaConfig, PaliGemmaForConditionalGeneration
+    from transformers import (
+        Gemma2Config,
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+    )
     from transformers.models.paligemma.processing_paligemma import PaliGemmaProcessor
     from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
 
