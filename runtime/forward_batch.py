@@ -46,6 +46,9 @@ class ScheduledReq:
     # (3, len(input_ids)) M-RoPE positions (a Qwen2-VL request with media); None: start..
     mrope_positions: torch.Tensor | None = None
     token_types: list[int] | None = None  # segment of each token computed now (sentence pairs)
+    # per token computed now: the non-causal span [lo, hi) it belongs to ((0, 0): none), whose
+    # every key it also sees (MultimodalInputs.attend_spans); None: no token is in one
+    attend_span: list[tuple[int, int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ class ForwardBatch:
     mrope_positions: torch.Tensor | None = None
     # (tokens,) the segment of each token (BERT's token types); None: every token is segment 0
     token_type_ids: torch.Tensor | None = None
+    # (tokens, 2) the non-causal span [lo, hi) of each token ((0, 0): none) where a request of
+    # the batch has some; None: every token causal. In causal layers a token sees the keys its
+    # causal (and window) rule allows and every key of its span (transformers' blockwise overlay).
+    attend_span: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -117,7 +124,10 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
     mrope = any(r.mrope_positions is not None for r in sched.reqs)
     mrope_parts = []
     types: list[int] | None = [] if any(r.token_types is not None for r in sched.reqs) else None
+    spans: list[tuple[int, int]] | None = [] if any(r.attend_span is not None for r in sched.reqs) else None
     for r in sched.reqs:
+        if spans is not None:
+            spans += r.attend_span if r.attend_span is not None else [(0, 0)] * len(r.input_ids)
         if types is not None:
             types += r.token_types if r.token_types is not None else [0] * len(r.input_ids)
         if r.embeds is not None:
@@ -145,6 +155,7 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         rowwise=sched.rowwise,
         mrope_positions=torch.cat(mrope_parts, dim=1).to(device) if mrope else None,
         token_type_ids=None if types is None else torch.tensor(types, dtype=torch.int64, device=device),
+        attend_span=None if spans is None else torch.tensor(spans, dtype=torch.int64, device=device).view(-1, 2),
     )
     batch.attn_meta = backend.prepare(batch)
     return batch

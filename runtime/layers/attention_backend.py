@@ -39,7 +39,7 @@ class CpuKernelBackend(TorchNativeBackend):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layer: Attention,
                 batch: ForwardBatch) -> torch.Tensor:
         # the tile kernel is plain causal only: other layers (BERT, windows, sinks) take SDPA
-        if batch.mode == ForwardMode.EXTEND and layer.plain:
+        if batch.mode == ForwardMode.EXTEND and layer.plain and batch.attend_span is None:
             out = self._tile_prefill(q, layer, batch)
             if out is not None:
                 return out

@@ -45,6 +45,9 @@ class TorchAttnMeta:
     masks: dict[tuple[int | None, bool, int | None], torch.Tensor] = field(default_factory=dict)
     no_prefix: bool = False  # an extend of whole prompts (nothing cached)
     groups: list[Group] | None = None  # bidirectional layers' length groups, on first use
+    # (batch, max_q, 2) each query's non-causal span [lo, hi) (batch.attend_span padded) where
+    # the batch has some; None: causal
+    q_span: torch.Tensor | None = None
 
 
 class TorchNativeBackend:
@@ -59,7 +62,7 @@ class TorchNativeBackend:
             seq_lens=torch.tensor(batch.seq_lens, device=dev),
             prefix_lens=torch.tensor(batch.prefix_lens, device=dev),
             max_q=max_q,
-            self_causal=extend and batch.batch_size == 1 and batch.prefix_lens[0] == 0,
+            self_causal=extend and batch.batch_size == 1 and batch.prefix_lens[0] == 0 and batch.attend_span is None,
             dense_decode=batch.mode == ForwardMode.DECODE and batch.batch_size == 1,
             no_prefix=extend and not any(batch.prefix_lens))
         if extend and batch.batch_size > 1:
@@ -69,11 +72,15 @@ class TorchNativeBackend:
             valid = offs[None, :] < ext[:, None]  # (batch, max_q)
             meta.q_index = torch.where(valid, starts[:, None] + offs[None, :], 0).flatten()
             meta.q_valid = valid.flatten().nonzero()[:, 0]
+        if extend and batch.attend_span is not None:
+            span = batch.attend_span if meta.q_index is None else batch.attend_span.index_select(0, meta.q_index)
+            meta.q_span = span.view(batch.batch_size, max_q, 2)  # padded rows: any span (dropped)
         return meta
 
     def _mask(self, batch: ForwardBatch, window: int | None, causal: bool = True,
               chunk: int | None = None) -> torch.Tensor | None:
         """(batch, 1, max_q, max_kv) bool, True where query i may see key j; None if all may.
+        causal: j <= i (within the window and chunk), or j in i's non-causal span (meta.q_span);
         causal=False: every key of the request (j < seq_len), whatever the query's position;
         chunk: only keys of the query's chunk (j // chunk == i // chunk)."""
         meta: TorchAttnMeta = batch.attn_meta
@@ -91,6 +98,8 @@ class TorchNativeBackend:
                 mask &= j > q_pos[:, :, None] - window
             if chunk is not None:
                 mask &= j // chunk == (q_pos // chunk)[:, :, None]
+            if causal and meta.q_span is not None:  # the window does not apply inside a span
+                mask |= (j >= meta.q_span[:, :, :1]) & (j < meta.q_span[:, :, 1:])
             mask[:, :, 0] |= ~mask.any(-1)  # padded query rows see key 0 (dropped later)
             meta.masks[window, causal, chunk] = mask[:, None]
         return meta.masks[window, causal, chunk]

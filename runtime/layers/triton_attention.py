@@ -8,7 +8,8 @@ against the torch backend; speed only means something on a GPU.
 
 Layers the kernels do not cover fall back to the torch backend, whose metadata is then built once
 for the step on first use: bidirectional layers (`causal=False`, BERT-style encoders) and chunked
-attention (`chunk`: Llama 4's local layers).
+attention (`chunk`: Llama 4's local layers), and extends with non-causal spans (`attend_span`:
+Gemma 3's images, PaliGemma's prefix).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class TritonBackend:
                 batch: ForwardBatch) -> torch.Tensor:
         """q (tokens, heads, d) -> (tokens, heads, dv); the new keys are already in the pool."""
         meta: TritonAttnMeta = batch.attn_meta
-        if not layer.causal or layer.chunk is not None:
+        if not layer.causal or layer.chunk is not None or batch.attend_span is not None:
             return self._fallback(q, k, v, layer, batch, meta)
         pool_k, pool_v = batch.kv_pool.keys(layer.layer_id), batch.kv_pool.values(layer.layer_id)
         alibi = None if layer.alibi is None else layer.alibi.float().contiguous()

@@ -84,10 +84,24 @@ class CLIPEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(CLIPEncoderLayer(c) for _ in range(num_layers))
 
+    def hidden_states(self, x: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """hidden_states[i] as transformers numbers them (0: the input x, i: after layer i;
+        negative from the end), for each i in layers. Layers after the last one asked for are
+        not run."""
+        total = len(self.layers)
+        wanted = [i % (total + 1) for i in layers]
+        states = {0: x}
+        for i, layer in enumerate(self.layers[: max(wanted)], start=1):
+            x = layer(x)
+            states[i] = x
+        return [states[i] for i in wanted]
+
 
 class CLIPVisionTower(nn.Module):
     """Names follow the checkpoint's `vision_tower.*` (embeddings, pre_layrnorm, encoder,
     post_layernorm). `hidden_states(pixels, layers)` gives the outputs LLaVA selects."""
+
+    has_cls_token = True
 
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
@@ -99,13 +113,5 @@ class CLIPVisionTower(nn.Module):
 
     def hidden_states(self, pixels: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
         """hidden_states[i] as transformers numbers them (0: the embeddings after pre_layrnorm,
-        i: after layer i; negative from the end), for each i in layers. Layers after the last
-        one asked for are not run."""
-        total = len(self.encoder.layers)
-        wanted = [i % (total + 1) for i in layers]
-        x = self.pre_layrnorm(self.embeddings(pixels))
-        states = {0: x}
-        for i, layer in enumerate(self.encoder.layers[: max(wanted)], start=1):
-            x = layer(x)
-            states[i] = x
-        return [states[i] for i in wanted]
+        i: after layer i; negative from the end), for each i in layers."""
+        return self.encoder.hidden_states(self.pre_layrnorm(self.embeddings(pixels)), layers)

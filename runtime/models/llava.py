@@ -15,7 +15,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..layers.activation import get_activation
 from ..layers.linear import Linear
-from ..layers.vision import CLIPVisionTower
+from ..layers.vision_siglip import vision_tower
 from ..multimodal.config import MultimodalConfig
 from ..multimodal.items import MediaItem
 from .llama import QKV_PACKED
@@ -24,7 +24,8 @@ from .vision_language import VisionLanguageModel
 # text_config.model_type -> (module, class) of the decoder
 TEXT_MODELS = {"llama": ("llama", "LlamaForCausalLM"), "mistral": ("llama", "MistralForCausalLM"),
                "qwen2": ("llama", "Qwen2ForCausalLM"), "qwen3": ("llama", "Qwen3ForCausalLM"),
-               "gemma": ("gemma", "GemmaForCausalLM")}
+               "gemma": ("gemma", "GemmaForCausalLM"), "gemma2": ("gemma", "Gemma2ForCausalLM"),
+               "gemma3_text": ("gemma", "Gemma3ForCausalLM")}
 
 
 def text_model_class(config: ModelConfig) -> type[nn.Module]:
@@ -51,6 +52,8 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
     modalities = ("image",)
     # checkpoints spell the parts three ways (llava-hf's, transformers 5's and its saved form):
     # vision_tower[.vision_model], [model.]multi_modal_projector, language_model.model / model.language_model
+    # a SigLIP tower's pooling head is not used by LLaVA
+    ignored_weights = (*VisionLanguageModel.ignored_weights, r"vision_tower\.(vision_model\.)?head\.")
     renamed_weights = [(r"^model\.vision_tower\.", "vision_tower."), (r"^vision_tower\.vision_model\.", "vision_tower."),
                        (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
                        (r"^model\.language_model\.", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
@@ -71,17 +74,20 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
         text_cls = text_model_class(config)
         self.packed_modules = {**getattr(text_cls, "packed_modules", {}), **QKV_PACKED}
         self.language_model = text_cls(config, max_length)
-        self.vision_tower = CLIPVisionTower(mm.tower)
+        if mm.tower.cls_tokens == 0 and mm.select_strategy == "default":
+            raise ValueError(f"{config.architecture}: vision_feature_select_strategy='default' drops a class token, "
+                             "which a SigLIP tower does not have; set it to 'full' in config.json")
+        self.vision_tower = vision_tower(mm.tower)  # CLIP or SigLIP
         self.multi_modal_projector = MultimodalProjector(mm.tower.hidden_size * len(mm.feature_layers),
                                                          config.hidden_size, mm.projector_act, mm.projector_bias)
 
     # ---- media -------------------------------------------------------------------------
     @staticmethod
     def num_media_tokens(mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
-        """One token per patch of the processed image (+ the CLS token with `full`)."""
+        """One token per patch of the processed image (+ CLIP's class token with `full`)."""
         h, w = inputs["pixel_values"].shape[-2:]
         p = mm.tower.patch_size
-        return (h // p) * (w // p) + (1 if mm.select_strategy == "full" else 0)
+        return (h // p) * (w // p) + (mm.tower.cls_tokens if mm.select_strategy == "full" else 0)
 
     @staticmethod
     def video_inputs(mm: MultimodalConfig, image_processor: object, frames: object,
@@ -101,7 +107,8 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
         """(images, 3, size, size) -> (images, tokens, tower hidden * feature layers): the feature
         layers' outputs, without the CLS token by default."""
         device = self.vision_tower.embeddings.patch_embedding.weight.device
-        states = self.vision_tower.hidden_states(pixels.to(device), self.mm.feature_layers)  # (images, 1 + patches, hidden)
+        # (images, class token + patches, hidden)
+        states = self.vision_tower.hidden_states(pixels.to(device), self.mm.feature_layers)
         if self.mm.select_strategy == "default":
             states = [s[:, 1:] for s in states]
         return torch.cat(states, dim=-1)

@@ -48,7 +48,7 @@ class LlavaNextForConditionalGeneration(LlavaForConditionalGeneration):
     @classmethod
     def num_media_tokens(cls, mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
         side = mm.tower.image_size // mm.tower.patch_size
-        base = side * side + (1 if mm.select_strategy == "full" else 0)
+        base = side * side + (mm.tower.cls_tokens if mm.select_strategy == "full" else 0)
         if inputs["pixel_values"].reshape(-1, *inputs["pixel_values"].shape[-3:]).shape[0] == 1:
             return base + 1  # one tile (OneVision's images of a multi-image prompt): base, newline
         h, w = (int(v) for v in inputs["image_sizes"].reshape(-1))

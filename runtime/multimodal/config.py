@@ -36,7 +36,8 @@ class VisionTowerConfig:
     attention_bias: bool = True
     qk_norm: bool = False
     norm_last_features: bool = False
-    # the vision_config's model_type ("clip_vision_model", "pixtral", ...): which tower a family builds
+    # the vision_config's model_type ("clip_vision_model", "siglip_vision_model", "pixtral", ...):
+    # which tower a family builds (layers/vision_siglip.py picks SigLIP or CLIP by it)
     kind: str = ""
     rope_theta: float = 0.0  # Pixtral, Llama 4: the base of the 2-D rope
     adapter_dim: int = 0  # Llama 4: the vision adapter's inner width (its output: out_hidden_size)
@@ -45,6 +46,11 @@ class VisionTowerConfig:
     position_embeddings: int = 0
     patch_bias: bool = False
     deepstack_layers: tuple[int, ...] = ()
+
+    @property
+    def cls_tokens(self) -> int:
+        """Tokens the tower puts before the patches (CLIP's class token)."""
+        return 1 if self.kind in ("", "clip", "clip_vision_model") else 0
 
     @property
     def num_patches(self) -> int:
@@ -72,6 +78,10 @@ class MultimodalConfig:
     pool_mode: str = "average"
     # InternVL, Llama 4: pixel shuffle of the patch grid by this ratio (0.5: 2x2 patches one token)
     downsample_ratio: float = 0.0
+    # Gemma 3: the token a prompt holds for an image (<start_of_image>), when it is not the one
+    # the image's positions hold; its expansion is wrapped by the model class's `image_wrap`
+    prompt_image_token_id: int | None = None
+    tokens_per_image: int = 0  # Gemma 3's mm_tokens_per_image (the tower's patches pooled to these)
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -128,7 +138,9 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
-        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0))
+        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0),
+        prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
+        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0)
 
 
 def _pixtral_fields(vision: Any) -> dict[str, Any]:

@@ -70,6 +70,38 @@ class MultimodalInputs:
     # the shift of every later token (outputs): position i >= prompt length is i + mrope_delta
     mrope: torch.Tensor | None = None
     mrope_delta: int = 0
+    # non-causal spans [start, end) of the prompt, sorted and disjoint (Gemma 3: each image's
+    # tokens; PaliGemma: image + prompt): a token of a span sees every key of its span.
+    # INVARIANT (the scheduler keeps it): a span's tokens are computed in one forward, so their
+    # KV never depends on how the prompt was chunked or which prefix was cached
+    noncausal: tuple[tuple[int, int], ...] = ()
+
+    def prefix_cut(self, n: int) -> int:
+        """The longest usable cached prefix of at most n tokens: one ending inside a span stops
+        at the span's start (the span is then computed whole)."""
+        for lo, hi in self.noncausal:
+            if lo < n < hi:
+                return lo
+        return n
+
+    def chunk_end(self, start: int, end: int) -> int:
+        """Where a chunk [start, end) may end: before a span it would cut, or past that span's
+        end when the span begins at `start` (a span longer than a chunk is computed whole)."""
+        for lo, hi in self.noncausal:
+            if lo < end < hi:
+                return lo if lo > start else hi
+        return end
+
+    def attend_spans(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        """Per token of [start, end): the span it belongs to ((0, 0): none); None when no span
+        touches [start, end)."""
+        spans = [(lo, hi) for lo, hi in self.noncausal if lo < end and hi > start]
+        if not spans:
+            return None
+        out = [(0, 0)] * (end - start)
+        for lo, hi in spans:
+            out[max(lo, start) - start : min(hi, end) - start] = [(lo, hi)] * (min(hi, end) - max(lo, start))
+        return out
 
     def positions(self, start: int, end: int) -> torch.Tensor | None:
         """(3, end - start) M-RoPE positions of tokens [start, end); None without M-RoPE."""

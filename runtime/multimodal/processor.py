@@ -59,11 +59,16 @@ class MediaProcessor:
         if prompt is not None:
             self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt])
         self.folder, self._tokenizer = folder, None
+        # ids before and after an image's expansion (Gemma 3: "\n\n<start_of_image>", "<end_of_image>\n\n")
+        wrap = getattr(model_cls, "image_wrap", None)
+        self.image_wrap: tuple[list[int], list[int]] = wrap(mm, folder) if wrap else ([], [])
+        self.prompt_token = {"image": self.mm.prompt_image_token_id or self.mm.image_token_id,
+                             "video": self.mm.video_token_id}
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
         e.g. "<image>", or "<|vision_start|><|image_pad|><|vision_end|>" for Qwen2-VL."""
-        token = self.mm.image_token_id if modality == "image" else self.mm.video_token_id
+        token = self.prompt_token[modality]
         if token is None:
             return None
         ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
@@ -99,8 +104,8 @@ class MediaProcessor:
     def expand(self, ids: list[int], images: list[Any], videos: list[Any]) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and
         the items. Raises ValueError naming the field when the counts do not match."""
-        wanted = {"image": (self.mm.image_token_id, images, "image_data"),
-                  "video": (self.mm.video_token_id, videos, "video_data")}
+        wanted = {"image": (self.prompt_token["image"], images, "image_data"),
+                  "video": (self.prompt_token["video"], videos, "video_data")}
         for modality, (token, given, name) in wanted.items():
             if given and token is None:
                 raise ValueError(f"{name}: {self.model_cls.__name__} does not take {modality}s")
@@ -112,7 +117,7 @@ class MediaProcessor:
         out: list[int] = []
         items: list[MediaItem] = []
         for t in ids:
-            modality = "image" if t == self.mm.image_token_id else "video" if t == self.mm.video_token_id else None
+            modality = "image" if t == self.prompt_token["image"] else "video" if t == self.prompt_token["video"] else None
             if modality is None:
                 out.append(t)
                 continue
@@ -131,6 +136,7 @@ class MediaProcessor:
             else:
                 inputs = self.video_inputs(given[i], field)
             split = getattr(self.model_cls, "split_video", None) if modality == "video" else None
+            before, after = self.image_wrap if modality == "image" else ([], [])
             # Qwen3-VL: a video is its frames (items) with text between them (timestamps)
             for part in split(self.mm, inputs) if split else [inputs]:
                 if isinstance(part, str):
@@ -140,11 +146,14 @@ class MediaProcessor:
                 if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
                     part["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, part, self.token_ids)
                 h = content_hash(part, modality)
+                out += before
                 items.append(MediaItem(modality, part, h, len(out), n))
                 pads = pad_ids(h, n, self.vocab_size)
                 text = part.get("text_ids")
-                out += pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]
+                out += (pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]) + after
         mm = MultimodalInputs(items)
+        if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
+            mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
         return out, mm

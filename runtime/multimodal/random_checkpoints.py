@@ -130,11 +130,13 @@ def save_random_llava_next_video(folder: str, tokenizer_folder: str, seed: int =
     return folder
 
 
-def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 0, max_tiles: int = 1) -> str:
+def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 0, max_tiles: int = 1,
+                                siglip: bool = False) -> str:
     """A random LLaVA-OneVision of tiny shape: a CLIP tower of 32 px tiles (8 px patches; real
     ones use SigLIP), canvases up to 64x96, anyres_max_`max_tiles` (1: grids of more than one
     tile's patches shrink), Llama text; saved with OneVision's PIL image processor and the
-    tokenizer plus <image> and <video> (LlavaOnevisionProcessor needs torchvision for video)."""
+    tokenizer plus <image> and <video> (LlavaOnevisionProcessor needs torchvision for video).
+    siglip: a SigLIP tower of the same shape and the "full" strategy, as real checkpoints have."""
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -145,12 +147,16 @@ def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 
 
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
     vision, text = _tiny_clip(), _tiny_llama(max_position_embeddings=2048)
+    if siglip:
+        from .random_gemma import _tiny_siglip
+
+        vision = _tiny_siglip(num_hidden_layers=3)
     tok = tokenizer_with_vision_tokens(tokenizer_folder)
     tok.add_tokens(["<video>"], special_tokens=True)
     config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_id=49152,
                                   video_token_id=tok.convert_tokens_to_ids("<video>"), image_grid_pinpoints=pinpoints,
-                                  vision_feature_select_strategy="default", vision_feature_layer=-2,
-                                  vision_aspect_ratio=f"anyres_max_{max_tiles}",
+                                  vision_feature_select_strategy="full" if siglip else "default",
+                                  vision_feature_layer=-2, vision_aspect_ratio=f"anyres_max_{max_tiles}",
                                   architectures=["LlavaOnevisionForConditionalGeneration"])
     torch.manual_seed(seed)
     LlavaOnevisionForConditionalGeneration(config).eval().save_pretrained(folder)

@@ -36,7 +36,8 @@ def extend_batch(plans: list[ExtendPlan], table: ReqToTokenTable) -> ScheduledBa
                                  _embeds_between(r.input_embeds, plan.start, end),
                                  r.media.spans(plan.start, end) if r.media is not None else (),
                                  r.media.positions(plan.start, end) if r.media is not None else None,
-                                 None if r.token_type_ids is None else r.token_type_ids[plan.start : end]))
+                                 None if r.token_type_ids is None else r.token_type_ids[plan.start : end],
+                                 r.media.attend_spans(plan.start, end) if r.media is not None else None))
         if r.pool and end == len(fill):
             pool_reqs.append(len(reqs) - 1)
         if r.logprob is not None and not r.output_ids:

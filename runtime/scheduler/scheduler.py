@@ -98,6 +98,20 @@ class Scheduler:
             limit = min(limit, r.logprob.start)
         return max(limit, 0)
 
+    def _match(self, r: Req) -> tuple[torch.Tensor, object]:
+        """The cached prefix of r; one that ends inside a non-causal span stops at its start."""
+        prefix, node = self.kv.match(r, self._prefix_limit(r))
+        if r.media is not None and r.media.prefix_cut(len(prefix)) < len(prefix):
+            prefix, node = self.kv.match(r, r.media.prefix_cut(len(prefix)))
+        return prefix, node
+
+    @staticmethod
+    def _chunk(r: Req, start: int, take: int) -> int:
+        """take, moved so that the chunk from `start` does not cut a non-causal span."""
+        if r.media is None or not r.media.noncausal:
+            return take
+        return r.media.chunk_end(start, start + take) - start
+
     def schedule_extend(self) -> list[ExtendPlan]:
         if not self.waiting and self.chunked is None and not self.jumped:
             return []
@@ -121,7 +135,7 @@ class Scheduler:
         if self.chunked is not None:  # a chunked prefill continues before anything new
             r = self.chunked
             self.touched.append(r)
-            take = min(len(r.fill_ids) - r.kv_len, chunk_cap, token_budget)
+            take = self._chunk(r, r.kv_len, min(len(r.fill_ids) - r.kv_len, chunk_cap, token_budget))
             if self.kv.extend(r, take) is None:
                 return []
             plans.append(ExtendPlan(r, r.kv_len, take))
@@ -136,7 +150,7 @@ class Scheduler:
         for r in order_waiting(self.waiting, self.cfg.schedule_policy, self.kv.tree):
             if len(self.running) + len(plans) >= self.cfg.max_running_requests or token_budget <= 0:
                 break
-            prefix, node = self.kv.match(r, self._prefix_limit(r))
+            prefix, node = self._match(r)
             extend = len(r.fill_ids) - len(prefix)
             if extend == 0:  # a prefill-only request whose prompt is fully cached
                 r.cached_tokens = len(prefix)
@@ -150,11 +164,11 @@ class Scheduler:
             alone = not plans and not self.running
             if extend + self._reserve(r) > room and not alone:
                 break
-            take = min(extend, chunk_cap, token_budget)
+            take = self._chunk(r, len(prefix), min(extend, chunk_cap, token_budget))
             if r.pool and self.runner.pools_all_tokens:
                 take = extend  # NOTE: a pooler that reads every token needs them in one forward
             if alone:
-                take = min(take, self.kv.available())
+                take = self._chunk(r, len(prefix), min(take, self.kv.available()))
             if take <= 0 or not self.kv.admit(r, prefix, node):
                 break
             self.touched.append(r)  # holds a row now: a failure from here on must release it

@@ -56,10 +56,11 @@ class Reference:
         c = self.model.config
         self.onevision = arch.startswith("LlavaOnevision")
         side = c.vision_config.image_size // c.vision_config.patch_size
+        cls = 0 if c.vision_config.model_type.startswith("siglip") else 1  # CLIP's class token
         rules = types.SimpleNamespace(
-            num_image_tokens=side * side + 1, image_token="<image>", video_token="<video>",
+            num_image_tokens=side * side + cls, image_token="<image>", video_token="<video>",
             vision_aspect_ratio=getattr(c, "vision_aspect_ratio", None), patch_size=c.vision_config.patch_size,
-            num_additional_image_tokens=1, vision_feature_select_strategy=c.vision_feature_select_strategy,
+            num_additional_image_tokens=cls, vision_feature_select_strategy=c.vision_feature_select_strategy,
             image_processor=types.SimpleNamespace(image_grid_pinpoints=c.image_grid_pinpoints))
         image_rules = LlavaOnevisionProcessor if self.onevision else LlavaNextProcessor
         for name in ("_get_unpadded_features", "_get_number_of_features"):
@@ -151,3 +152,14 @@ def test_token_counts_match_the_processor_rule(engine, reference):
         for prompt, n in ((ONE, 1), (TWO, 2)):
             _, mm = engine._media.expand(engine.tokenizer(prompt)["input_ids"], [img] * n, [])
             assert [it.length for it in mm.items] == [reference.count(it.inputs, n) for it in mm.items]
+
+
+def test_onevision_with_a_siglip_tower(tmp_path, default_tokenizer_folder):
+    """Real OneVision checkpoints use SigLIP ("full" strategy: every patch, no class token)."""
+    folder = save_random_llava_onevision(str(tmp_path), default_tokenizer_folder, siglip=True)
+    reference = Reference(folder)
+    with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:
+        for prompt, images in ((ONE, IMAGES[:1]), (TWO, IMAGES[1:])):
+            out = e.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=0)
+            reference.check(e, out, prompt, images)
+        e.check_kv()
