@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import load_audio
 from .config import MultimodalConfig
 from .items import MediaItem, MultimodalInputs, content_hash, pad_ids
-from .audio import load_audio
 from .media import load_clip, load_image
 
 logger = logging.getLogger("sgl.runtime")

@@ -38,3 +38,32 @@ def write_audio(path: str, samples: np.ndarray, rate: int = 16000) -> str:
         for packet in stream.encode():
             out.mux(packet)
     return path
+
+
+class Qwen2AudioReference:
+    """transformers' Qwen2-Audio on the same checkpoint, fed by the folder's Qwen2AudioProcessor
+    with the samples the engine decoded (load_audio: PyAV, resampled to 16 kHz)."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.audio_token = self.model.config.audio_token_id
+
+    def inputs(self, prompt: str, clips: list):
+        rate = self.processor.feature_extractor.sampling_rate
+        return self.processor(text=prompt, audio=clips or None, sampling_rate=rate, return_tensors="pt")
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, prompt: str, clips: list) -> tuple[list[int], torch.Tensor]:
+        enc = self.inputs(prompt, clips)
+        ids = enc["input_ids"][0].tolist()
+        logits = self.model(**enc).logits[0].float()
+        return ids, torch.log_softmax(logits[:-1], -1).gather(1, torch.tensor(ids[1:])[:, None])[:, 0]
+
+    @torch.inference_mode()
+    def greedy(self, prompt: str, clips: list, n: int = 16) -> list[int]:
+        enc = self.inputs(prompt, clips)
+        out = self.model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, enc["input_ids"].shape[1]:].tolist()
