@@ -258,14 +258,16 @@ class Engine(PoolingAPI, LabelScoringAPI):
                  input_ids: list[int] | list[list[int]] | None = None, return_logprob: bool = False,
                  logprob_start_len: int | None = None, top_logprobs_num: int = 0,
                  return_text_in_logprobs: bool = False, stream: bool = False, rid: str | list[str] | None = None,
-                 image_data: Any = None, input_embeds: Any = None, video_data: Any = None) -> Any:
+                 image_data: Any = None, input_embeds: Any = None, video_data: Any = None,
+                 audio_data: Any = None) -> Any:
         """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
         of results in order; stream=True -> an iterator of cumulative result dicts.
         input_embeds: one prompt given as embeddings (tokens, hidden) instead of text or ids.
         image_data / video_data: for one prompt, one item or a list (one per placeholder token
         of the prompt, in order); for a list of prompts, a list of those. An image is a path,
         bytes, base64, a data URI or a PIL image; a video a path, bytes, SGLang's "video:" PNG
-        frames, or {"data": ..., "num_frames": n}."""
+        frames, or {"data": ..., "num_frames": n}. audio_data likewise: WAV/FLAC/MP3 as a path,
+        bytes, base64 or a data URI, or float samples at the processor's rate."""
         self._check_alive()
         self._check_generates()
         embeds = None
@@ -275,7 +277,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
             input_ids, embeds = self._requests.embeds_prompt(input_embeds, self.model_config.hidden_size)
         prompts, is_batch = self._requests.normalize_inputs(prompt, input_ids)
         media = expand_prompts(self._media, self.model_config.architecture, prompts, is_batch, image_data,
-                               video_data, self._requests.check_length)
+                               video_data, self._requests.check_length, audio_data)
         prompts = [ids for ids, _ in media] if media else prompts
         params = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(prompts)
         rids = rid if isinstance(rid, list) else [rid] * len(prompts)

@@ -19,7 +19,7 @@ def model_info(engine: Any) -> dict[str, Any]:
         "add_bos_token": bool(getattr(tok, "add_bos_token", False)),
         "context_length": engine.context_length,
         "vocab_size": engine.model_config.vocab_size,
-        # beyond SGLang: supports_image / supports_video and their prompt text (image_token, video_token)
+        # beyond SGLang: supports_image / _video / _audio and their prompt text (image_token, ...)
         **(engine.modalities() if hasattr(engine, "modalities") else {}),
     }
 
@@ -29,8 +29,10 @@ def modalities(engine: Any) -> dict[str, Any]:
     mm = engine.model_config.multimodal
     media = engine._media
     return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
+            "supports_audio": bool(mm and mm.takes_audio),
             "image_token": media.placeholder(engine.tokenizer, "image") if media else None,
-            "video_token": media.placeholder(engine.tokenizer, "video") if media else None}
+            "video_token": media.placeholder(engine.tokenizer, "video") if media else None,
+            "audio_token": media.placeholder(engine.tokenizer, "audio") if media else None}
 
 
 def server_info(engine: Any) -> dict[str, Any]:

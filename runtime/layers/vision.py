@@ -24,15 +24,16 @@ class VisionAttention(nn.Module):
         self.q_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
         self.k_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (images, patches, hidden) -> the same shape."""
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x (images, patches, hidden) -> the same shape; key_mask (images, 1, 1, patches) bool:
+        the keys each row may see (an audio clip's real frames), None: all."""
         b, n, _ = x.shape
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
         if self.q_norm is not None and self.k_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         # (images, heads, patches, head_dim)
         q, k, v = (t.view(b, n, self.heads, self.head_dim).transpose(1, 2) for t in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)  # every patch sees every patch of its image
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)  # every patch sees every patch of its image
         return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
 
 
@@ -55,8 +56,8 @@ class CLIPEncoderLayer(nn.Module):
         self.layer_norm2 = LayerNorm(c.hidden_size, c.norm_eps)
         self.mlp = VisionMLP(c)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x))
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.layer_norm1(x), key_mask)
         return x + self.mlp(self.layer_norm2(x))
 
 

@@ -83,6 +83,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Gemma3ForConditionalGeneration": ("gemma3_vl", "Gemma3ForConditionalGeneration", "google/gemma-3-4b-it"),
     "PaliGemmaForConditionalGeneration": ("paligemma", "PaliGemmaForConditionalGeneration",
                                           "google/paligemma2-3b-mix-224"),
+    "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
+                                           "Qwen/Qwen2-Audio-7B-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

@@ -58,10 +58,24 @@ class VisionTowerConfig:
 
 
 @dataclass(frozen=True)
+class AudioTowerConfig:
+    """A Whisper-style audio encoder: two convolutions over mel frames (the second stride 2),
+    learned positions, pre-norm layers, then (Qwen2-Audio) average pooling by 2."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    num_mel_bins: int
+    max_source_positions: int  # encoder positions: the processor's frames / 2
+    hidden_act: str
+
+
+@dataclass(frozen=True)
 class MultimodalConfig:
     image_token_id: int | None  # the prompt token each image's placeholder positions hold
     video_token_id: int | None
-    tower: VisionTowerConfig
+    tower: VisionTowerConfig | None  # None: an audio-only model
     # hidden_states index of each layer whose output is used (concatenated in order), e.g. (-2,)
     feature_layers: tuple[int, ...]
     select_strategy: str  # "default": drop the CLS token; "full": keep it
@@ -82,6 +96,9 @@ class MultimodalConfig:
     # the image's positions hold; its expansion is wrapped by the model class's `image_wrap`
     prompt_image_token_id: int | None = None
     tokens_per_image: int = 0  # Gemma 3's mm_tokens_per_image (the tower's patches pooled to these)
+    # audio (Qwen2-Audio): the placeholder token and the encoder
+    audio_token_id: int | None = None
+    audio: AudioTowerConfig | None = None
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -94,6 +111,10 @@ class MultimodalConfig:
     @property
     def takes_video(self) -> bool:
         return self.video_token_id is not None
+
+    @property
+    def takes_audio(self) -> bool:
+        return self.audio_token_id is not None
 
 
 def _first(hf: Any, *names: str) -> Any:
@@ -109,6 +130,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     placeholder token (a vision-language model), else None: a dual encoder such as CLIPModel has
     a vision config but no placeholder, and serves only its text side."""
     vision = getattr(hf, "vision_config", None)
+    if vision is None and getattr(hf, "audio_config", None) is not None:
+        return audio_multimodal_config(hf)
     if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
@@ -179,3 +202,17 @@ def _qwen_tower(vision: Any) -> VisionTowerConfig:
         rms_norm=not hasattr(vision, "embed_dim") and not qwen3, gated_mlp=not hasattr(vision, "embed_dim") and not qwen3,
         position_embeddings=int(_first(vision, "num_position_embeddings") or 0), patch_bias=qwen3,
         deepstack_layers=tuple(_first(vision, "deepstack_visual_indexes") or ()))
+
+
+def audio_multimodal_config(hf: Any) -> MultimodalConfig | None:
+    """An audio-language config (Qwen2-Audio: `audio_config`, `audio_token_index`), else None."""
+    a, token = hf.audio_config, _first(hf, "audio_token_id", "audio_token_index")
+    if token is None:
+        return None
+    tower = AudioTowerConfig(
+        hidden_size=a.d_model, intermediate_size=a.encoder_ffn_dim, num_layers=a.encoder_layers,
+        num_heads=a.encoder_attention_heads, num_mel_bins=a.num_mel_bins,
+        max_source_positions=a.max_source_positions, hidden_act=a.activation_function)
+    return MultimodalConfig(image_token_id=None, video_token_id=None, tower=None, feature_layers=(),
+                            select_strategy="default", projector_act="gelu", projector_bias=True,
+                            audio_token_id=token, audio=tower)

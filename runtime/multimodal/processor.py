@@ -15,11 +15,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import load_audio
 from .config import MultimodalConfig
 from .items import MediaItem, MultimodalInputs, content_hash, pad_ids
 from .media import load_clip, load_image
 
 logger = logging.getLogger("sgl.runtime")
+
+
+def load_hf_feature_extractor(folder: str) -> Any:
+    """The folder's audio feature extractor (Whisper's: numpy)."""
+    from transformers import AutoFeatureExtractor
+
+    return AutoFeatureExtractor.from_pretrained(folder)
 
 
 def load_hf_image_processor(folder: str) -> Any:
@@ -50,7 +58,8 @@ class MediaProcessor:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
         # a family whose transformers processor needs torchvision brings its own (Llama 4's)
         load = getattr(model_cls, "load_image_processor", load_hf_image_processor)
-        self.image_processor = load(folder)
+        self.image_processor = load(folder) if mm.tower is not None else None
+        self.feature_extractor = load_hf_feature_extractor(folder) if mm.takes_audio else None
         # a family whose items hold text tokens among their media rows (InternVL's <img>,
         # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
         names = getattr(model_cls, "media_tokens", ())
@@ -63,7 +72,7 @@ class MediaProcessor:
         wrap = getattr(model_cls, "image_wrap", None)
         self.image_wrap: tuple[list[int], list[int]] = wrap(mm, folder) if wrap else ([], [])
         self.prompt_token = {"image": self.mm.prompt_image_token_id or self.mm.image_token_id,
-                             "video": self.mm.video_token_id}
+                             "video": self.mm.video_token_id, "audio": self.mm.audio_token_id}
 
     def placeholder(self, tokenizer: Any, modality: str) -> str | None:
         """The prompt text that stands for one image or video (None: the model takes none),
@@ -71,6 +80,9 @@ class MediaProcessor:
         token = self.prompt_token[modality]
         if token is None:
             return None
+        if modality == "audio":  # e.g. Qwen2-Audio's "<|audio_bos|><|AUDIO|><|audio_eos|>"
+            bos, eos = getattr(self.model_cls, "audio_wrap", ("", ""))
+            return bos + tokenizer.convert_ids_to_tokens([token])[0] + eos
         ids = [token] if self.mm.wrap_token_ids is None else [self.mm.wrap_token_ids[0], token, self.mm.wrap_token_ids[1]]
         return "".join(tokenizer.convert_ids_to_tokens(ids))
 
@@ -101,11 +113,19 @@ class MediaProcessor:
         frames, fps = load_clip(data, num_frames, field, self.allow_urls)
         return self.model_cls.video_inputs(self.mm, self.image_processor, np.asarray(frames), fps)
 
-    def expand(self, ids: list[int], images: list[Any], videos: list[Any]) -> tuple[list[int], MultimodalInputs]:
+    def audio_inputs(self, audio: Any, field: str) -> dict[str, torch.Tensor]:
+        """The feature extractor's tensors of one clip (decoded and resampled to its rate)."""
+        fe = self.feature_extractor
+        samples = load_audio(audio, fe.sampling_rate, fe.n_samples, field, self.allow_urls)
+        return self.model_cls.audio_inputs(fe, samples)
+
+    def expand(self, ids: list[int], images: list[Any], videos: list[Any],
+               audios: list[Any] = ()) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and
         the items. Raises ValueError naming the field when the counts do not match."""
         wanted = {"image": (self.prompt_token["image"], images, "image_data"),
-                  "video": (self.prompt_token["video"], videos, "video_data")}
+                  "video": (self.prompt_token["video"], videos, "video_data"),
+                  "audio": (self.prompt_token["audio"], list(audios), "audio_data")}
         for modality, (token, given, name) in wanted.items():
             if given and token is None:
                 raise ValueError(f"{name}: {self.model_cls.__name__} does not take {modality}s")
@@ -113,11 +133,12 @@ class MediaProcessor:
             if count != len(given):
                 raise ValueError(f"{name}: the prompt has {count} {modality} placeholder token(s) (id {token}) "
                                  f"but {len(given)} {modality}(s) were given; put one placeholder per {modality}")
-        seen = {"image": 0, "video": 0}
+        kinds = {token: modality for modality, (token, _, _) in wanted.items() if token is not None}
+        seen = {"image": 0, "video": 0, "audio": 0}
         out: list[int] = []
         items: list[MediaItem] = []
         for t in ids:
-            modality = "image" if t == self.prompt_token["image"] else "video" if t == self.prompt_token["video"] else None
+            modality = kinds.get(t)
             if modality is None:
                 out.append(t)
                 continue
@@ -133,6 +154,8 @@ class MediaProcessor:
                 modality = "video"
             if modality == "image":
                 inputs = self.image_inputs(given[i], field, len(given))
+            elif modality == "audio":
+                inputs = self.audio_inputs(given[i], field)
             else:
                 inputs = self.video_inputs(given[i], field)
             split = getattr(self.model_cls, "split_video", None) if modality == "video" else None
@@ -167,18 +190,19 @@ def as_list(x: Any) -> list[Any]:
 
 
 def expand_prompts(processor: MediaProcessor | None, architecture: str, prompts: list[list[int]], is_batch: bool,
-                   image_data: Any, video_data: Any,
-                   check_length: Callable[[list[int]], list[int]]) -> list[tuple[list[int], MultimodalInputs | None]] | None:
+                   image_data: Any, video_data: Any, check_length: Callable[[list[int]], list[int]],
+                   audio_data: Any = None) -> list[tuple[list[int], MultimodalInputs | None]] | None:
     """Per prompt: its ids with media placeholders expanded, and its media (None: no media at
     all). Everything is loaded and checked before any request is queued."""
-    if image_data is None and video_data is None:
+    given = {"image_data": image_data, "video_data": video_data, "audio_data": audio_data}
+    if all(v is None for v in given.values()):
         return None
     if processor is None:
-        name = "image_data" if image_data is not None else "video_data"
-        raise ValueError(f"{name}: {architecture} is a text-only model; serve a vision-language model "
-                         "to send images or video")
+        name = next(k for k, v in given.items() if v is not None)
+        raise ValueError(f"{name}: {architecture} is a text-only model; serve a vision-language (or audio) model "
+                         "to send images, video or audio")
     per_prompt = []
-    for name, data in (("image_data", image_data), ("video_data", video_data)):
+    for name, data in given.items():
         if not is_batch:
             per_prompt.append([as_list(data)])
         elif data is None:
@@ -189,7 +213,7 @@ def expand_prompts(processor: MediaProcessor | None, architecture: str, prompts:
         else:
             per_prompt.append([as_list(d) for d in data])
     out = []
-    for ids, images, videos in zip(prompts, *per_prompt):
-        expanded, mm = processor.expand(ids, images, videos)
+    for ids, images, videos, audios in zip(prompts, *per_prompt):
+        expanded, mm = processor.expand(ids, images, videos, audios)
         out.append((check_length(expanded), mm if mm.items else None))
     return out

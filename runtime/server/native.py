@@ -182,7 +182,7 @@ def _engine_kwargs(req: GenerateRequest, ctx: ServerContext) -> dict[str, Any]:
     else:
         sp = clean_sampling_params(sp, engine)
     check_top_logprobs(req.top_logprobs_num, engine)
-    for name in ("image_data", "video_data"):
+    for name in ("image_data", "video_data", "audio_data"):
         check_client_media(getattr(req, name), name, engine.config.allow_url_media)
     rid = req.rid
     if rid is None:
@@ -190,7 +190,7 @@ def _engine_kwargs(req: GenerateRequest, ctx: ServerContext) -> dict[str, Any]:
     return {"prompt": req.text, "input_ids": req.input_ids, "sampling_params": sp,
             "return_logprob": req.return_logprob, "logprob_start_len": req.logprob_start_len,
             "top_logprobs_num": req.top_logprobs_num, "return_text_in_logprobs": req.return_text_in_logprobs,
-            "rid": rid, "image_data": req.image_data, "video_data": req.video_data}
+            "rid": rid, "image_data": req.image_data, "video_data": req.video_data, "audio_data": req.audio_data}
 
 
 async def _sse_stream(ctx: ServerContext, rid: str, it: Iterator[dict]) -> AsyncIterator[str]:

@@ -216,6 +216,8 @@ def openai_router(ctx: ServerContext) -> APIRouter:
             prompts[0]["image_data"] = media.images
         if media.videos:
             prompts[0]["video_data"] = media.videos
+        if media.audios:
+            prompts[0]["audio_data"] = media.audios
         base = {"id": "chatcmpl-" + uuid.uuid4().hex, "object": "chat.completion", "created": int(time.time()),
                 "model": ctx.model_name}
         if req.stream:
@@ -289,7 +291,8 @@ async def _generate(request: Request, ctx: ServerContext, prompts: list[dict[str
     rids = [uuid.uuid4().hex for _ in prompts]
     key = "prompt" if "prompt" in prompts[0] else "input_ids"
     inputs = [p[key] for p in prompts]
-    media = {k: [p.get(k) for p in prompts] for k in ("image_data", "video_data") if any(k in p for p in prompts)}
+    media = {k: [p.get(k) for p in prompts] for k in ("image_data", "video_data", "audio_data")
+             if any(k in p for p in prompts)}
     with openai_errors():
         try:
             out = await ctx.bridge.generate(request, rids, **{key: inputs}, sampling_params=sp, rid=rids, **lp, **media)

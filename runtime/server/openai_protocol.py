@@ -87,12 +87,20 @@ class ImageURL(BaseModel):
     detail: str | None = None
 
 
+class InputAudio(BaseModel):
+    model_config = _OPENAI
+    data: str
+    format: str | None = None
+
+
 class ContentPart(BaseModel):
     model_config = _OPENAI
-    type: Literal["text", "image_url", "video_url", "input_audio", "file"]
+    type: Literal["text", "image_url", "video_url", "input_audio", "audio_url", "file"]
     text: str | None = None
     image_url: ImageURL | None = None
     video_url: ImageURL | None = None  # {"url": a data URI of a video file, or a path / URL where allowed}
+    input_audio: InputAudio | None = None  # OpenAI's {"data": base64, "format": "wav" | "mp3"}
+    audio_url: ImageURL | None = None  # {"url": a data URI of an audio file, or a path / URL where allowed}
 
 
 class ChatMessage(BaseModel):

@@ -15,7 +15,7 @@ from .guard import reject_non_finite
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 MAX_SEED = 2**63 - 1
-_UNSERVED = ("return_hidden_states", "return_entropy", "return_bytes", "background", "input_embeds", "audio_data", "token_ids_logprob", "session_params", "lora_path", "lora_id", "custom_logit_processor",
+_UNSERVED = ("return_hidden_states", "return_entropy", "return_bytes", "background", "input_embeds", "token_ids_logprob", "session_params", "lora_path", "lora_id", "custom_logit_processor",
              "bootstrap_host", "bootstrap_port", "bootstrap_room", "bootstrap_pair_key", "data_parallel_rank")
 
 
@@ -32,6 +32,7 @@ class GenerateRequest(BaseModel):
     stream: bool = False
     image_data: Any = None  # per prompt: an image or a list (base64, data URI; SGLang's "video:" frames)
     video_data: Any = None  # per prompt: a video or a list (base64 / data URI of a file)
+    audio_data: Any = None  # per prompt: a clip or a list (base64 / data URI of WAV, FLAC, MP3)
     modalities: list[str] | None = None  # sent by SGLang's frontend with images; unused
     rid: str | list[str] | None = None
     # sglang-router forwards its own GenerateRequest, every field of SGLang's: these are taken
@@ -48,7 +49,6 @@ class GenerateRequest(BaseModel):
     return_bytes: bool = False
     background: bool = False
     input_embeds: Any = None
-    audio_data: Any = None
     token_ids_logprob: Any = None
     session_params: Any = None
     lora_path: Any = None
