@@ -66,7 +66,8 @@ class MediaProcessor:
         self.token_ids = media_token_ids(folder, names) if names else {}
         prompt = getattr(model_cls, "prompt_image_token", None)  # Llama 4: prompts hold <|image|>, not <|patch|>
         if prompt is not None:
-            self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt])
+            # (its config's boi_token_index is no prompt token: the class's names it)
+            self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt], prompt_image_token_id=None)
         self.folder, self._tokenizer = folder, None
         # ids before and after an image's expansion (Gemma 3: "\n\n<start_of_image>", "<end_of_image>\n\n")
         wrap = getattr(model_cls, "image_wrap", None)
