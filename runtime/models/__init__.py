@@ -132,6 +132,12 @@ def get_model_class(architecture: str) -> type[nn.Module]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
+# Families SGLang or vLLM serve that exist only as remote code (trust_remote_code): none is
+# registered until transformers implements it, so there is a reference to test against.
+REMOTE_CODE_ONLY = ("Kimi-VL", "DeepSeek-VL2", "MiniCPM-V", "MiniCPM-o", "NVILA", "DotsVLM", "InternVLChatModel",
+                    "Phi-3-Vision", "Molmo", "NVLM-D", "H2OVL", "Ultravox")
+
+
 def markdown_table() -> str:
     """docs/models.md: every registered architecture, its model file, its shared layers of note
     (a model class's `features`: "MoE", "MLA") and an example model id."""
@@ -140,14 +146,20 @@ def markdown_table() -> str:
         "",
         "Generated from `sgl.runtime.models.REGISTRY` by `python -m sgl.runtime.models > docs/models.md`;",
         "`tests/runtime/models/test_model_zoo.py` fails when this file is out of date, and checks every",
-        "architecture against transformers on a tiny random checkpoint (the vision-language ones, which",
-        "take images and video, in `test_llava.py`, `test_llava_video.py` and `test_qwen2_vl.py`).",
+        "architecture against transformers on a tiny random checkpoint (those taking images, video or",
+        "audio in `tests/runtime/models/test_<family>.py`, with real processors configured small).",
+        "`inputs` are what a prompt may hold; `task` is what the model gives back (`generate`: text).",
         "",
-        "| architecture (`config.json` `architectures`) | model file | layers | example model id |",
-        "|---|---|---|---|",
+        "| architecture (`config.json` `architectures`) | model file | task | inputs | layers | example model id |",
+        "|---|---|---|---|---|---|",
     ]
     for arch, (module, _, example) in sorted(REGISTRY.items(), key=lambda kv: (kv[1][0], kv[0])):
-        features = ", ".join(getattr(get_model_class(arch), "features", ()))
-        lines.append(f"| `{arch}` | `runtime/models/{module}.py` | {features} | "
-                     f"[`{example}`](https://huggingface.co/{example}) |")
+        cls = get_model_class(arch)
+        features = ", ".join(getattr(cls, "features", ()))
+        inputs = ", ".join(("text", *getattr(cls, "modalities", ())))  # a class names its media inputs
+        lines.append(f"| `{arch}` | `runtime/models/{module}.py` | {getattr(cls, 'task', 'generate')} | {inputs} | "
+                     f"{features} | [`{example}`](https://huggingface.co/{example}) |")
+    lines += ["", "## Not yet supported", "",
+              "Listed by SGLang or vLLM, but only as remote code (no transformers implementation to test against):",
+              ", ".join(f"`{name}`" for name in REMOTE_CODE_ONLY) + "."]
     return "\n".join(lines) + "\n"

@@ -110,3 +110,20 @@ def test_bfloat16_with_packed_weights_stays_near_the_float32_reference(zoo):
 def test_models_md_is_generated_from_the_registry():
     with open(os.path.join(ROOT, "docs", "models.md")) as f:
         assert f.read() == markdown_table(), "run `python -m sgl.runtime.models > docs/models.md`"
+
+
+def test_every_media_model_lists_its_inputs():
+    """A model that takes images, video or audio says so in docs/models.md's `inputs` column."""
+    from sgl.runtime.models import REGISTRY, get_model_class
+    from sgl.runtime.models.vision_language import VisionLanguageModel
+
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[4].strip() for line in markdown_table().splitlines()
+            if line.startswith("| `")}
+    for arch in REGISTRY:
+        cls = get_model_class(arch)
+        if issubclass(cls, VisionLanguageModel):
+            media = rows[arch].split(", ")[1:]
+            assert media and set(media) <= {"image", "video", "audio"}, (arch, rows[arch])
+    assert rows["Qwen2VLForConditionalGeneration"] == "text, image, video"
+    assert rows["Qwen2AudioForConditionalGeneration"] == "text, audio"
+    assert rows["LlamaForCausalLM"] == "text"
