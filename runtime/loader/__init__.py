@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import EngineConfig, ModelConfig
 from ..layers.linear import pack_tile_weights
-from ..models import get_model_class
+from ..models import model_class_for
 from .gguf_file import converted_folder
 from .gguf_quant import read_quantized
 from .quantize import quantize_model
@@ -116,9 +116,7 @@ def load_model(cfg: EngineConfig, device: torch.device, max_length: int | None =
     tokenizer = AutoTokenizer.from_pretrained(cfg.tokenizer_path or folder, trust_remote_code=cfg.trust_remote_code)
     dtype = resolve_dtype(cfg.dtype, device, model_config)
 
-    cls = get_model_class(model_config.architecture)
-    if hasattr(cls, "variant_for"):  # one architecture, several classes (LLaVA with a Pixtral tower)
-        cls = cls.variant_for(model_config)
+    cls = model_class_for(model_config)  # the architecture's class, or its tower's variant
     cls = pooling_or_generation(cls, cfg.is_embedding, model_config.pooling is not None)
     length = max_length or cfg.context_length or model_config.max_position
     previous = torch.get_default_dtype()

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 from torch import nn
 
@@ -130,6 +131,25 @@ def get_model_class(architecture: str) -> type[nn.Module]:
                          f"{', '.join(sorted(REGISTRY))}")
     module, name, _ = REGISTRY[architecture]
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+
+
+# One architecture, several classes: (architecture, the vision tower's kind) -> (module, class),
+# as in REGISTRY. LLaVA whose vision_config is Pixtral is built by a class of its own.
+TOWER_VARIANTS = {
+    ("LlavaForConditionalGeneration", "pixtral"): ("pixtral", "LlavaPixtralForConditionalGeneration"),
+    ("PixtralForConditionalGeneration", "pixtral"): ("pixtral", "LlavaPixtralForConditionalGeneration"),
+}
+
+
+def model_class_for(config: Any) -> type[nn.Module]:
+    """The class the loader builds for a checkpoint (a ModelConfig): its architecture's, or the
+    variant its vision tower asks for (TOWER_VARIANTS)."""
+    mm = config.multimodal
+    kind = mm.tower.kind if mm is not None and mm.tower is not None else ""
+    variant = TOWER_VARIANTS.get((config.architecture, kind))
+    if variant is None:
+        return get_model_class(config.architecture)
+    return getattr(importlib.import_module(f"{__name__}.{variant[0]}"), variant[1])
 
 
 # Families SGLang or vLLM serve that exist only as remote code (trust_remote_code): none is

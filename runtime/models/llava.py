@@ -58,15 +58,6 @@ class LlavaForConditionalGeneration(VisionLanguageModel):
                        (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
                        (r"^model\.language_model\.", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
 
-    @classmethod
-    def variant_for(cls, config: ModelConfig) -> type[nn.Module]:
-        """The class the loader builds for this checkpoint: LLaVA with a Pixtral tower is its own."""
-        if config.multimodal is not None and config.multimodal.tower.kind == "pixtral":
-            from .pixtral import LlavaPixtralForConditionalGeneration
-
-            return LlavaPixtralForConditionalGeneration
-        return cls
-
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
         self.config = config

@@ -122,7 +122,7 @@ class Mistral3ForConditionalGeneration(PixtralVisionLanguage):
 
 
 class LlavaPixtralForConditionalGeneration(PixtralVisionLanguage):
-    """LlavaForConditionalGeneration with a pixtral vision_config (LlavaForConditionalGeneration.variant_for)."""
+    """LlavaForConditionalGeneration with a pixtral vision_config (models.TOWER_VARIANTS)."""
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__(config, max_length)

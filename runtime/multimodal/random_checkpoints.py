@@ -148,9 +148,7 @@ def save_random_llava_onevision(folder: str, tokenizer_folder: str, seed: int = 
     pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64], [64, 96], [96, 64]]
     vision, text = _tiny_clip(), _tiny_llama(max_position_embeddings=2048)
     if siglip:
-        from .random_gemma import _tiny_siglip
-
-        vision = _tiny_siglip(num_hidden_layers=3)
+        vision = tiny_siglip(num_hidden_layers=3)
     tok = tokenizer_with_vision_tokens(tokenizer_folder)
     tok.add_tokens(["<video>"], special_tokens=True)
     config = LlavaOnevisionConfig(vision_config=vision, text_config=text, image_token_id=49152,
@@ -220,3 +218,11 @@ def installed_or_tiny(modality: str, folder: str) -> str:
 
         save_random_qwen2_vl(folder, converted_folder(default_model_path()))
     return folder
+
+
+def tiny_siglip(**overrides: Any) -> Any:
+    """A tiny SigLIP vision config (32 px images, 8 px patches: 16 patches), for OneVision and Gemma 3."""
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(**{**dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                        image_size=32, patch_size=8, initializer_range=0.2), **overrides})

@@ -8,19 +8,12 @@ from typing import Any
 
 import torch
 
-from .random_checkpoints import IMAGE_TOKEN, TEXT_VOCAB, TINY_TEXT, _copy_chat_template
+from .random_checkpoints import IMAGE_TOKEN, TEXT_VOCAB, TINY_TEXT, _copy_chat_template, tiny_siglip
 
 GEMMA3_TOKENS = {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"}
 GEMMA3_IMAGE = GEMMA3_TOKENS["boi_token"]  # what a Gemma 3 prompt holds for an image
 GEMMA_TEXT = dict(TINY_TEXT, head_dim=16, vocab_size=TEXT_VOCAB, max_position_embeddings=1024, initializer_range=0.2,
                   bos_token_id=1, eos_token_id=2, pad_token_id=0)
-
-
-def _tiny_siglip(**overrides: Any) -> Any:
-    from transformers import SiglipVisionConfig
-
-    return SiglipVisionConfig(**{**dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                                        image_size=32, patch_size=8, initializer_range=0.2), **overrides})
 
 
 def _tokenizer(tokenizer_folder: str, tokens: dict[str, str]) -> Any:
@@ -46,7 +39,7 @@ def save_random_gemma3(folder: str, tokenizer_folder: str, seed: int = 0, slidin
     ids = {k: tok.convert_tokens_to_ids(v) for k, v in GEMMA3_TOKENS.items()}
     text = Gemma3TextConfig(**GEMMA_TEXT, sliding_window=sliding_window,
                             layer_types=["sliding_attention", "full_attention"])
-    config = Gemma3Config(text_config=text, vision_config=_tiny_siglip(), mm_tokens_per_image=4,
+    config = Gemma3Config(text_config=text, vision_config=tiny_siglip(), mm_tokens_per_image=4,
                           boi_token_index=ids["boi_token"], eoi_token_index=ids["eoi_token"],
                           image_token_index=ids["image_token"], architectures=["Gemma3ForConditionalGeneration"])
     torch.manual_seed(seed)
@@ -74,7 +67,7 @@ def save_random_paligemma(folder: str, tokenizer_folder: str, seed: int = 0, ver
 
     tok = _tokenizer(tokenizer_folder, {"image_token": IMAGE_TOKEN})
     text = GemmaConfig(**GEMMA_TEXT) if version == 1 else Gemma2Config(**GEMMA_TEXT, sliding_window=16)
-    vision = _tiny_siglip(projection_dim=text.hidden_size)
+    vision = tiny_siglip(projection_dim=text.hidden_size)
     config = PaliGemmaConfig(text_config=text, vision_config=vision, image_token_index=tok.convert_tokens_to_ids(IMAGE_TOKEN),
                              projection_dim=text.hidden_size, architectures=["PaliGemmaForConditionalGeneration"])
     torch.manual_seed(seed)
