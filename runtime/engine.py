@@ -15,7 +15,6 @@ import asyncio
 import logging
 import queue
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -263,11 +262,8 @@ class Engine(PoolingAPI, LabelScoringAPI):
         """One prompt -> a result dict (a list of n dicts when n > 1); a list of prompts -> a list
         of results in order; stream=True -> an iterator of cumulative result dicts.
         input_embeds: one prompt given as embeddings (tokens, hidden) instead of text or ids.
-        image_data / video_data: for one prompt, one item or a list (one per placeholder token
-        of the prompt, in order); for a list of prompts, a list of those. An image is a path,
-        bytes, base64, a data URI or a PIL image; a video a path, bytes, SGLang's "video:" PNG
-        frames, or {"data": ..., "num_frames": n}. audio_data likewise: WAV/FLAC/MP3 as a path,
-        bytes, base64 or a data URI, or float samples at the processor's rate."""
+        image_data / video_data / audio_data: one item or a list (one per placeholder) per
+        prompt; the accepted forms are in runtime/multimodal/media.py and audio.py."""
         self._check_alive()
         self._check_generates()
         embeds = None
@@ -378,8 +374,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
         self._call(lambda: self._kv.check(self._scheduler.live_requests()))
 
     def modalities(self) -> dict[str, Any]:
-        """Whether the model takes images and video, and the prompt text standing for one of
-        each (also in /get_model_info)."""
+        """Which media the model takes, and each one's prompt text (also in /get_model_info)."""
         return modalities(self)
 
     @property
@@ -402,7 +397,3 @@ class Engine(PoolingAPI, LabelScoringAPI):
 
     def __exit__(self, *exc: Any) -> None:
         self.shutdown()
-
-    @staticmethod
-    def new_rid() -> str:
-        return uuid.uuid4().hex
