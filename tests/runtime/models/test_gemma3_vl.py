@@ -8,7 +8,6 @@ behind a cached prefix (never ending inside a span)."""
 from __future__ import annotations
 
 import pytest
-import torch
 from mm_fixtures import LlavaReference, random_image
 from sgl.runtime import Engine
 from sgl.runtime.multimodal.items import MultimodalInputs
@@ -17,6 +16,7 @@ from sgl.runtime.multimodal.random_gemma import (
     save_random_gemma3,
     save_random_paligemma,
 )
+from vlm_references import check, run
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 IMAGES = [random_image(1), random_image(2, (64, 40))]
@@ -52,21 +52,6 @@ def tiny_chunks(folder):
     """Chunks of 3 tokens: smaller than a Gemma 3 image (4 tokens) or a PaliGemma prompt."""
     with Engine(folder, dtype="float32", chunked_prefill_size=3) as e:
         yield e
-
-
-def check(result: dict, reference: LlavaReference, prompt: str, images: list, start: int = 0) -> None:
-    ids, expected = reference.prompt_logprobs(prompt, images)
-    meta = result["meta_info"]
-    assert meta["prompt_tokens"] == len(ids)
-    ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
-    assert len(ours) == len(ids) - 1 - start
-    text = torch.tensor([t != reference.image_token for t in ids[start + 1:]])
-    assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
-    assert result["output_ids"] == reference.greedy(prompt, images)
-
-
-def run(engine: Engine, prompt: str, images: list, start: int = 0) -> dict:
-    return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
 
 
 @pytest.mark.parametrize("count", [1, 2])
