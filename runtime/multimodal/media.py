@@ -21,7 +21,8 @@ from PIL import Image
 MAX_PIXELS = 8192 * 8192
 DEFAULT_NUM_FRAMES = 8
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-URL_TIMEOUT_S = 10.0
+URL_TIMEOUT_S = 10.0  # per connect and per read
+MAX_URL_BYTES = 256 << 20  # a fetched image or video
 
 
 def _bytes_of(x: Any, field: str, allow_urls: bool) -> bytes | str:
@@ -35,14 +36,7 @@ def _bytes_of(x: Any, field: str, allow_urls: bool) -> bytes | str:
         if not allow_urls:
             raise ValueError(f"{field}: URLs are not fetched unless the server is started with --allow-url-media "
                              "(allow_url_media=True); send the media as base64 or a data URI")
-        import requests
-
-        try:
-            reply = requests.get(x, timeout=URL_TIMEOUT_S)
-            reply.raise_for_status()
-        except requests.RequestException as e:
-            raise ValueError(f"{field}: could not fetch {x!r}: {e}") from None
-        return reply.content
+        return _fetch(x, field)
     if x.startswith("data:"):
         head, sep, data = x.partition(",")
         if not sep or ";base64" not in head:
@@ -51,6 +45,27 @@ def _bytes_of(x: Any, field: str, allow_urls: bool) -> bytes | str:
     if len(x) < 4096 and os.path.exists(x):
         return x
     return _b64(x, field)
+
+
+def _fetch(url: str, field: str) -> bytes:
+    """The body of an http(s) URL, read in pieces so that a body past MAX_URL_BYTES is refused
+    before it fills memory (a Content-Length that says so is refused before any is read)."""
+    import requests
+
+    try:
+        with requests.get(url, timeout=URL_TIMEOUT_S, stream=True) as reply:
+            reply.raise_for_status()
+            if int(reply.headers.get("Content-Length") or 0) > MAX_URL_BYTES:
+                raise ValueError(f"{field}: {url!r} is {reply.headers['Content-Length']} bytes, more than "
+                                 f"{MAX_URL_BYTES}; send a smaller file")
+            body = bytearray()
+            for piece in reply.iter_content(1 << 20):
+                body += piece
+                if len(body) > MAX_URL_BYTES:
+                    raise ValueError(f"{field}: {url!r} is more than {MAX_URL_BYTES} bytes; send a smaller file")
+            return bytes(body)
+    except requests.RequestException as e:
+        raise ValueError(f"{field}: could not fetch {url!r}: {e}") from None
 
 
 def _b64(data: str, field: str) -> bytes:
