@@ -8,7 +8,7 @@ sgl: the image is encoded once and its KV computed once (the radix cache keys it
 the eight children prefill only their question and decode together. transformers: each call
 runs the vision tower and the whole prompt again. Both sides get the same prompt texts and
 greedy decoding of exactly --new-tokens tokens; model loading is not timed; the caches are
-flushed before each timed run. Reports the median wall time of each side, the ratio, and how
+flushed before each timed run, and the sides alternate after a warm-up of each. Reports the median wall time of each side, the ratio, and how
 many times each side ran the vision encoder per run.
 """
 
@@ -68,56 +68,52 @@ def picture(seed: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8))
 
 
-def run_sgl(folder: str, new_tokens: int, repeats: int, dtype: str) -> tuple[list[float], list[int], list[str]]:
-    rt = sgl.Runtime(model_path=folder, dtype=dtype)
-    eight_questions.run(image=picture(1), new_tokens=2, backend=rt, temperature=0).sync()  # warm-up
-    prompts: list[str] = []
-    eight_questions.run(image=picture(0), new_tokens=1, prompts=prompts, backend=rt, temperature=0).sync()
-    times, runs = [], []
-    for _ in range(repeats):
-        rt.flush_cache()  # also empties the encoder cache: every run encodes the image afresh
-        before = rt.engine.get_server_info()["vision_encoder_runs"]
+class SglSide:
+    """Our engine: one program run forks eight ways after the image."""
+
+    def __init__(self, folder: str, dtype: str) -> None:
+        self.rt = sgl.Runtime(model_path=folder, dtype=dtype)
+        eight_questions.run(image=picture(1), new_tokens=2, backend=self.rt, temperature=0).sync()  # warm-up
+        self.prompts: list[str] = []  # the eight texts each child continued, for transformers
+        eight_questions.run(image=picture(0), new_tokens=1, prompts=self.prompts, backend=self.rt,
+                            temperature=0).sync()
+
+    def once(self, new_tokens: int) -> tuple[float, int]:
+        """-> (wall seconds, vision encoder runs) of one timed run."""
+        self.rt.flush_cache()  # also empties the encoder cache: every run encodes the image afresh
+        before = self.rt.engine.get_server_info()["vision_encoder_runs"]
         t0 = time.perf_counter()
-        st = eight_questions.run(image=picture(0), new_tokens=new_tokens, backend=rt, temperature=0)
+        st = eight_questions.run(image=picture(0), new_tokens=new_tokens, backend=self.rt, temperature=0)
         st.sync()
-        times.append(time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
         assert st.error() is None, st.error()
-        runs.append(rt.engine.get_server_info()["vision_encoder_runs"] - before)
-    rt.shutdown()
-    return times, runs, prompts
+        return seconds, self.rt.engine.get_server_info()["vision_encoder_runs"] - before
 
 
-def run_transformers(folder: str, prompts: list[str], new_tokens: int, repeats: int,
-                     dtype: torch.dtype) -> tuple[list[float], list[int]]:
-    from transformers import AutoProcessor, LlavaForConditionalGeneration
+class TransformersSide:
+    """transformers: eight `generate` calls, each running the tower and the whole prompt."""
 
-    processor = AutoProcessor.from_pretrained(folder, use_fast=False)
-    model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=dtype).eval()
-    calls = [0]
-    model.model.vision_tower.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
-    image = picture(0)
+    def __init__(self, folder: str, prompts: list[str], dtype: torch.dtype) -> None:
+        from transformers import AutoProcessor, LlavaForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = LlavaForConditionalGeneration.from_pretrained(folder, dtype=dtype).eval()
+        self.prompts, self.dtype, self.calls = prompts, dtype, 0
+        self.model.model.vision_tower.register_forward_hook(lambda *a: setattr(self, "calls", self.calls + 1))
+        self.generate(prompts[:1], picture(1), 2)  # warm-up
 
     @torch.inference_mode()
-    def once() -> None:
+    def generate(self, prompts: list[str], image: Image.Image, new_tokens: int) -> None:
         for text in prompts:
-            enc = processor(text=text, images=[image], return_tensors="pt")
-            enc["pixel_values"] = enc["pixel_values"].to(dtype)
-            model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
+            enc = self.processor(text=text, images=[image], return_tensors="pt")
+            enc["pixel_values"] = enc["pixel_values"].to(self.dtype)
+            self.model.generate(**enc, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
 
-    prompts_1 = prompts[:1]
-    for text in prompts_1:  # warm-up
-        enc = processor(text=text, images=[picture(1)], return_tensors="pt")
-        enc["pixel_values"] = enc["pixel_values"].to(dtype)
-        with torch.inference_mode():
-            model.generate(**enc, max_new_tokens=2, do_sample=False)
-    times, runs = [], []
-    for _ in range(repeats):
-        calls[0] = 0
+    def once(self, new_tokens: int) -> tuple[float, int]:
+        self.calls = 0
         t0 = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - t0)
-        runs.append(calls[0])
-    return times, runs
+        self.generate(self.prompts, picture(0), new_tokens)
+        return time.perf_counter() - t0, self.calls
 
 
 def main() -> None:
@@ -127,15 +123,22 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
     args = parser.parse_args()
     folder = checkpoint()
-    sgl_times, sgl_runs, prompts = run_sgl(folder, args.new_tokens, args.repeats, args.dtype)
-    hf_times, hf_runs = run_transformers(folder, prompts, args.new_tokens, args.repeats, getattr(torch, args.dtype))
-    ours, theirs = statistics.median(sgl_times), statistics.median(hf_times)
+    ours_side = SglSide(folder, args.dtype)
+    theirs_side = TransformersSide(folder, ours_side.prompts, getattr(torch, args.dtype))
+    runs: dict[str, list[tuple[float, int]]] = {"sgl": [], "hf": []}
+    for i in range(args.repeats):  # the sides alternate, and which goes first alternates too
+        order = [("sgl", ours_side), ("hf", theirs_side)]
+        for name, side in order if i % 2 == 0 else order[::-1]:
+            runs[name].append(side.once(args.new_tokens))
+    ours_side.rt.shutdown()
+    ours, theirs = (statistics.median(t for t, _ in runs[k]) for k in ("sgl", "hf"))
     print(f"eight questions about one image, {args.new_tokens} new tokens each, {args.dtype}, "
-          f"median of {args.repeats} (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus)")
-    print("| side | wall s | vision encoder runs per run |")
+          f"median of {args.repeats}, sides alternating (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus)")
+    print("| side | wall s (each run) | vision encoder runs per run |")
     print("|---|---|---|")
-    print(f"| sgl fork(8) | {ours:.2f} | {sgl_runs[-1]} |")
-    print(f"| transformers 8 x generate | {theirs:.2f} | {hf_runs[-1]} |")
+    for label, key, median in (("sgl fork(8)", "sgl", ours), ("transformers 8 x generate", "hf", theirs)):
+        each = ", ".join(f"{t:.2f}" for t, _ in runs[key])
+        print(f"| {label} | {median:.2f} ({each}) | {runs[key][-1][1]} |")
     print(f"ratio (transformers / sgl): {theirs / ours:.2f}x")
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from ..config import Scales
 from ..forward_batch import ForwardBatch, ForwardMode
 from ..models.llama import LlamaFlags, LlamaForCausalLM, LlamaMLP
+from ..models.vision_language import VisionLanguageModel
 
 ROWS_PER_CALL = 32  # the tile kernel's rows per pass (kernels/cpu/linear_bf16.c)
 
@@ -189,10 +190,19 @@ class FusedDecoder:
         return x
 
 
+def text_decoder_of(model: nn.Module) -> LlamaForCausalLM | None:
+    """The Llama that computes `model`'s hidden states: the model itself, or the language model
+    a vision-language model hands its whole forward to (LLaVA: the media rows are already the
+    batch's input embeddings); None for any other model."""
+    if isinstance(model, VisionLanguageModel) and type(model).forward is VisionLanguageModel.forward:
+        model = model.language_model
+    return model if isinstance(model, LlamaForCausalLM) else None
+
+
 def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
-    """The C stack for a model that is the plain Llama it implements (the runner asks; the
-    model file does not know it exists), else None."""
-    if not isinstance(model, LlamaForCausalLM) or type(model).task != "generate":
+    """The C stack for a model whose tokens run through the plain Llama it implements (the
+    runner asks; the model file does not know it exists), else None."""
+    if type(model).task != "generate" or (model := text_decoder_of(model)) is None:
         return None
     if getattr(model, "tp_size", 1) > 1:
         # NOTE: a tensor-parallel rank takes the module path: the C stack runs every layer in one
@@ -205,11 +215,12 @@ def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
     return FusedDecoder(model.model.layers, model.config)
 
 
-def forward_fused(stack: FusedDecoder, model: LlamaForCausalLM, batch: ForwardBatch) -> torch.Tensor:
+def forward_fused(stack: FusedDecoder, model: nn.Module, batch: ForwardBatch) -> torch.Tensor:
     """The model's hidden states, its layers in the C stack where it takes the batch (bf16 on
     the CPU: decode in calls of 32 rows, a prefill in one; same kernels and rounding)."""
-    inner = model.model
+    inner = text_decoder_of(model).model
     x = inner.embed(batch)
-    if stack.accepts(x, batch):
+    # 3-D positions and non-causal spans are the module path's (the stack ropes 1-D positions, causally)
+    if batch.mrope_positions is None and batch.attend_span is None and stack.accepts(x, batch):
         return inner.norm(stack(x, batch))
     return inner.run_layers(x, batch)

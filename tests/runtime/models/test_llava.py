@@ -121,3 +121,34 @@ def test_bad_media_is_refused_naming_the_field(engine):
 def test_server_info_reports_modalities(engine):
     info = engine.get_server_info()
     assert info["supports_image"] is True and info["supports_video"] is False
+
+
+def test_bf16_decode_runs_the_language_model_in_the_fused_stack(folder, vector_kernels):
+    """LLaVA hands its forward to its Llama: in bf16 the runner runs those layers in the C stack
+    (layers/fused_decoder.py), with the image rows as input embeddings, and agrees with the
+    module path."""
+    with Engine(folder, dtype="bfloat16", max_total_tokens=2048) as e:
+        runner = e._scheduler.runner
+        stack, rows = runner.fused, []
+        assert stack is not None
+
+        class Counting:
+            accepts = stack.accepts
+
+            def __call__(self, x, batch):
+                rows.append(x.shape[0])
+                return stack(x, batch)
+
+        outputs = []
+        for fused in (Counting(), None):
+            runner.fused = fused
+            e.flush_cache()
+            out = e.generate(ONE, {**GREEDY, "max_new_tokens": 4}, image_data=IMAGES[0], return_logprob=True,
+                             logprob_start_len=0)
+            outputs.append(out["meta_info"])
+        runner.fused = stack
+        assert rows.count(1) >= 3  # the decode steps went through the stack
+        fused, modules = ([row[0] for row in m["input_token_logprobs"][1:]] for m in outputs)
+        assert max(abs(a - b) for a, b in zip(fused, modules)) < 0.15  # bf16: kernels round differently
+        assert [t for _, t, _ in outputs[0]["output_token_logprobs"]][:2] == \
+            [t for _, t, _ in outputs[1]["output_token_logprobs"]][:2]
