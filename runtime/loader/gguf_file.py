@@ -26,15 +26,22 @@ _LAYER_NAMES = {
     "ffn_down": "mlp.down_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
 }
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+# Gemma 2/3 layers norm four times: llama.cpp's ffn_norm is their pre-feedforward norm
+_SANDWICH_NAMES = {**_LAYER_NAMES, "ffn_norm": "pre_feedforward_layernorm",
+                   "post_attention_norm": "post_attention_layernorm", "post_ffw_norm": "post_feedforward_layernorm"}
+_SANDWICH_ARCHS = {"gemma2", "gemma3"}
 # architectures whose converter permuted q/k rows for llama.cpp's rope layout
 _PERMUTED_QK = {"llama", "mistral", "granite"}
+# architectures whose converter stored RMS norm weights as 1 + w (Gemma's x * (1 + w) norms)
+_NORM_PLUS_ONE = {"gemma", "gemma2", "gemma3"}
 
 
-def _hf_name(name: str) -> str:
+def _hf_name(name: str, arch: str = "llama") -> str:
     base, _, kind = name.rpartition(".")
     m = re.fullmatch(r"blk\.(\d+)\.(\w+)", base)
-    if m and m.group(2) in _LAYER_NAMES:
-        return f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}.{kind}"
+    names = _SANDWICH_NAMES if arch in _SANDWICH_ARCHS else _LAYER_NAMES
+    if m and m.group(2) in names:
+        return f"model.layers.{m.group(1)}.{names[m.group(2)]}.{kind}"
     if base in _GLOBAL_NAMES:
         return f"{_GLOBAL_NAMES[base]}.{kind}"
     raise ValueError(f"GGUF tensor {name!r} has no known Hugging Face name")
@@ -54,7 +61,9 @@ def iterate_gguf_weights(path: str, num_heads: int, num_kv_heads: int) -> Iterat
     for t in reader.tensors:
         array = gguf.quants.dequantize(t.data, t.tensor_type)  # float32, shape reversed from t.shape
         tensor = torch.from_numpy(np.array(array, dtype=np.float32))  # a writable copy
-        name = _hf_name(t.name)
+        name = _hf_name(t.name, arch)
+        if arch in _NORM_PLUS_ONE and name.endswith("norm.weight"):
+            tensor -= 1
         if arch in _PERMUTED_QK and name.endswith(("q_proj.weight", "q_proj.bias")):
             tensor = _unpermute(tensor, num_heads)
         elif arch in _PERMUTED_QK and name.endswith(("k_proj.weight", "k_proj.bias")):
@@ -74,7 +83,9 @@ def converted_folder(path: str) -> str:
         directory, name = os.path.split(os.path.abspath(path))
         config = AutoConfig.from_pretrained(directory, gguf_file=name)
         if not getattr(config, "architectures", None):
-            config.architectures = [f"{type(config).__name__.removesuffix('Config')}ForCausalLM"]
+            # Gemma3TextConfig -> Gemma3ForCausalLM (the text-only class of a multimodal family)
+            family = type(config).__name__.removesuffix("Config").removesuffix("Text")
+            config.architectures = [f"{family}ForCausalLM"]
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=name)
         tmp = folder + f".tmp{os.getpid()}"
         config.save_pretrained(tmp)

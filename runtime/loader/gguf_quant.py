@@ -78,7 +78,7 @@ def read_quantized(path: str, num_heads: int, num_kv_heads: int) -> dict[str, Qu
         k, n = (int(s) for s in t.shape)  # GGUF lists ne0 (the row length) first
         raw = torch.from_numpy(np.array(t.data)).reshape(n, -1)
         q, d, m = unpack_blocks(kind, raw, k)
-        name = _hf_name(t.name)
+        name = _hf_name(t.name, arch)
         heads = num_heads if name.endswith("q_proj.weight") else num_kv_heads
         if arch in _PERMUTED_QK and name.endswith(("q_proj.weight", "k_proj.weight")):
             rows = _unpermute(torch.arange(n), heads)
