@@ -39,13 +39,15 @@ def transformers_logits(gguf_path: str, ids: list[int]) -> torch.Tensor:
     """(len(ids), vocab) logits of transformers' Gemma3ForCausalLM on its own GGUF reading
     (load_gguf_checkpoint dequantizes and renames; the config is its conversion, as saved)."""
     from transformers import AutoConfig, Gemma3ForCausalLM
+    from transformers.initialization import no_init_weights
     from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
     config = AutoConfig.from_pretrained(converted_folder(gguf_path))
     with torch.device("meta"):
         skeleton = Gemma3ForCausalLM(config)
     tensors = load_gguf_checkpoint(gguf_path, return_tensors=True, model_to_load=skeleton)["tensors"]
-    model = Gemma3ForCausalLM(config).eval()
+    with no_init_weights():  # every weight is loaded next
+        model = Gemma3ForCausalLM(config).eval()
     model.load_state_dict(tensors, strict=False)  # lm_head: tied to the embeddings
     model.tie_weights()
     with torch.inference_mode():
