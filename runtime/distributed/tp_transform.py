@@ -23,6 +23,8 @@ from ..models.llama import LlamaForCausalLM
 from ..models.llama_layers import LlamaAttention
 from .tp_mla import shard_deepseek
 from .tp_shard import (
+    read,
+    resize,
     scaled,
     shard_feed_forward,
     shard_packed,
@@ -67,6 +69,9 @@ def _shard_attention(attn: LlamaAttention, plan: _Plan, group: Any) -> None:
     shard_row(attn.o_proj, scaled(plan.q, vd), group)
     attn.heads, attn.kv_heads = plan.heads, plan.kv_heads
     attn.attn.num_heads, attn.attn.num_kv_heads = plan.heads, plan.kv_heads
+    if attn.attn.sinks is not None:  # one learned logit per query head (GPT-OSS): this rank's heads
+        q = plan.q
+        resize(attn.attn, "sinks", (plan.heads,)).tp_narrow = lambda t, s: read(t, q, 0)  # type: ignore[union-attr]
     if attn.attn.alibi is not None:
         attn.attn.alibi = attn.attn.alibi[plan.q.start : plan.q.stop].clone()
 
