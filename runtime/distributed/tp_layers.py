@@ -1,6 +1,7 @@
 """The forwards a tensor-parallel rank needs that differ from the plain layers: a row-parallel
-linear (partial product, all-reduce, then the residual), a vocab-parallel embedding (own rows,
-zeros elsewhere, all-reduce) and a vocab-parallel LM head (own logits, all-gather).
+linear (partial product, all-reduce, then the residual), a tensor-parallel MoE block (its
+experts' partial sums, all-reduced once), a vocab-parallel embedding (own rows, zeros
+elsewhere, all-reduce) and a vocab-parallel LM head (own logits, all-gather).
 
 `tp_transform.apply_tp` gives a built module one of these classes (it keeps its parameters and
 names, so checkpoints load unchanged) and a `tp_group`; model files never see them."""
@@ -14,6 +15,7 @@ import torch
 from ..layers.activation import residual_add
 from ..layers.embedding import LMHead, VocabEmbedding
 from ..layers.linear import Linear
+from ..layers.moe import SparseMoE
 
 
 class RowParallelLinear(Linear):
@@ -26,6 +28,19 @@ class RowParallelLinear(Linear):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         out = self.tp_group.all_reduce(super().forward(x).contiguous())  # (..., out_features)
         return out if residual is None else residual_add(residual, out)
+
+
+class TPSparseMoE(SparseMoE):
+    """Every expert (and the shared one) holds 1/tp of its intermediate features: this rank's
+    routed + shared partial sum (float32), summed over ranks in one all-reduce, then the
+    residual and the one rounding. The router is replicated: every rank picks the same experts."""
+
+    tp_group: Any = None
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        shape = x.shape
+        out = self.tp_group.all_reduce(self.combine(x.reshape(-1, shape[-1])).contiguous())
+        return self.finish(out, residual, x.dtype, shape)
 
 
 class VocabParallelEmbedding(VocabEmbedding):

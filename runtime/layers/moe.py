@@ -173,7 +173,12 @@ class SparseMoE(nn.Module):
         """x (tokens, hidden) -> (tokens, hidden) in x's dtype; + residual when given (added
         in float32 before the one rounding), as a dense MLP's forward takes it."""
         shape = x.shape
-        x = x.reshape(-1, shape[-1])
+        return self.finish(self.combine(x.reshape(-1, shape[-1])), residual, x.dtype, shape)
+
+    def combine(self, x: torch.Tensor) -> torch.Tensor:
+        """x (tokens, hidden) -> (tokens, hidden) float32: the routed experts' weighted sum plus
+        the (gated) shared expert. Linear in the experts' outputs, so a tensor-parallel rank's
+        partial sums add up to it (distributed/tp_layers.py: TPSparseMoE)."""
         weights, ids = self.gate(x)
         out = self.experts(x, weights, ids, self.spec.router.weight_input)
         if self.shared_expert is not None:
@@ -181,9 +186,15 @@ class SparseMoE(nn.Module):
             if self.shared_expert_gate is not None:
                 shared = shared * torch.sigmoid(self.shared_expert_gate(x))
             out = out + shared
+        return out
+
+    @staticmethod
+    def finish(out: torch.Tensor, residual: torch.Tensor | None, dtype: torch.dtype,
+               shape: torch.Size) -> torch.Tensor:
+        """The float32 sum (+ residual, in float32) rounded once to dtype, in the input's shape."""
         if residual is not None:
             out = out + residual.reshape(out.shape).float()
-        return out.to(x.dtype).view(shape)
+        return out.to(dtype).view(shape)
 
 
 class _GateVector(nn.Module):

@@ -6,7 +6,6 @@ language programs. One tp=2 engine per model, shared by every assertion."""
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,12 +15,10 @@ import sgl
 import torch
 from llama_fixtures import save_tiny_checkpoint, tiny_llama_config
 from sgl.runtime import Engine
+from tp_checks import ARGS, check_alone_batched_and_chunked, check_cached_prefix, weight_bytes
 
 sys.path.insert(0, str(Path(__file__).parent / "models"))
 from zoo_configs import tiny_config  # noqa: E402
-
-GREEDY = {"max_new_tokens": 12, "temperature": 0, "ignore_eos": True}
-ARGS = dict(dtype="float32", max_total_tokens=4096, context_length=512, chunked_prefill_size=32)
 
 
 def _checkpoint(name: str):
@@ -44,42 +41,12 @@ def pair(request, tmp_path_factory, default_tokenizer_folder):
     one.shutdown()
 
 
-def _prompts(n: int, lo: int, hi: int, seed: int) -> list[list[int]]:
-    rng = random.Random(seed)
-    return [[rng.randrange(3, 40000) for _ in range(rng.randrange(lo, hi))] for _ in range(n)]
-
-
-def _same(a: dict, b: dict) -> None:
-    assert a["output_ids"] == b["output_ids"]
-    for key in ("input_token_logprobs", "output_token_logprobs"):
-        la = torch.tensor([r[0] for r in a["meta_info"][key] if r[0] is not None])
-        lb = torch.tensor([r[0] for r in b["meta_info"][key] if r[0] is not None])
-        torch.testing.assert_close(lb, la, atol=1e-4, rtol=0)
-
-
-def _both(pair, ids, logprob_start_len: int = 0):
-    one, two = pair
-    kw = dict(sampling_params=GREEDY, return_logprob=True, logprob_start_len=logprob_start_len)
-    return one.generate(input_ids=ids, **kw), two.engine.generate(input_ids=ids, **kw)
-
-
 def test_alone_batched_and_chunked(pair):
-    ids = _prompts(1, 5, 20, 0)[0]
-    _same(*_both(pair, ids))
-    batch = _prompts(6, 5, 90, 1)  # prompts over 32 tokens go in chunks of 32
-    assert any(len(p) > 32 for p in batch)
-    for a, b in zip(*_both(pair, batch)):
-        _same(a, b)
+    check_alone_batched_and_chunked(pair[0], pair[1].engine)
 
 
 def test_cached_prefix(pair):
-    prefix = _prompts(1, 40, 41, 2)[0]
-    first, second = prefix + [11, 12, 13], prefix + [21, 22]
-    _both(pair, first)
-    a, b = _both(pair, second, logprob_start_len=len(second) - 1)  # prompt logprobs of the new tokens only
-    _same(a, b)
-    assert b["meta_info"]["cached_tokens"] >= 40 and a["meta_info"]["cached_tokens"] >= 40
-    pair[1].engine.check_kv()
+    check_cached_prefix(pair[0], pair[1].engine)
 
 
 def test_language_program(pair):
@@ -103,9 +70,6 @@ def test_language_program(pair):
 
 def test_rank_holds_its_share_of_the_weights(pair):
     one, two = pair
-    def weight_bytes(engine):
-        model = engine._scheduler.runner.model
-        return sum(p.numel() * p.element_size() for p in model.parameters())
     share = weight_bytes(two.engine) / weight_bytes(one)
     assert 0.45 < share < 0.6  # norms and the small replicated parts are whole on every rank
     kv = two.engine._scheduler.runner.kv_pool.kv_heads
