@@ -72,6 +72,22 @@ class AudioTowerConfig:
 
 
 @dataclass(frozen=True)
+class QFormerConfig:
+    """BLIP-2's Querying Transformer: `num_query_tokens` learned queries through post-LN BERT
+    layers, each `cross_every`-th one also cross-attending to the vision tower's states."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    cross_every: int
+    encoder_hidden_size: int
+    norm_eps: float
+    hidden_act: str
+    num_query_tokens: int
+
+
+@dataclass(frozen=True)
 class MultimodalConfig:
     image_token_id: int | None  # the prompt token each image's placeholder positions hold
     video_token_id: int | None
@@ -99,6 +115,7 @@ class MultimodalConfig:
     # audio (Qwen2-Audio): the placeholder token and the encoder
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
+    qformer: QFormerConfig | None = None  # BLIP-2: each image is num_query_tokens Q-Former outputs
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -163,7 +180,19 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
         downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0),
         prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
-        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0)
+        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0,
+        qformer=_qformer(hf))
+
+
+def _qformer(hf: Any) -> QFormerConfig | None:
+    """BLIP-2's qformer_config (with the root's num_query_tokens), else None."""
+    q = getattr(hf, "qformer_config", None)
+    if q is None:
+        return None
+    return QFormerConfig(hidden_size=q.hidden_size, intermediate_size=q.intermediate_size,
+                         num_layers=q.num_hidden_layers, num_heads=q.num_attention_heads,
+                         cross_every=q.cross_attention_frequency, encoder_hidden_size=q.encoder_hidden_size,
+                         norm_eps=q.layer_norm_eps, hidden_act=q.hidden_act, num_query_tokens=hf.num_query_tokens)
 
 
 def _pixtral_fields(vision: Any) -> dict[str, Any]:

@@ -128,3 +128,36 @@ class Llama4Reference(LlavaReference):
         _, emb = self.embeds(prompt, images)
         out = self.model.language_model.generate(inputs_embeds=emb, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, -n:].tolist()
+
+
+class Blip2Reference(LlavaReference):
+    """BLIP-2: each <image> of the prompt becomes num_query_tokens <image> ids (Blip2Processor
+    puts one image's before the text: the same ids when the prompt starts with <image>)."""
+
+    def __init__(self, folder: str) -> None:
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
+        self.image_token = self.model.config.image_token_id
+        self.queries = self.model.config.num_query_tokens
+
+    def inputs(self, prompt: str, images: list):
+        enc = dict(self.image_processor(images=images, return_tensors="pt")) if images else {}
+        ids: list[int] = []
+        for t in self.tokenizer(prompt)["input_ids"]:
+            ids += [t] * self.queries if t == self.image_token else [t]
+        return {**enc, "input_ids": torch.tensor([ids])}
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, prompt: str, images: list) -> tuple[list[int], torch.Tensor]:
+        if images:
+            return super().prompt_logprobs(prompt, images)
+        ids = self.inputs(prompt, [])["input_ids"]  # text alone: the language model (BLIP-2's forward needs pixels)
+        logits = self.model.language_model(input_ids=ids).logits[0].float()
+        return ids[0].tolist(), torch.log_softmax(logits[:-1], -1).gather(1, ids[0, 1:, None])[:, 0]
+
+    @torch.inference_mode()
+    def greedy(self, prompt: str, images: list, n: int = 16) -> list[int]:
+        if images:
+            return super().greedy(prompt, images, n)
+        ids = self.inputs(prompt, [])["input_ids"]
+        out = self.model.language_model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, -n:].tolist()
