@@ -87,6 +87,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
     "Blip2ForConditionalGeneration": ("blip2", "Blip2ForConditionalGeneration", "Salesforce/blip2-opt-2.7b"),
+    "FuyuForCausalLM": ("fuyu", "FuyuForCausalLM", "adept/fuyu-8b"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

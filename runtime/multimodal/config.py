@@ -149,6 +149,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     vision = getattr(hf, "vision_config", None)
     if vision is None and getattr(hf, "audio_config", None) is not None:
         return audio_multimodal_config(hf)
+    if vision is None and getattr(hf, "model_type", None) == "fuyu":
+        return _fuyu(hf)
     if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
@@ -182,6 +184,16 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
         tokens_per_image=_first(hf, "mm_tokens_per_image") or 0,
         qformer=_qformer(hf))
+
+
+def _fuyu(hf: Any) -> MultimodalConfig:
+    """Fuyu has no vision tower: its image patches go through one linear layer into the
+    decoder; the "tower" holds only the patch size and channels."""
+    tower = VisionTowerConfig(hidden_size=0, intermediate_size=0, num_layers=0, num_heads=0, image_size=hf.image_size,
+                              patch_size=hf.patch_size, num_channels=hf.num_channels, norm_eps=0.0, hidden_act="",
+                              kind="fuyu")
+    return MultimodalConfig(image_token_id=hf.image_token_id, video_token_id=None, tower=tower, feature_layers=(),
+                            select_strategy="default", projector_act="", projector_bias=True)
 
 
 def _qformer(hf: Any) -> QFormerConfig | None:

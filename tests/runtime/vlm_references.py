@@ -161,3 +161,47 @@ class Blip2Reference(LlavaReference):
         ids = self.inputs(prompt, [])["input_ids"]
         out = self.model.language_model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, -n:].tolist()
+
+
+class FuyuReference(LlavaReference):
+    """Fuyu: each |SPEAKER| of the prompt replaced by FuyuProcessor's own text for the image
+    (its replace_image_token: rows of |SPEAKER| * columns + |NEWLINE|, then <s>) and the
+    patches of the image cropped as its _process_images does. (transformers 5.24's
+    _process_images and __call__ fail with the PIL image processor: they take its numpy
+    images for torch tensors; __call__ also strips a first token meant for SentencePiece's "▁",
+    which the tests' byte-level tokenizer does not add. So the steps are taken one by one.)"""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor
+
+        self.tokenizer, _, self.model = hf_parts(folder)
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.image_token = self.model.config.image_token_id
+
+    def image(self, img) -> tuple[torch.Tensor, str]:
+        """(patches, 3 * patch^2) and the image's replacement text."""
+        import math
+
+        import numpy as np
+
+        ip = self.processor.image_processor
+        out = ip([img])
+        pixels = np.asarray(out["images"][0][0])
+        ph, pw = ip.patch_size["height"], ip.patch_size["width"]
+        h = min(pixels.shape[-2], math.ceil(out["image_unpadded_heights"][0][0] / ph) * ph)
+        w = min(pixels.shape[-1], math.ceil(out["image_unpadded_widths"][0][0] / pw) * pw)
+        text = self.processor.replace_image_token(out, 0, num_patches=ip.get_num_patches(h, w), row_width=w // pw)
+        return torch.from_numpy(ip.patchify_image(pixels[:, :h, :w])), text
+
+    def inputs(self, prompt: str, images: list):
+        ids: list[int] = []
+        patches = []
+        todo = iter(images)
+        for t in self.tokenizer(prompt)["input_ids"]:
+            if t != self.image_token:
+                ids.append(t)
+                continue
+            rows, text = self.image(next(todo))
+            patches.append(rows)
+            ids += self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return {**({"pixel_values": torch.cat(patches)} if patches else {}), "input_ids": torch.tensor([ids])}

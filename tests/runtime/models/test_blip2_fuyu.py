@@ -1,0 +1,123 @@
+"""BLIP-2 (ViT, Q-Former, OPT) and Fuyu (patches through a linear layer into Persimmon) against
+transformers on tiny random checkpoints saved with their PIL image processors and processors:
+prompt logprobs (float32, 1e-4) and 16 greedy tokens with one image and two, alone, through
+chunks smaller than an image, batched with text and behind a cached prefix; a repeated image
+reuses its cached KV and runs no encoder; token layouts equal Blip2Processor's and
+FuyuProcessor's (rows closed by |NEWLINE|, then <s>); a T5 language model is refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from mm_fixtures import png_bytes, random_image
+from sgl.runtime.multimodal.random_blip import (
+    BLIP2_IMAGE,
+    FUYU_IMAGE,
+    save_random_blip2,
+    save_random_fuyu,
+)
+from vlm_references import GREEDY, Blip2Reference, FuyuReference, check, run
+
+IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
+FAMILIES = {"blip2": (BLIP2_IMAGE, save_random_blip2, Blip2Reference), "fuyu": (FUYU_IMAGE, save_random_fuyu, FuyuReference)}
+
+
+@pytest.fixture(scope="module", params=list(FAMILIES))
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def folder(family, tmp_path_factory, default_tokenizer_folder):
+    return FAMILIES[family][1](str(tmp_path_factory.mktemp(family)), default_tokenizer_folder)
+
+
+@pytest.fixture(scope="module")
+def reference(family, folder):
+    return FAMILIES[family][2](folder)
+
+
+@pytest.fixture(scope="module")
+def prompts(family):
+    image, end = FAMILIES[family][0], "<0x04>" if family == "fuyu" else ""  # Fuyu's <boa> ends its prompts
+    return f"{image}What is in it?{end}", f"{image}First, then {image} which is brighter?{end}"
+
+
+def test_parity_alone_and_chunked(engine, chunked, reference, prompts):
+    for prompt, images in zip(prompts, (IMAGES[:1], IMAGES[1:])):
+        for e in (engine, chunked):
+            e.flush_cache()
+            check(run(e, prompt, images), reference, prompt, images)
+            e.check_kv()
+
+
+def test_batched_with_text_behind_a_cached_prefix_and_repeated(engine, reference, prompts):
+    one, two = prompts
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one, text, two], GREEDY, image_data=[IMAGES[0], None, IMAGES[1:]],
+                          return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, one, IMAGES[:1])
+    check(out[2], reference, two, IMAGES[1:])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = two + " Answer in one word."
+    start = len(reference.inputs(two, IMAGES[1:])["input_ids"][0]) - 1
+    again = run(engine, longer, IMAGES[1:], start)
+    assert again["meta_info"]["cached_tokens"] >= start > 16
+    check(again, reference, longer, IMAGES[1:], start)
+    # the same pixels (as PNG bytes) reuse the image's KV and run no encoder; other pixels do
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one, GREEDY, image_data=png_bytes(IMAGES[0]))
+    other = engine.generate(one, GREEDY, image_data=random_image(5))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
+    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
+    assert other["meta_info"]["cached_tokens"] == ids.index(reference.image_token)
+    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
+    engine.check_kv()
+
+
+@pytest.mark.parametrize("family", ["blip2"], indirect=True)
+def test_blip2_layout_equals_its_processor(family, folder, engine, reference):
+    """Blip2Processor's ids (the queries' <image> ids, then the text) equal ours for a prompt
+    that starts with <image>, whatever the image's size."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+    for size in [(40, 56), (200, 30), (16, 300)]:
+        img = random_image(7, size)
+        theirs = processor(text="What is in it?", images=img, return_tensors="pt")
+        ours = reference.inputs(f"{BLIP2_IMAGE}What is in it?", [img])
+        assert theirs["input_ids"].tolist() == ours["input_ids"].tolist()
+        assert (theirs["pixel_values"] == ours["pixel_values"]).all()
+        expanded, mm = engine._media.expand(engine.tokenizer(f"{BLIP2_IMAGE}What is in it?")["input_ids"], [img], [])
+        assert len(expanded) == theirs["input_ids"].shape[1] and mm.items[0].offset == 0
+
+
+def test_blip2_with_t5_is_refused():
+    from sgl.runtime.config import ModelConfig
+    from sgl.runtime.models.blip2 import Blip2ForConditionalGeneration
+    from transformers import Blip2Config, T5Config
+
+    hf = Blip2Config(text_config=T5Config(d_model=32, d_ff=64, num_layers=1, num_heads=2), image_token_index=5,
+                     architectures=["Blip2ForConditionalGeneration"])
+    with pytest.raises(ValueError, match="encoder-decoder language model .* only decoder-only"):
+        Blip2ForConditionalGeneration(ModelConfig.from_hf(hf), 64)
+
+
+@pytest.mark.parametrize("family", ["fuyu"], indirect=True)
+def test_fuyu_layout_equals_its_processor(family, engine, reference, prompts):
+    """Rows of patches closed by |NEWLINE|, then <s> (FuyuProcessor's text), and the patches,
+    for images smaller and larger than the processor's 32 x 48 px, tall and wide."""
+    two = prompts[1]
+    for size in [(40, 56), (64, 40), (33, 33), (200, 30), (16, 300), (8, 8)]:
+        img = random_image(7, size)
+        theirs = reference.inputs(two, [img, img])
+        ids = theirs["input_ids"][0].tolist()
+        expanded, mm = engine._media.expand(engine.tokenizer(two)["input_ids"], [img, img], [])
+        assert len(expanded) == len(ids)
+        rows = {it.offset + i for it in mm.items for i, t in enumerate(it.inputs["text_ids"].tolist()) if t < 0}
+        assert sorted(rows) == [i for i, t in enumerate(ids) if t == reference.image_token]
+        assert all(expanded[i] == t for i, t in enumerate(ids) if i not in rows)  # text, |NEWLINE|, <s>
+        ours = torch.cat([it.inputs["pixel_values"][0] for it in mm.items])
+        assert torch.equal(ours, theirs["pixel_values"].float())
