@@ -46,6 +46,7 @@ class VisionTowerConfig:
     position_embeddings: int = 0
     patch_bias: bool = False
     deepstack_layers: tuple[int, ...] = ()
+    aligner_depth: int = 0  # Janus: the linear layers of its aligner MLP
 
     @property
     def cls_tokens(self) -> int:
@@ -156,7 +157,7 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
     tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(**{
-        **dict(hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
+        **dict(hidden_size=vision.hidden_size, intermediate_size=_first(vision, "intermediate_size") or 0,
                num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
                image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
                num_channels=_first(vision, "num_channels") or 3, norm_eps=_first(vision, "layer_norm_eps") or 1e-5,
@@ -167,7 +168,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
                kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1,
                rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
                out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
-        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
+        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {}),
+        **(_janus_fields(vision) if _first(vision, "model_type") == "janus_vision_model" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -212,6 +214,13 @@ def _pixtral_fields(vision: Any) -> dict[str, Any]:
     rope = _first(vision, "rope_parameters") or {}
     return dict(rms_norm=True, gated_mlp=True, attention_bias=False, norm_eps=1e-5,
                 rope_theta=float(rope.get("rope_theta") or _first(vision, "rope_theta") or 10000.0))
+
+
+def _janus_fields(vision: Any) -> dict[str, Any]:
+    """Janus's SigLIP-style tower: an MLP of hidden * mlp_ratio, an aligner of `depth` linear
+    layers into projection_dim (the text width)."""
+    return dict(intermediate_size=int(vision.hidden_size * vision.mlp_ratio), out_hidden_size=vision.projection_dim,
+                aligner_depth=vision.depth)
 
 
 def _side(size: Any) -> int:

@@ -9,6 +9,7 @@ import torch
 from .random_checkpoints import (
     IMAGE_TOKEN,
     TEXT_VOCAB,
+    TINY_TEXT,
     _copy_chat_template,
     tokenizer_with_vision_tokens,
 )
@@ -75,5 +76,44 @@ def save_random_fuyu(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
     FuyuForCausalLM(config).eval().save_pretrained(folder)
     images = FuyuImageProcessorPil(size={"height": 32, "width": 48}, patch_size={"height": 8, "width": 8})
     FuyuProcessor(image_processor=images, tokenizer=tok).save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
+
+
+JANUS_TOKENS = {"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>", "eoi_token": "<end_of_image>"}
+JANUS_IMAGE = JANUS_TOKENS["image_token"]  # what a Janus prompt holds for an image
+
+
+def save_random_janus(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+    """A random Janus (understanding side): a SigLIP-style tower of 32 px images and 8 px patches
+    (16 tokens an image), a 2-layer aligner into a 2-layer Llama of hidden 64, and the smallest
+    VQ-VAE transformers builds (its generation side, unused here); JanusImageProcessor (32 px)
+    and JanusProcessor (<begin_of_image> 16 x <image_placeholder> <end_of_image>)."""
+    from transformers import (
+        JanusConfig,
+        JanusForConditionalGeneration,
+        JanusProcessor,
+        JanusVisionConfig,
+        JanusVQVAEConfig,
+        LlamaConfig,
+    )
+    from transformers.models.janus.image_processing_pil_janus import JanusImageProcessorPil
+
+    from .random_gemma import _tokenizer
+
+    tok = _tokenizer(tokenizer_folder, JANUS_TOKENS)
+    vision = JanusVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8,
+                               mlp_ratio=2.0, projection_dim=64, depth=2, num_image_tokens=16, initializer_range=0.2)
+    vq = JanusVQVAEConfig(embed_dim=4, num_embeddings=16, latent_channels=32, base_channels=32, channel_multiplier=[1],
+                          num_res_blocks=1, projection_dim=64, image_token_embed_dim=64, num_hidden_layers=1)
+    text = LlamaConfig(**TINY_TEXT, vocab_size=TEXT_VOCAB, max_position_embeddings=512, initializer_range=0.2,
+                       bos_token_id=1, eos_token_id=2)
+    config = JanusConfig(text_config=text, vision_config=vision, vq_config=vq,
+                         image_token_id=tok.convert_tokens_to_ids(JANUS_IMAGE), tie_word_embeddings=False,
+                         architectures=["JanusForConditionalGeneration"])
+    torch.manual_seed(seed)
+    JanusForConditionalGeneration(config).eval().save_pretrained(folder)
+    images = JanusImageProcessorPil(size={"height": 32, "width": 32}, min_size=8)
+    JanusProcessor(image_processor=images, tokenizer=tok, num_image_tokens=16).save_pretrained(folder)
     _copy_chat_template(tokenizer_folder, folder)
     return folder

@@ -205,3 +205,16 @@ class FuyuReference(LlavaReference):
             patches.append(rows)
             ids += self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return {**({"pixel_values": torch.cat(patches)} if patches else {}), "input_ids": torch.tensor([ids])}
+
+
+class JanusReference(LlavaReference):
+    """Janus: JanusProcessor itself (its PIL image processor; each <image_placeholder> becomes
+    <begin_of_image>, num_image_tokens placeholders, <end_of_image>), text generation mode."""
+
+    def __init__(self, folder: str) -> None:
+        import transformers
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = transformers.JanusForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_id

@@ -1,9 +1,11 @@
-"""BLIP-2 (ViT, Q-Former, OPT) and Fuyu (patches through a linear layer into Persimmon) against
+"""BLIP-2 (ViT, Q-Former, OPT), Fuyu (patches through a linear layer into Persimmon) and Janus
+(understanding: SigLIP-style tower, aligner, Llama) against
 transformers on tiny random checkpoints saved with their PIL image processors and processors:
 prompt logprobs (float32, 1e-4) and 16 greedy tokens with one image and two, alone, through
 chunks smaller than an image, batched with text and behind a cached prefix; a repeated image
 reuses its cached KV and runs no encoder; token layouts equal Blip2Processor's and
-FuyuProcessor's (rows closed by |NEWLINE|, then <s>); a T5 language model is refused."""
+FuyuProcessor's (rows closed by |NEWLINE|, then <s>) and JanusProcessor's; BLIP-2 with a T5
+language model and a Janus image-generation prompt are refused."""
 
 from __future__ import annotations
 
@@ -13,13 +15,16 @@ from mm_fixtures import png_bytes, random_image
 from sgl.runtime.multimodal.random_blip import (
     BLIP2_IMAGE,
     FUYU_IMAGE,
+    JANUS_IMAGE,
     save_random_blip2,
     save_random_fuyu,
+    save_random_janus,
 )
-from vlm_references import GREEDY, Blip2Reference, FuyuReference, check, run
+from vlm_references import GREEDY, Blip2Reference, FuyuReference, JanusReference, check, run
 
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
-FAMILIES = {"blip2": (BLIP2_IMAGE, save_random_blip2, Blip2Reference), "fuyu": (FUYU_IMAGE, save_random_fuyu, FuyuReference)}
+FAMILIES = {"blip2": (BLIP2_IMAGE, save_random_blip2, Blip2Reference), "fuyu": (FUYU_IMAGE, save_random_fuyu, FuyuReference),
+            "janus": (JANUS_IMAGE, save_random_janus, JanusReference)}
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))
@@ -121,3 +126,23 @@ def test_fuyu_layout_equals_its_processor(family, engine, reference, prompts):
         assert all(expanded[i] == t for i, t in enumerate(ids) if i not in rows)  # text, |NEWLINE|, <s>
         ours = torch.cat([it.inputs["pixel_values"][0] for it in mm.items])
         assert torch.equal(ours, theirs["pixel_values"].float())
+
+
+@pytest.mark.parametrize("family", ["janus"], indirect=True)
+def test_janus_layout_and_no_image_generation(family, engine, reference, prompts):
+    """JanusProcessor's ids (<begin_of_image>, a row per patch, <end_of_image>) equal ours for
+    images of any shape; a prompt asking for an image (<begin_of_image>) is refused, saying
+    that generation is out of scope, and the engine keeps serving."""
+    two = prompts[1]
+    for size in [(40, 56), (200, 30), (16, 300)]:
+        img = random_image(7, size)
+        ids = reference.inputs(two, [img, img])["input_ids"][0].tolist()
+        expanded, mm = engine._media.expand(engine.tokenizer(two)["input_ids"], [img, img], [])
+        rows = {it.offset + i for it in mm.items for i in range(it.length)}
+        assert sorted(rows) == [i for i, t in enumerate(ids) if t == reference.image_token]
+        assert len(expanded) == len(ids) and all(expanded[i] == t for i, t in enumerate(ids) if i not in rows)
+    ask = reference.processor(text="Draw a cat.", generation_mode="image")["input_ids"][0].tolist()
+    with pytest.raises(ValueError, match="image generation is out of scope"):
+        engine.generate(input_ids=ask, sampling_params=GREEDY)
+    text = "Still serving text."
+    assert engine.generate(text, GREEDY)["output_ids"] == reference.greedy(text, [])
