@@ -32,6 +32,50 @@ def run(engine, prompt, images, start: int = 0):
     return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
 
 
+
+def check_alone_and_chunked(engines: tuple, reference: LlavaReference, prompts: tuple[str, str],
+                            images: tuple[list, list]) -> None:
+    """Each (prompt, its images) on each engine (whole prefill, chunks smaller than an image)
+    from an empty cache, equal to the reference."""
+    for prompt, imgs in zip(prompts, images):
+        for e in engines:
+            e.flush_cache()
+            check(run(e, prompt, imgs), reference, prompt, imgs)
+            e.check_kv()
+
+
+def check_batched_cached_repeated(engine, reference: LlavaReference, prompts: tuple[str, str], images: list,
+                                  min_prefix: int) -> None:
+    """One image's prompt, a text one and two images' prompt in one batch; the second again,
+    longer, behind its cached prefix (more than min_prefix tokens); the first image again (as
+    PNG bytes) reuses its KV and runs no encoder, other pixels run it once and share only the
+    text before the image's first row."""
+    from mm_fixtures import png_bytes, random_image
+
+    one, two = prompts
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one, text, two], GREEDY, image_data=[images[0], None, images[1:]],
+                          return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, one, images[:1])
+    check(out[2], reference, two, images[1:])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = two + " Answer in one word."
+    start = len(reference.inputs(two, images[1:])["input_ids"][0]) - 1
+    again = run(engine, longer, images[1:], start)
+    assert again["meta_info"]["cached_tokens"] >= start > min_prefix
+    check(again, reference, longer, images[1:], start)
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one, GREEDY, image_data=png_bytes(images[0]))
+    other = engine.generate(one, GREEDY, image_data=random_image(5))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
+    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
+    first = ids.index(reference.image_token)  # the text before it (InternVL's <img>, Janus's <begin_of_image>) is shared
+    assert other["meta_info"]["cached_tokens"] == first
+    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
+    engine.check_kv()
+
 class InternVLReference(LlavaReference):
     """Each <IMG_CONTEXT> becomes <img>, 16 context tokens a tile, </img> (InternVLProcessor's rule)."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mm_fixtures import png_bytes, random_image
+from mm_fixtures import random_image
 from sgl.runtime.multimodal.random_blip import (
     BLIP2_IMAGE,
     FUYU_IMAGE,
@@ -20,7 +20,14 @@ from sgl.runtime.multimodal.random_blip import (
     save_random_fuyu,
     save_random_janus,
 )
-from vlm_references import GREEDY, Blip2Reference, FuyuReference, JanusReference, check, run
+from vlm_references import (
+    GREEDY,
+    Blip2Reference,
+    FuyuReference,
+    JanusReference,
+    check_alone_and_chunked,
+    check_batched_cached_repeated,
+)
 
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
 FAMILIES = {"blip2": (BLIP2_IMAGE, save_random_blip2, Blip2Reference), "fuyu": (FUYU_IMAGE, save_random_fuyu, FuyuReference),
@@ -49,37 +56,11 @@ def prompts(family):
 
 
 def test_parity_alone_and_chunked(engine, chunked, reference, prompts):
-    for prompt, images in zip(prompts, (IMAGES[:1], IMAGES[1:])):
-        for e in (engine, chunked):
-            e.flush_cache()
-            check(run(e, prompt, images), reference, prompt, images)
-            e.check_kv()
+    check_alone_and_chunked((engine, chunked), reference, prompts, (IMAGES[:1], IMAGES[1:]))
 
 
 def test_batched_with_text_behind_a_cached_prefix_and_repeated(engine, reference, prompts):
-    one, two = prompts
-    engine.flush_cache()
-    text = "Plain text, no pictures at all here."
-    out = engine.generate([one, text, two], GREEDY, image_data=[IMAGES[0], None, IMAGES[1:]],
-                          return_logprob=True, logprob_start_len=0)
-    check(out[0], reference, one, IMAGES[:1])
-    check(out[2], reference, two, IMAGES[1:])
-    assert out[1]["output_ids"] == reference.greedy(text, [])
-    longer = two + " Answer in one word."
-    start = len(reference.inputs(two, IMAGES[1:])["input_ids"][0]) - 1
-    again = run(engine, longer, IMAGES[1:], start)
-    assert again["meta_info"]["cached_tokens"] >= start > 16
-    check(again, reference, longer, IMAGES[1:], start)
-    # the same pixels (as PNG bytes) reuse the image's KV and run no encoder; other pixels do
-    runs = engine.get_server_info()["vision_encoder_runs"]
-    same = engine.generate(one, GREEDY, image_data=png_bytes(IMAGES[0]))
-    other = engine.generate(one, GREEDY, image_data=random_image(5))
-    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
-    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
-    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
-    assert other["meta_info"]["cached_tokens"] == ids.index(reference.image_token)
-    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
-    engine.check_kv()
+    check_batched_cached_repeated(engine, reference, prompts, IMAGES, min_prefix=16)
 
 
 @pytest.mark.parametrize("family", ["blip2"], indirect=True)
@@ -146,3 +127,23 @@ def test_janus_layout_and_no_image_generation(family, engine, reference, prompts
         engine.generate(input_ids=ask, sampling_params=GREEDY)
     text = "Still serving text."
     assert engine.generate(text, GREEDY)["output_ids"] == reference.greedy(text, [])
+
+
+def test_blip2_hub_layout_loads_q_and_v_biases():
+    """The hub's BLIP-2 checkpoints keep the ViT's q_bias and v_bias apart (transformers 5 saves
+    one qkv.bias with zeros for k); (1, 1, h) / (1, n, h) embeddings become CLIP's shapes."""
+    from types import SimpleNamespace
+
+    from sgl.runtime.models.blip2 import Blip2ForConditionalGeneration
+    from sgl.runtime.models.opt import OPTForCausalLM
+
+    layer = "vision_model.encoder.layers.0.self_attn."
+    q, v = torch.arange(4.0), torch.arange(4.0) + 10
+    weights = [(layer + "q_bias", q), (layer + "v_bias", v), ("vision_model.embeddings.class_embedding", torch.ones(1, 1, 4)),
+               ("vision_model.embeddings.position_embedding", torch.ones(1, 5, 4)),
+               ("language_model.model.decoder.layers.0.fc1.weight", torch.ones(2, 2))]
+    out = dict(Blip2ForConditionalGeneration.transform_weights(SimpleNamespace(text_cls=OPTForCausalLM), weights))
+    assert torch.equal(out[layer + "qkv.bias"], torch.cat([q, torch.zeros(4), v]))
+    assert out["vision_model.embeddings.class_embedding"].shape == (4,)
+    assert out["vision_model.embeddings.position_embedding.weight"].shape == (5, 4)
+    assert "language_model.model.layers.0.mlp.up_proj.weight" in out
