@@ -1,8 +1,8 @@
 """BLIP-2 (`Blip2ForConditionalGeneration`): a ViT (layers/vision_blip.py), the Q-Former whose
 `num_query_tokens` learned queries cross-attend to the ViT's states, a linear projection into
 the text width, and a decoder-only language model (OPT). Each image is num_query_tokens rows
-at its `<image>` placeholder (Blip2Processor puts them before the prompt's text: a prompt that
-starts with `<image>` gives the same ids).
+at its `<image>` placeholder (Blip2Processor puts them before the prompt's text, its BOS too:
+a prompt that starts with `<image>` gives the same ids, `arrange_prompt`).
 
 # differs from LLaVA: the image's rows are the Q-Former's outputs (as many as it has queries,
 # whatever the image's size), not one per patch. BLIP-2 with a T5 (encoder-decoder) language
@@ -77,6 +77,14 @@ class Blip2ForConditionalGeneration(VisionLanguageModel):
                 yield name, t
 
     # ---- media -------------------------------------------------------------------------
+    @staticmethod
+    def arrange_prompt(ids: list[int], image_token: int | None, bos: int | None) -> list[int]:
+        """Blip2Processor puts an image's query tokens before the text's tokens, BOS included
+        (OPT's tokenizer starts with </s>): a prompt that starts BOS <image> is <image> BOS."""
+        if bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == image_token:
+            return [image_token, bos, *ids[2:]]
+        return ids
+
     @staticmethod
     def num_media_tokens(mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
         assert mm.qformer is not None

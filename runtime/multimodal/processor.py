@@ -131,6 +131,9 @@ class MediaProcessor:
                audios: list[Any] = ()) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and
         the items. Raises ValueError naming the field when the counts do not match."""
+        arrange = getattr(self.model_cls, "arrange_prompt", None)  # BLIP-2: its image before the BOS
+        if arrange is not None and images:
+            ids = arrange(ids, self.prompt_token["image"], self.tokenizer.bos_token_id)
         wanted = {"image": (self.prompt_token["image"], images, "image_data"),
                   "video": (self.prompt_token["video"], videos, "video_data"),
                   "audio": (self.prompt_token["audio"], list(audios), "audio_data")}

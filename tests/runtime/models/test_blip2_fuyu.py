@@ -147,3 +147,13 @@ def test_blip2_hub_layout_loads_q_and_v_biases():
     assert out["vision_model.embeddings.class_embedding"].shape == (4,)
     assert out["vision_model.embeddings.position_embedding.weight"].shape == (5, 4)
     assert "language_model.model.layers.0.mlp.up_proj.weight" in out
+
+
+def test_blip2_puts_the_image_before_the_bos():
+    """OPT's tokenizer starts a prompt with </s>; Blip2Processor's queries come before it."""
+    from sgl.runtime.models.blip2 import Blip2ForConditionalGeneration
+
+    arrange = Blip2ForConditionalGeneration.arrange_prompt
+    assert arrange([2, 9, 5, 6], 9, 2) == [9, 2, 5, 6]
+    assert arrange([9, 5, 6], 9, 2) == [9, 5, 6] and arrange([2, 5, 9], 9, 2) == [2, 5, 9]
+    assert arrange([2, 9, 5], 9, None) == [2, 9, 5]
