@@ -102,7 +102,7 @@ class FuyuForCausalLM(VisionLanguageModel):
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
         """-> (item.length, hidden) per image: its projected patches, row by row, and the
         |NEWLINE| embeddings closing each row (all images' patches in one matmul)."""
-        w = self.vision_embed_tokens.weight
+        e = self.language_model.model.embed_tokens.weight  # (the linear's weight may be repacked for bf16 tiles)
         patches = [it.inputs["pixel_values"][0] for it in items]
-        rows = self.vision_embed_tokens(torch.cat(patches).to(w.device, w.dtype)).split([len(p) for p in patches])
+        rows = self.vision_embed_tokens(torch.cat(patches).to(e.device, e.dtype)).split([len(p) for p in patches])
         return [self.with_text_rows(it, r) for it, r in zip(items, rows)]
