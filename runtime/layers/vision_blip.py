@@ -122,8 +122,11 @@ class QFormer(nn.Module):
         self.encoder = QFormerEncoder(c)
 
     def forward(self, queries: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """queries (1, queries, hidden), image (images, tokens, vision hidden)."""
-        x = self.layernorm(queries.to(image.dtype)).expand(image.shape[0], -1, -1)
+        """queries (1, queries, hidden), image (images, tokens, vision hidden) -> in the Q-Former's
+        own dtype (BLIP-2 keeps it in float32, as transformers does)."""
+        dtype = self.layernorm.weight.dtype
+        x = self.layernorm(queries.to(dtype)).expand(image.shape[0], -1, -1)
+        image = image.to(dtype)
         for layer in self.encoder.layer:
             x = layer(x, image)
         return x

@@ -54,8 +54,10 @@ class Blip2ForConditionalGeneration(VisionLanguageModel):
         self.language_model = self.text_cls(config, max_length)
         self.vision_model = BlipVisionTower(mm.tower)
         q = mm.qformer
-        self.query_tokens = nn.Parameter(torch.empty(1, q.num_query_tokens, q.hidden_size), requires_grad=False)
-        self.qformer = QFormer(q)
+        # the queries and the Q-Former stay float32 in every dtype (transformers' _keep_in_fp32_modules)
+        self.query_tokens = nn.Parameter(torch.empty(1, q.num_query_tokens, q.hidden_size, dtype=torch.float32),
+                                         requires_grad=False)
+        self.qformer = QFormer(q).float()
         self.language_projection = Linear(q.hidden_size, config.hidden_size, bias=True)
 
     def transform_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
@@ -100,4 +102,4 @@ class Blip2ForConditionalGeneration(VisionLanguageModel):
         device = self.query_tokens.device
         pixels = torch.cat([it.inputs["pixel_values"] for it in items]).to(device)
         states = self.vision_model(pixels)  # (images, 1 + patches, vision hidden)
-        return list(self.language_projection(self.qformer(self.query_tokens, states)).unbind(0))
+        return list(self.language_projection(self.qformer(self.query_tokens, states).to(states.dtype)).unbind(0))

@@ -157,3 +157,21 @@ def test_blip2_puts_the_image_before_the_bos():
     assert arrange([2, 9, 5, 6], 9, 2) == [9, 2, 5, 6]
     assert arrange([9, 5, 6], 9, 2) == [9, 5, 6] and arrange([2, 5, 9], 9, 2) == [2, 5, 9]
     assert arrange([2, 9, 5], 9, None) == [2, 9, 5]
+
+
+@pytest.mark.parametrize("family", ["blip2"], indirect=True)
+def test_blip2_keeps_its_qformer_in_float32(family, folder):
+    """As transformers' _keep_in_fp32_modules: in a bf16 model the queries and the Q-Former
+    stay float32, the rest is bf16."""
+    from sgl.runtime.config import ModelConfig
+    from sgl.runtime.models.blip2 import Blip2ForConditionalGeneration
+    from transformers import AutoConfig
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        m = Blip2ForConditionalGeneration(ModelConfig.from_hf(AutoConfig.from_pretrained(folder)), 64)
+    finally:
+        torch.set_default_dtype(previous)
+    assert m.query_tokens.dtype == m.qformer.encoder.layer[0].crossattention.attention.key.weight.dtype == torch.float32
+    assert m.language_projection.weight.dtype == m.vision_model.post_layernorm.weight.dtype == torch.bfloat16
