@@ -5,8 +5,9 @@ straight into a Persimmon decoder.
 An image at the prompt's |SPEAKER| token becomes, as FuyuProcessor lays it out, rows of
 |SPEAKER| * columns + |NEWLINE| (the patch rows of the image cropped to whole patches), then
 <s>. The newlines are text tokens among the image's rows (`media_text_ids`); <s> follows the
-item (`image_wrap`). FuyuImageProcessor's PIL backend does the resizing and padding (no
-torchvision); its own patchify_image cuts the patches.
+item (`image_wrap`; a tokenizer's BOS before the image goes: `arrange_prompt`).
+FuyuImageProcessor's PIL backend does the resizing and padding (no torchvision); its own
+patchify_image cuts the patches.
 
 # differs from LLaVA: an image's rows are linear projections of its pixels, and an image
 # takes as many rows as its size gives (up to the processor's size)."""
@@ -66,6 +67,14 @@ class FuyuForCausalLM(VisionLanguageModel):
     def image_wrap(mm: MultimodalConfig, folder: str) -> tuple[list[int], list[int]]:
         """<s> after each image's rows (FuyuProcessor's replace_image_token)."""
         return [], [media_token_ids(folder, ("<s>",))["<s>"]]
+
+    @staticmethod
+    def arrange_prompt(ids: list[int], image_token: int | None, bos: int | None) -> list[int]:
+        """A tokenizer's BOS before the first image goes: FuyuProcessor puts <s> after the image
+        (image_wrap), none before it."""
+        if bos is not None and len(ids) > 1 and ids[0] == bos and ids[1] == image_token:
+            return ids[1:]
+        return ids
 
     @staticmethod
     def image_inputs(image_processor: Any, image: Any, count: int) -> dict[str, torch.Tensor]:

@@ -149,14 +149,18 @@ def test_blip2_hub_layout_loads_q_and_v_biases():
     assert "language_model.model.layers.0.mlp.up_proj.weight" in out
 
 
-def test_blip2_puts_the_image_before_the_bos():
-    """OPT's tokenizer starts a prompt with </s>; Blip2Processor's queries come before it."""
+def test_blip2_and_fuyu_put_the_image_before_the_bos():
+    """OPT's tokenizer starts a prompt with </s>; Blip2Processor's queries come before it.
+    Fuyu's SentencePiece tokenizer starts one with <s>; FuyuProcessor has it after the image."""
     from sgl.runtime.models.blip2 import Blip2ForConditionalGeneration
+    from sgl.runtime.models.fuyu import FuyuForCausalLM
 
     arrange = Blip2ForConditionalGeneration.arrange_prompt
     assert arrange([2, 9, 5, 6], 9, 2) == [9, 2, 5, 6]
     assert arrange([9, 5, 6], 9, 2) == [9, 5, 6] and arrange([2, 5, 9], 9, 2) == [2, 5, 9]
     assert arrange([2, 9, 5], 9, None) == [2, 9, 5]
+    assert FuyuForCausalLM.arrange_prompt([2, 9, 5], 9, 2) == [9, 5]  # its <s> comes after the image
+    assert FuyuForCausalLM.arrange_prompt([9, 5], 9, 2) == [9, 5]
 
 
 @pytest.mark.parametrize("family", ["blip2"], indirect=True)
