@@ -86,6 +86,9 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
                                           "google/paligemma2-3b-mix-224"),
     "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
+    "Blip2ForConditionalGeneration": ("blip2", "Blip2ForConditionalGeneration", "Salesforce/blip2-opt-2.7b"),
+    "FuyuForCausalLM": ("fuyu", "FuyuForCausalLM", "adept/fuyu-8b"),
+    "JanusForConditionalGeneration": ("janus", "JanusForConditionalGeneration", "deepseek-community/Janus-Pro-1B"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

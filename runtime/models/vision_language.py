@@ -4,6 +4,9 @@ input embeddings (runtime/multimodal) that the subclass's `encode_media` compute
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Iterator
+
 import torch
 from torch import nn
 
@@ -42,3 +45,17 @@ class VisionLanguageModel(nn.Module):
         out = self.language_model.model.embed_tokens(text.clamp(min=0)).to(rows.dtype)
         out[text < 0] = rows
         return out
+
+
+def rename_text_weights(weights: Iterable[tuple[str, torch.Tensor]], text_cls: type,
+                        prefix: str = "language_model.") -> Iterator[tuple[str, torch.Tensor]]:
+    """The text model's own `renamed_weights` applied only under `prefix` (OPT's `.fc1.` or
+    `.final_layer_norm.` would also match a vision tower's names if applied to every name)."""
+    renames = [(re.compile(a), b) for a, b in getattr(text_cls, "renamed_weights", ())]
+    for name, t in weights:
+        if name.startswith(prefix):
+            inner = name.removeprefix(prefix)
+            for pattern, repl in renames:
+                inner = pattern.sub(repl, inner)
+            name = prefix + inner
+        yield name, t

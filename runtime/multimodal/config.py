@@ -46,6 +46,7 @@ class VisionTowerConfig:
     position_embeddings: int = 0
     patch_bias: bool = False
     deepstack_layers: tuple[int, ...] = ()
+    aligner_depth: int = 0  # Janus: the linear layers of its aligner MLP
 
     @property
     def cls_tokens(self) -> int:
@@ -69,6 +70,22 @@ class AudioTowerConfig:
     num_mel_bins: int
     max_source_positions: int  # encoder positions: the processor's frames / 2
     hidden_act: str
+
+
+@dataclass(frozen=True)
+class QFormerConfig:
+    """BLIP-2's Querying Transformer: `num_query_tokens` learned queries through post-LN BERT
+    layers, each `cross_every`-th one also cross-attending to the vision tower's states."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_heads: int
+    cross_every: int
+    encoder_hidden_size: int
+    norm_eps: float
+    hidden_act: str
+    num_query_tokens: int
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,7 @@ class MultimodalConfig:
     # audio (Qwen2-Audio): the placeholder token and the encoder
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
+    qformer: QFormerConfig | None = None  # BLIP-2: each image is num_query_tokens Q-Former outputs
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -132,12 +150,14 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     vision = getattr(hf, "vision_config", None)
     if vision is None and getattr(hf, "audio_config", None) is not None:
         return audio_multimodal_config(hf)
+    if vision is None and getattr(hf, "model_type", None) == "fuyu":
+        return _fuyu(hf)
     if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
     layers = (-1,) if layers is None else tuple(layers) if isinstance(layers, (list, tuple)) else (int(layers),)
     tower = _qwen_tower(vision) if hasattr(vision, "spatial_merge_size") else VisionTowerConfig(**{
-        **dict(hidden_size=vision.hidden_size, intermediate_size=vision.intermediate_size,
+        **dict(hidden_size=vision.hidden_size, intermediate_size=_first(vision, "intermediate_size") or 0,
                num_layers=vision.num_hidden_layers, num_heads=vision.num_attention_heads,
                image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
                num_channels=_first(vision, "num_channels") or 3, norm_eps=_first(vision, "layer_norm_eps") or 1e-5,
@@ -148,7 +168,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
                kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1,
                rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
                out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
-        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
+        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {}),
+        **(_janus_fields(vision) if _first(vision, "model_type") == "janus_vision_model" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -163,7 +184,29 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
         downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0),
         prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
-        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0)
+        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0,
+        qformer=_qformer(hf))
+
+
+def _fuyu(hf: Any) -> MultimodalConfig:
+    """Fuyu has no vision tower: its image patches go through one linear layer into the
+    decoder; the "tower" holds only the patch size and channels."""
+    tower = VisionTowerConfig(hidden_size=0, intermediate_size=0, num_layers=0, num_heads=0, image_size=hf.image_size,
+                              patch_size=hf.patch_size, num_channels=hf.num_channels, norm_eps=0.0, hidden_act="",
+                              kind="fuyu")
+    return MultimodalConfig(image_token_id=hf.image_token_id, video_token_id=None, tower=tower, feature_layers=(),
+                            select_strategy="default", projector_act="", projector_bias=True)
+
+
+def _qformer(hf: Any) -> QFormerConfig | None:
+    """BLIP-2's qformer_config (with the root's num_query_tokens), else None."""
+    q = getattr(hf, "qformer_config", None)
+    if q is None:
+        return None
+    return QFormerConfig(hidden_size=q.hidden_size, intermediate_size=q.intermediate_size,
+                         num_layers=q.num_hidden_layers, num_heads=q.num_attention_heads,
+                         cross_every=q.cross_attention_frequency, encoder_hidden_size=q.encoder_hidden_size,
+                         norm_eps=q.layer_norm_eps, hidden_act=q.hidden_act, num_query_tokens=hf.num_query_tokens)
 
 
 def _pixtral_fields(vision: Any) -> dict[str, Any]:
@@ -171,6 +214,13 @@ def _pixtral_fields(vision: Any) -> dict[str, Any]:
     rope = _first(vision, "rope_parameters") or {}
     return dict(rms_norm=True, gated_mlp=True, attention_bias=False, norm_eps=1e-5,
                 rope_theta=float(rope.get("rope_theta") or _first(vision, "rope_theta") or 10000.0))
+
+
+def _janus_fields(vision: Any) -> dict[str, Any]:
+    """Janus's SigLIP-style tower: an MLP of hidden * mlp_ratio, an aligner of `depth` linear
+    layers into projection_dim (the text width)."""
+    return dict(intermediate_size=int(vision.hidden_size * vision.mlp_ratio), out_hidden_size=vision.projection_dim,
+                aligner_depth=vision.depth)
 
 
 def _side(size: Any) -> int:

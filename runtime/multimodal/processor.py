@@ -96,6 +96,13 @@ class MediaProcessor:
             self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
         return self._tokenizer
 
+    def check_prompt(self, ids: list[int]) -> None:
+        """A family that reads images but cannot make them (Janus) refuses a prompt asking for
+        one: its image-start token, which the engine itself puts before each given image."""
+        error = getattr(self.model_cls, "image_generation_error", None)
+        if error and self.image_wrap[0] and self.image_wrap[0][-1] in ids:
+            raise ValueError(error)
+
     def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
         """The processor's tensors of one image of a prompt that has `count` images (a model
         class may process several images per prompt differently: `image_inputs`)."""
@@ -124,6 +131,9 @@ class MediaProcessor:
                audios: list[Any] = ()) -> tuple[list[int], MultimodalInputs]:
         """The prompt with each image/video placeholder token expanded into its item's ids, and
         the items. Raises ValueError naming the field when the counts do not match."""
+        arrange = getattr(self.model_cls, "arrange_prompt", None)  # BLIP-2: its image before the BOS
+        if arrange is not None and images:
+            ids = arrange(ids, self.prompt_token["image"], self.tokenizer.bos_token_id)
         wanted = {"image": (self.prompt_token["image"], images, "image_data"),
                   "video": (self.prompt_token["video"], videos, "video_data"),
                   "audio": (self.prompt_token["audio"], list(audios), "audio_data")}
@@ -196,6 +206,8 @@ def expand_prompts(processor: MediaProcessor | None, architecture: str, prompts:
     """Per prompt: its ids with media placeholders expanded, and its media (None: no media at
     all). Everything is loaded and checked before any request is queued."""
     given = {"image_data": image_data, "video_data": video_data, "audio_data": audio_data}
+    for ids in prompts if processor is not None else ():
+        processor.check_prompt(ids)
     if all(v is None for v in given.values()):
         return None
     if processor is None:

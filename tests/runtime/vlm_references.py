@@ -32,6 +32,50 @@ def run(engine, prompt, images, start: int = 0):
     return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
 
 
+
+def check_alone_and_chunked(engines: tuple, reference: LlavaReference, prompts: tuple[str, str],
+                            images: tuple[list, list]) -> None:
+    """Each (prompt, its images) on each engine (whole prefill, chunks smaller than an image)
+    from an empty cache, equal to the reference."""
+    for prompt, imgs in zip(prompts, images):
+        for e in engines:
+            e.flush_cache()
+            check(run(e, prompt, imgs), reference, prompt, imgs)
+            e.check_kv()
+
+
+def check_batched_cached_repeated(engine, reference: LlavaReference, prompts: tuple[str, str], images: list,
+                                  min_prefix: int) -> None:
+    """One image's prompt, a text one and two images' prompt in one batch; the second again,
+    longer, behind its cached prefix (more than min_prefix tokens); the first image again (as
+    PNG bytes) reuses its KV and runs no encoder, other pixels run it once and share only the
+    text before the image's first row."""
+    from mm_fixtures import png_bytes, random_image
+
+    one, two = prompts
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one, text, two], GREEDY, image_data=[images[0], None, images[1:]],
+                          return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, one, images[:1])
+    check(out[2], reference, two, images[1:])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = two + " Answer in one word."
+    start = len(reference.inputs(two, images[1:])["input_ids"][0]) - 1
+    again = run(engine, longer, images[1:], start)
+    assert again["meta_info"]["cached_tokens"] >= start > min_prefix
+    check(again, reference, longer, images[1:], start)
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one, GREEDY, image_data=png_bytes(images[0]))
+    other = engine.generate(one, GREEDY, image_data=random_image(5))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
+    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
+    first = ids.index(reference.image_token)  # the text before it (InternVL's <img>, Janus's <begin_of_image>) is shared
+    assert other["meta_info"]["cached_tokens"] == first
+    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
+    engine.check_kv()
+
 class InternVLReference(LlavaReference):
     """Each <IMG_CONTEXT> becomes <img>, 16 context tokens a tile, </img> (InternVLProcessor's rule)."""
 
@@ -128,3 +172,93 @@ class Llama4Reference(LlavaReference):
         _, emb = self.embeds(prompt, images)
         out = self.model.language_model.generate(inputs_embeds=emb, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, -n:].tolist()
+
+
+class Blip2Reference(LlavaReference):
+    """BLIP-2: each <image> of the prompt becomes num_query_tokens <image> ids (Blip2Processor
+    puts one image's before the text: the same ids when the prompt starts with <image>)."""
+
+    def __init__(self, folder: str) -> None:
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
+        self.image_token = self.model.config.image_token_id
+        self.queries = self.model.config.num_query_tokens
+
+    def inputs(self, prompt: str, images: list):
+        enc = dict(self.image_processor(images=images, return_tensors="pt")) if images else {}
+        ids: list[int] = []
+        for t in self.tokenizer(prompt)["input_ids"]:
+            ids += [t] * self.queries if t == self.image_token else [t]
+        return {**enc, "input_ids": torch.tensor([ids])}
+
+    @torch.inference_mode()
+    def prompt_logprobs(self, prompt: str, images: list) -> tuple[list[int], torch.Tensor]:
+        if images:
+            return super().prompt_logprobs(prompt, images)
+        ids = self.inputs(prompt, [])["input_ids"]  # text alone: the language model (BLIP-2's forward needs pixels)
+        logits = self.model.language_model(input_ids=ids).logits[0].float()
+        return ids[0].tolist(), torch.log_softmax(logits[:-1], -1).gather(1, ids[0, 1:, None])[:, 0]
+
+    @torch.inference_mode()
+    def greedy(self, prompt: str, images: list, n: int = 16) -> list[int]:
+        if images:
+            return super().greedy(prompt, images, n)
+        ids = self.inputs(prompt, [])["input_ids"]
+        out = self.model.language_model.generate(input_ids=ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+        return out[0, -n:].tolist()
+
+
+class FuyuReference(LlavaReference):
+    """Fuyu: each |SPEAKER| of the prompt replaced by FuyuProcessor's own text for the image
+    (its replace_image_token: rows of |SPEAKER| * columns + |NEWLINE|, then <s>) and the
+    patches of the image cropped as its _process_images does. (transformers 5.24's
+    _process_images and __call__ fail with the PIL image processor: they take its numpy
+    images for torch tensors; __call__ also strips a first token meant for SentencePiece's "▁",
+    which the tests' byte-level tokenizer does not add. So the steps are taken one by one.)"""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor
+
+        self.tokenizer, _, self.model = hf_parts(folder)
+        self.processor = AutoProcessor.from_pretrained(folder)
+        self.image_token = self.model.config.image_token_id
+
+    def image(self, img) -> tuple[torch.Tensor, str]:
+        """(patches, 3 * patch^2) and the image's replacement text."""
+        import math
+
+        import numpy as np
+
+        ip = self.processor.image_processor
+        out = ip([img])
+        pixels = np.asarray(out["images"][0][0])
+        ph, pw = ip.patch_size["height"], ip.patch_size["width"]
+        h = min(pixels.shape[-2], math.ceil(out["image_unpadded_heights"][0][0] / ph) * ph)
+        w = min(pixels.shape[-1], math.ceil(out["image_unpadded_widths"][0][0] / pw) * pw)
+        text = self.processor.replace_image_token(out, 0, num_patches=ip.get_num_patches(h, w), row_width=w // pw)
+        return torch.from_numpy(ip.patchify_image(pixels[:, :h, :w])), text
+
+    def inputs(self, prompt: str, images: list):
+        ids: list[int] = []
+        patches = []
+        todo = iter(images)
+        for t in self.tokenizer(prompt)["input_ids"]:
+            if t != self.image_token:
+                ids.append(t)
+                continue
+            rows, text = self.image(next(todo))
+            patches.append(rows)
+            ids += self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return {**({"pixel_values": torch.cat(patches)} if patches else {}), "input_ids": torch.tensor([ids])}
+
+
+class JanusReference(LlavaReference):
+    """Janus: JanusProcessor itself (its PIL image processor; each <image_placeholder> becomes
+    <begin_of_image>, num_image_tokens placeholders, <end_of_image>), text generation mode."""
+
+    def __init__(self, folder: str) -> None:
+        import transformers
+        from transformers import AutoProcessor
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = transformers.JanusForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_id

@@ -4,7 +4,8 @@
   also show that the server binds 127.0.0.1 unless told otherwise).
 - `secure_server`: a tiny random Llama (fast to load, context 1024) with `--api-key` and a
   64 KiB body limit, for the auth, size-limit and over-long-prompt tests.
-- `mm_server`: a tiny random Qwen2-VL, for images and video over HTTP.
+- `mm_server`: a tiny random Qwen2-VL, for images and video over HTTP; `audio_server`: a tiny
+  random Qwen2-Audio, for audio over HTTP.
 
 Both are session-scoped and killed at the end of the session.
 """
@@ -163,5 +164,21 @@ def embedding_server(tmp_path_factory) -> Iterator[ServerProcess]:
     log = str(tmp_path_factory.mktemp("embedding") / "server.log")
     srv = start_server(["--model-path", str(gt.get_model_path()), "--dtype", "float32",
                         "--max-body-bytes", str(SMALL_BODY_LIMIT)], log)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="session")
+def audio_model(tmp_path_factory, default_tokenizer_folder) -> str:
+    """A tiny random Qwen2-Audio (1 s clips)."""
+    from sgl.runtime.multimodal.random_audio import save_random_qwen2_audio
+
+    return save_random_qwen2_audio(str(tmp_path_factory.mktemp("qwen2audio")), default_tokenizer_folder)
+
+
+@pytest.fixture(scope="session")
+def audio_server(tmp_path_factory, audio_model) -> Iterator[ServerProcess]:
+    log = str(tmp_path_factory.mktemp("audio") / "server.log")
+    srv = start_server(["--model-path", audio_model, "--dtype", "float32"], log)
     yield srv
     stop_server(srv)
