@@ -1,0 +1,150 @@
+"""GLM-4.1V and GLM-4.5V against transformers on tiny random checkpoints (bicubic learned
+positions, conv downsample and gated merger; M-RoPE with half the head rotating, in adjacent
+pairs for 4.1V's decoder; 4.5V's grouped-sigmoid MoE): prompt logprobs (float32, 1e-4) and 16
+greedy tokens with one image, two images and a video whose frames follow their seconds as
+Glm4vProcessor writes them; alone, through 8-token chunks (smaller than any image), batched
+with text, behind a cached prefix, and a repeated image reusing its KV."""
+
+from __future__ import annotations
+
+import os
+import types
+
+import pytest
+import torch
+from mm_fixtures import Qwen2VLReference, assert_qwen_parity, png_bytes, random_image, write_video
+from sgl.runtime.multimodal.media import load_clip
+from sgl.runtime.multimodal.random_glm4v import GLM_IMAGE, GLM_VIDEO, save_random_glm4v
+
+GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
+ONE = f"A photo: {GLM_IMAGE} What is in it?"
+TWO = f"First {GLM_IMAGE} then {GLM_IMAGE}: which is brighter?"
+# video alone: transformers 5.24's Glm4vModel masks image and video rows by the one image token
+# id, so a prompt with both fails there ("Image features and image tokens do not match")
+VID = f"Watch {GLM_VIDEO} what moves?"
+IMAGES = [random_image(1), random_image(2, (56, 40)), random_image(3, (33, 33))]
+FRAMES = 4
+
+
+@pytest.fixture(scope="module", params=["dense", "moe"])
+def folder(request, tmp_path_factory, default_tokenizer_folder):
+    return save_random_glm4v(str(tmp_path_factory.mktemp(f"glm4v_{request.param}")), default_tokenizer_folder,
+                             moe=request.param == "moe")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = write_video(str(tmp_path_factory.mktemp("clip") / "clip.mp4"), frames=10, size=(32, 40))
+    return {"data": path, "num_frames": FRAMES}
+
+
+class Glm4vReference(Qwen2VLReference):
+    """Qwen2VLReference with each <|video|> replaced by Glm4vProcessor's own
+    replace_video_token text (called on a stand-in processor); video frames hold the image
+    token, and mm_token_type_ids mark those inside <|begin_of_video|> ... <|end_of_video|> 2."""
+
+    def inputs(self, prompt: str, images: list, videos: list) -> dict:
+        from transformers.models.glm4v.processing_glm4v import Glm4vProcessor
+
+        stand_in = types.SimpleNamespace(video_processor=types.SimpleNamespace(merge_size=2), image_token="<|image|>")
+        stand_in.replace_frame_token_id = types.MethodType(Glm4vProcessor.replace_frame_token_id, stand_in)
+        for v in videos:
+            meta = types.SimpleNamespace(fps=v["fps"], timestamps=[i / v["fps"] for i in range(v["frames"])])
+            text = Glm4vProcessor.replace_video_token(stand_in, {**v, "video_metadata": [meta]}, 0)
+            prompt = prompt.replace("<|video|>", text.replace("<|image|>", "\0"), 1)
+        enc = super().inputs(prompt.replace("\0", ""), images, [])
+        ids = self.tokenizer(prompt.replace("\0", "<|image|>"))["input_ids"]
+        counts = iter([int(g.prod()) // self.merge for g in enc.get("image_grid_thw", [])])
+        start, end = self.tokenizer.convert_tokens_to_ids(["<|begin_of_video|>", "<|end_of_video|>"])
+        expanded: list[int] = []
+        kinds: list[int] = []
+        inside = False
+        for t in ids:
+            inside = (inside or t == start) and t != end
+            if t != self.image_token:
+                expanded.append(t)
+                kinds.append(0)
+            elif inside:  # one frame token per "\0": the video's tokens come one by one
+                expanded.append(t)
+                kinds.append(2)
+            else:
+                n = next(counts)
+                expanded += [t] * n
+                kinds += [1] * n
+        if videos:
+            enc["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in videos])
+            enc["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in videos])
+        return {**enc, "input_ids": torch.tensor([expanded]), "mm_token_type_ids": torch.tensor([kinds])}
+
+
+@pytest.fixture(scope="module")
+def reference(folder):
+    return Glm4vReference(folder)
+
+
+def ref_videos(engine, video: dict | None) -> list:
+    """The video's pixels as the engine makes them, with the sampled clip's fps and frame count."""
+    if video is None:
+        return []
+    frames, fps = load_clip(video["data"], video["num_frames"])
+    inputs = engine._media.video_inputs(video, "video_data")
+    return [{"pixel_values_videos": inputs["pixel_values_videos"], "video_grid_thw": inputs["video_grid_thw"],
+             "fps": fps, "frames": len(frames)}]
+
+
+def check(engine, result: dict, reference: Glm4vReference, prompt: str, images: list, video=None, start: int = 0):
+    assert_qwen_parity(result, reference, prompt, images, ref_videos(engine, video), start)
+
+
+def run(engine, prompt, images, video=None, start: int = 0):
+    return engine.generate(prompt, GREEDY, image_data=images, video_data=video, return_logprob=True,
+                           logprob_start_len=start)
+
+
+@pytest.mark.parametrize("case", ["one", "two", "video"])
+def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
+    if case == "two" and os.path.basename(folder).startswith("glm4v_moe"):
+        pytest.skip("the MoE decoder's parity: one image and the video suffice (test time)")
+    prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
+                           "video": (VID, [], video)}[case]
+    for e in (engine, chunked):
+        e.flush_cache()
+        check(e, run(e, prompt, images, vid), reference, prompt, images, vid)
+        e.check_kv()
+
+
+def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
+    if os.path.basename(folder).startswith("glm4v_moe"):
+        pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([ONE, text, VID], GREEDY, image_data=[IMAGES[0], None, None],
+                          video_data=[None, None, video], return_logprob=True, logprob_start_len=0)
+    check(engine, out[0], reference, ONE, IMAGES[:1])
+    check(engine, out[2], reference, VID, [], video)
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    # behind a cached prefix holding the video: the rest continues their positions
+    longer = VID + " Answer in one word."
+    start = len(reference.inputs(VID, [], ref_videos(engine, video))["input_ids"][0]) - 1
+    again = run(engine, longer, [], video, start)
+    assert again["meta_info"]["cached_tokens"] >= start > 40
+    check(engine, again, reference, longer, [], video, start)
+    # the same image again (as PNG bytes) reuses its KV; the encoder does not run
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(ONE, GREEDY, image_data=png_bytes(IMAGES[0]))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"]
+    assert engine.get_server_info()["vision_encoder_runs"] == runs
+    engine.check_kv()
+
+
+def test_video_rules():
+    """The ported Glm4vVideoProcessor resize (the area bound counts every frame) and its errors."""
+    from sgl.runtime.models.glm4v import video_size
+    from transformers.models.glm4v.video_processing_glm4v import smart_resize
+
+    for frames, h, w in [(4, 32, 40), (2, 7, 90), (16, 480, 640), (3, 100, 30)]:
+        assert video_size(frames, h, w, 2, 28, 112 * 112, 28 * 28 * 2 * 300) == \
+            smart_resize(frames, h, w, 2, 28, 112 * 112, 28 * 28 * 2 * 300)
+    with pytest.raises(ValueError, match="at least 2"):
+        video_size(1, 32, 32, 2, 8, 256, 4096)
