@@ -117,6 +117,7 @@ class Glm4vMoeForConditionalGeneration(Glm4vForConditionalGeneration):
     Its experts are stacked as Qwen3-VL-MoE's (transformers 5's layout)."""
 
     text_model = Glm4MoeForCausalLM
+    renamed_weights = [*Glm4vForConditionalGeneration.renamed_weights, *Glm4MoeForCausalLM.renamed_weights]
     stacked_weights = Glm4MoeForCausalLM.stacked_weights
     features = Glm4MoeForCausalLM.features
     transform_weights = Qwen3VLMoeForConditionalGeneration.transform_weights

@@ -10,7 +10,12 @@ import os
 
 import torch
 
-from .random_checkpoints import TEXT_VOCAB, TINY_TEXT, _copy_chat_template, tokenizer_with_vision_tokens
+from .random_checkpoints import (
+    TEXT_VOCAB,
+    TINY_TEXT,
+    _copy_chat_template,
+    tokenizer_with_vision_tokens,
+)
 
 GLM_TOKENS = ["<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>", "<|image|>", "<|video|>"]
 GLM_IMAGE = "<|begin_of_image|><|image|><|end_of_image|>"

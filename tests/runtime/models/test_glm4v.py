@@ -103,8 +103,8 @@ def run(engine, prompt, images, video=None, start: int = 0):
 
 @pytest.mark.parametrize("case", ["one", "two", "video"])
 def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
-    if case == "two" and os.path.basename(folder).startswith("glm4v_moe"):
-        pytest.skip("the MoE decoder's parity: one image and the video suffice (test time)")
+    if case != "one" and os.path.basename(folder).startswith("glm4v_moe"):
+        pytest.skip("the MoE decoder's parity: one image suffices (the tower and prompts are 4.1V's; test time)")
     prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
                            "video": (VID, [], video)}[case]
     for e in (engine, chunked):
