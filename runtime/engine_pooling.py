@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .multimodal.processor import MediaProcessor, as_list, expand_prompts
 from .pooling_inputs import PoolingInputs, Tokens
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ class PoolingAPI:
     _requests: RequestFactory
     _pooling: PoolingInputs
     _scheduler: Any
+    _media: MediaProcessor | None
 
     def _check_alive(self) -> None: ...  # noqa: D102 (the Engine's)
     def _submit(self, req: Req) -> queue.Queue: ...  # type: ignore[empty-body]
@@ -61,20 +63,35 @@ class PoolingAPI:
     # ---- the calls -----------------------------------------------------------------------
     def encode(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
                rid: str | list[str] | None = None, normalize: bool | None = None, dimensions: int | None = None,
-               truncate: bool = False) -> dict | list[dict]:
+               truncate: bool = False, image_data: Any = None, video_data: Any = None) -> dict | list[dict]:
         """{"embedding": [floats], "meta_info"} per input, a list for a list of inputs.
         normalize: L2-normalize (None: the model's rule); dimensions: keep the first this many
         entries (Matryoshka models only), normalized after; truncate: cut inputs past
         `max_input_tokens` instead of raising ValueError. On a classifier the embedding is its
-        label scores."""
+        label scores.
+        image_data / video_data: a vision-language embedder's media (GME-Qwen2-VL: Qwen2-VL with
+        is_embedding=True), one item or a list per prompt, at the prompt's placeholders as in
+        generate(); on CLIP, images without a prompt embed the images themselves."""
         self._check_pooling("encode()")
         if self.task == "classify" and (normalize is not None or dimensions is not None):
             raise ValueError("`normalize` and `dimensions` apply to embedding models; this model classifies")
         self._check_dimensions(dimensions)
         pooler = self._scheduler.runner.model.pooler
         norm = bool(pooler.normalize if normalize is None else normalize) and self.task == "embed"
+        model = self._scheduler.runner.model
+        if prompt is None and input_ids is None and image_data is not None and hasattr(model, "embed_images"):
+            if video_data is not None:
+                raise ValueError(f"video_data: {self.model_config.architecture} embeds images, not videos")
+            images = as_list(image_data)
+            out = model.embed_images(images, norm, dimensions)  # CLIP's image side (models/clip_vision.py)
+            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0}} for v in out]
+            return results if isinstance(image_data, list) else results[0]
         tokens, is_batch = self._pooling.from_call(prompt, input_ids, truncate)
-        results = self._run(tokens, rid, norm, dimensions)
+        media = expand_prompts(self._media, self.model_config.architecture, [t.ids for t in tokens], is_batch,
+                               image_data, video_data, self._pooling.expanded)
+        if media:
+            tokens = [Tokens(ids, t.types) for t, (ids, _) in zip(tokens, media)]
+        results = self._run(tokens, rid, norm, dimensions, [mm for _, mm in media] if media else None)
         return results if is_batch else results[0]
 
     def classify(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
@@ -132,12 +149,14 @@ class PoolingAPI:
 
     # ---- helpers -------------------------------------------------------------------------
     def _run(self, tokens: list[Tokens], rid: str | list[str] | None, normalize: bool,
-             dimensions: int | None) -> list[dict]:
+             dimensions: int | None, media: list | None = None) -> list[dict]:
         self._check_alive()
         rids = rid if isinstance(rid, list) else [rid] * len(tokens)
         if len(rids) != len(tokens):
             raise ValueError("`rid`: a list needs one id per input")
         reqs = [self._requests.make_pooling(t.ids, r, t.types, normalize, dimensions) for t, r in zip(tokens, rids)]
+        for r, mm in zip(reqs, media or []):
+            r.media = mm  # the expanded prompt's images and videos (MultimodalInputs)
         return [self._wait(c) for c in [self._submit(r) for r in reqs]]
 
     @staticmethod
