@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .multimodal.processor import MediaProcessor, as_list, expand_prompts
+from .multimodal.media import load_image
+from .multimodal.processor import MediaProcessor, as_list, expand_prompts, load_hf_image_processor
 from .pooling_inputs import PoolingInputs, Tokens
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ class PoolingAPI:
     _pooling: PoolingInputs
     _scheduler: Any
     _media: MediaProcessor | None
+    model_path: str
+    config: Any  # EngineConfig
 
     def _check_alive(self) -> None: ...  # noqa: D102 (the Engine's)
     def _submit(self, req: Req) -> queue.Queue: ...  # type: ignore[empty-body]
@@ -82,9 +85,8 @@ class PoolingAPI:
         if prompt is None and input_ids is None and image_data is not None and hasattr(model, "embed_images"):
             if video_data is not None:
                 raise ValueError(f"video_data: {self.model_config.architecture} embeds images, not videos")
-            images = as_list(image_data)
-            out = model.embed_images(images, norm, dimensions)  # CLIP's image side (models/clip_vision.py)
-            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0}} for v in out]
+            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0}}
+                       for v in self._embed_images(model, as_list(image_data), norm)]
             return results if isinstance(image_data, list) else results[0]
         tokens, is_batch = self._pooling.from_call(prompt, input_ids, truncate)
         media = expand_prompts(self._media, self.model_config.architecture, [t.ids for t in tokens], is_batch,
@@ -148,6 +150,23 @@ class PoolingAPI:
         return [{"score": self._first(r), "meta_info": r["meta_info"]} for r in self._run(pairs, None, False, None)]
 
     # ---- helpers -------------------------------------------------------------------------
+    def _embed_images(self, model: Any, images: list[Any], normalize: bool) -> list[list[float]]:
+        """CLIP's image side: the folder's image processor (PIL), then the tower on this thread."""
+        if not images:
+            raise ValueError("image_data: give at least one image")
+        if getattr(self, "_image_processor", None) is None:
+            self._image_processor = load_hf_image_processor(self.model_path)
+        field = "image_data"
+        pils = [load_image(im, f"{field}[{i}]" if len(images) > 1 else field, self.config.allow_url_media)
+                for i, im in enumerate(images)]
+        pixels = self._image_processor(images=pils, return_tensors="pt")["pixel_values"]
+        param = next(model.parameters())
+        with torch.inference_mode():
+            v = model.embed_images(pixels.to(param.device, param.dtype)).float()
+        if normalize:
+            v = torch.nn.functional.normalize(v, dim=-1)
+        return v.cpu().tolist()
+
     def _run(self, tokens: list[Tokens], rid: str | list[str] | None, normalize: bool,
              dimensions: int | None, media: list | None = None) -> list[dict]:
         self._check_alive()
