@@ -85,7 +85,7 @@ class PoolingAPI:
         if prompt is None and input_ids is None and image_data is not None and hasattr(model, "embed_images"):
             if video_data is not None:
                 raise ValueError(f"video_data: {self.model_config.architecture} embeds images, not videos")
-            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0}}
+            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0, "cached_tokens": 0, "finish_reason": None}}
                        for v in self._embed_images(model, as_list(image_data), norm)]
             return results if isinstance(image_data, list) else results[0]
         tokens, is_batch = self._pooling.from_call(prompt, input_ids, truncate)

@@ -77,6 +77,7 @@ def test_clip_image_embeddings(clip):
         with pytest.raises(ValueError, match="video"):
             engine.encode(image_data=images[0], video_data=images)
         text = engine.encode("a photo of a cat")  # the text side still serves beside it
+        served = served_vectors(engine, [{"text": "a photo of a cat"}, {"image": data_uri(images[0])}])
     pixels = CLIPImageProcessor.from_pretrained(folder)(images=images, return_tensors="pt")["pixel_values"]
     with torch.inference_mode():
         v = ref.get_image_features(pixel_values=pixels)
@@ -85,3 +86,32 @@ def test_clip_image_embeddings(clip):
     for r, e in zip(both, v):
         torch.testing.assert_close(torch.tensor(r["embedding"]), e / e.norm(), atol=1e-4, rtol=0)
     torch.testing.assert_close(torch.tensor(one["embedding"]), v[1], atol=1e-4, rtol=0)
+    # /v1/embeddings items: a text or an image each, answered in order
+    assert served[0] == pytest.approx(text["embedding"], abs=1e-6)
+    assert served[1] == pytest.approx(both[0]["embedding"], abs=1e-6)
+
+
+def data_uri(image) -> str:
+    import base64
+
+    from mm_fixtures import png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode()
+
+
+def served_vectors(engine, items: list[dict]) -> list[list[float]]:
+    from fastapi.testclient import TestClient
+    from sgl.runtime.server.app import create_app
+
+    with TestClient(create_app(engine)) as client:
+        r = client.post("/v1/embeddings", json={"input": items})
+        both = client.post("/v1/embeddings", json={"input": [{"text": "x", "image": data_uri(random_image_of(3))}]})
+    assert r.status_code == 200, r.text
+    assert both.status_code == 400 and both.json()["error"]["param"] == "input.0", both.text
+    return [d["embedding"] for d in r.json()["data"]]
+
+
+def random_image_of(seed: int):
+    from mm_fixtures import random_image
+
+    return random_image(seed)

@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mm_fixtures import QWEN_IMAGE, QWEN_VIDEO, Qwen2VLReference, random_image, save_tiny_qwen2_vl, write_video
+from mm_fixtures import (
+    QWEN_IMAGE,
+    QWEN_VIDEO,
+    Qwen2VLReference,
+    random_image,
+    save_tiny_qwen2_vl,
+    write_video,
+)
 from sgl.runtime import Engine
 
 IMAGES = [random_image(1), random_image(2, (56, 40))]
@@ -58,3 +65,27 @@ def test_gme_image_text_and_video_embeddings(gme, tmp_path):
     with pytest.raises(ValueError, match="image placeholder"):
         engine.encode(text, image_data=IMAGES[0])
     engine.check_kv()
+
+
+def test_gme_over_v1_embeddings(gme):
+    """SGLang's multimodal /v1/embeddings input: {"text", "image"} items, each the image's
+    placeholder then the text; a data URI image; the same vectors as Engine.encode."""
+    import base64
+
+    from fastapi.testclient import TestClient
+    from mm_fixtures import png_bytes
+    from sgl.runtime.server.app import create_app
+
+    engine, ref = gme
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(IMAGES[0])).decode()
+    items = [{"text": f"A photo of noise.{END}", "image": uri}, {"text": f"Only words here.{END}"}]
+    with TestClient(create_app(engine)) as client:
+        r = client.post("/v1/embeddings", json={"input": items})
+        bad = client.post("/v1/embeddings", json={"input": [{"text": "x", "image": "data:image/png;base64,AAAA"}]})
+        empty = client.post("/v1/embeddings", json={"input": [{}]})
+    assert r.status_code == 200, r.text
+    data = r.json()["data"]
+    close({"embedding": data[0]["embedding"]}, last_hidden(ref, f"{QWEN_IMAGE}A photo of noise.{END}", IMAGES[:1]))
+    close({"embedding": data[1]["embedding"]}, last_hidden(ref, f"Only words here.{END}", []))
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "input", bad.text
+    assert empty.status_code == 400 and empty.json()["error"]["param"] == "input.0", empty.text
