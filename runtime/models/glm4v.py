@@ -70,6 +70,9 @@ class Glm4vForConditionalGeneration(Qwen2VLForConditionalGeneration):
     renamed_weights = [*Qwen2VLForConditionalGeneration.renamed_weights,
                        (r"^visual\.merger\.(gate_proj|up_proj|down_proj)\.", r"visual.merger.mlp.\1.")]
     tower = Glm4vVisionTower
+    # the prompt text of one image / video (chat templates and OpenAI parts write these)
+    placeholders = {"image": "<|begin_of_image|><|image|><|end_of_image|>",
+                    "video": "<|begin_of_video|><|video|><|end_of_video|>"}
 
     @staticmethod
     def load_image_processor(folder: str) -> Any:

@@ -18,7 +18,7 @@ from .random_checkpoints import (
 )
 
 GLM_TOKENS = ["<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>", "<|image|>", "<|video|>"]
-GLM_IMAGE = "<|begin_of_image|><|image|><|end_of_image|>"
+GLM_IMAGE = "<|begin_of_image|><|image|><|end_of_image|>"  # Glm4vForConditionalGeneration.placeholders
 GLM_VIDEO = "<|begin_of_video|><|video|><|end_of_video|>"
 VIDEO_BOUNDS = {"shortest_edge": 256, "longest_edge": 4 * 4096}  # all frames' pixels together
 

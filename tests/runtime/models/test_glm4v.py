@@ -12,11 +12,10 @@ import types
 
 import pytest
 import torch
-from mm_fixtures import Qwen2VLReference, assert_qwen_parity, png_bytes, random_image, write_video
-from sgl.runtime.multimodal.media import load_clip
+from mm_fixtures import Qwen2VLReference, random_image, write_video
 from sgl.runtime.multimodal.random_glm4v import GLM_IMAGE, GLM_VIDEO, save_random_glm4v
+from vlm_references import check_batched_cached_repeated, check_media, run_media
 
-GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 ONE = f"A photo: {GLM_IMAGE} What is in it?"
 TWO = f"First {GLM_IMAGE} then {GLM_IMAGE}: which is brighter?"
 # video alone: transformers 5.24's Glm4vModel masks image and video rows by the one image token
@@ -82,25 +81,6 @@ def reference(folder):
     return Glm4vReference(folder)
 
 
-def ref_videos(engine, video: dict | None) -> list:
-    """The video's pixels as the engine makes them, with the sampled clip's fps and frame count."""
-    if video is None:
-        return []
-    frames, fps = load_clip(video["data"], video["num_frames"])
-    inputs = engine._media.video_inputs(video, "video_data")
-    return [{"pixel_values_videos": inputs["pixel_values_videos"], "video_grid_thw": inputs["video_grid_thw"],
-             "fps": fps, "frames": len(frames)}]
-
-
-def check(engine, result: dict, reference: Glm4vReference, prompt: str, images: list, video=None, start: int = 0):
-    assert_qwen_parity(result, reference, prompt, images, ref_videos(engine, video), start)
-
-
-def run(engine, prompt, images, video=None, start: int = 0):
-    return engine.generate(prompt, GREEDY, image_data=images, video_data=video, return_logprob=True,
-                           logprob_start_len=start)
-
-
 @pytest.mark.parametrize("case", ["one", "two", "video"])
 def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
     if case != "one" and os.path.basename(folder).startswith("glm4v_moe"):
@@ -109,33 +89,20 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
                            "video": (VID, [], video)}[case]
     for e in (engine, chunked):
         e.flush_cache()
-        check(e, run(e, prompt, images, vid), reference, prompt, images, vid)
+        check_media(e, run_media(e, prompt, images, vid), reference, prompt, images, vid)
         e.check_kv()
 
 
 def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
     if os.path.basename(folder).startswith("glm4v_moe"):
         pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
-    engine.flush_cache()
-    text = "Plain text, no pictures at all here."
-    out = engine.generate([ONE, text, VID], GREEDY, image_data=[IMAGES[0], None, None],
-                          video_data=[None, None, video], return_logprob=True, logprob_start_len=0)
-    check(engine, out[0], reference, ONE, IMAGES[:1])
-    check(engine, out[2], reference, VID, [], video)
-    assert out[1]["output_ids"] == reference.greedy(text, [])
-    # behind a cached prefix holding the video: the rest continues their positions
-    longer = VID + " Answer in one word."
-    start = len(reference.inputs(VID, [], ref_videos(engine, video))["input_ids"][0]) - 1
-    again = run(engine, longer, [], video, start)
-    assert again["meta_info"]["cached_tokens"] >= start > 40
-    check(engine, again, reference, longer, [], video, start)
-    # the same image again (as PNG bytes) reuses its KV; the encoder does not run
-    runs = engine.get_server_info()["vision_encoder_runs"]
-    same = engine.generate(ONE, GREEDY, image_data=png_bytes(IMAGES[0]))
-    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
-    assert same["output_ids"] == out[0]["output_ids"]
-    assert engine.get_server_info()["vision_encoder_runs"] == runs
-    engine.check_kv()
+    check_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, []), video, 40)
+
+
+def test_placeholders(engine):
+    """What chat templates and OpenAI parts write for an image and a video: GLM's own tokens."""
+    media, tok = engine._media, engine.tokenizer
+    assert (media.placeholder(tok, "image"), media.placeholder(tok, "video")) == (GLM_IMAGE, GLM_VIDEO)
 
 
 def test_video_rules():
