@@ -12,7 +12,7 @@ import types
 
 import pytest
 import torch
-from mm_fixtures import Qwen2VLReference, random_image, write_video
+from mm_fixtures import Qwen2VLReference, random_image
 from sgl.runtime.multimodal.random_glm4v import GLM_IMAGE, GLM_VIDEO, save_random_glm4v
 from vlm_references import check_batched_cached_repeated, check_media, run_media
 
@@ -22,19 +22,12 @@ TWO = f"First {GLM_IMAGE} then {GLM_IMAGE}: which is brighter?"
 # id, so a prompt with both fails there ("Image features and image tokens do not match")
 VID = f"Watch {GLM_VIDEO} what moves?"
 IMAGES = [random_image(1), random_image(2, (56, 40)), random_image(3, (33, 33))]
-FRAMES = 4
 
 
 @pytest.fixture(scope="module", params=["dense", "moe"])
 def folder(request, tmp_path_factory, default_tokenizer_folder):
     return save_random_glm4v(str(tmp_path_factory.mktemp(f"glm4v_{request.param}")), default_tokenizer_folder,
                              moe=request.param == "moe")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    path = write_video(str(tmp_path_factory.mktemp("clip") / "clip.mp4"), frames=10, size=(32, 40))
-    return {"data": path, "num_frames": FRAMES}
 
 
 class Glm4vReference(Qwen2VLReference):

@@ -19,7 +19,6 @@ from mm_fixtures import (
     QWEN_VIDEO,
     Qwen2VLReference,
     random_image,
-    write_video,
 )
 from sgl.runtime.multimodal.random_qwen3_vl import save_random_qwen3_vl
 from vlm_references import check_batched_cached_repeated, check_media, run_media
@@ -28,19 +27,12 @@ ONE = f"A photo: {QWEN_IMAGE} What is in it?"
 TWO = f"First {QWEN_IMAGE} then {QWEN_IMAGE}: which is brighter?"
 VID = f"Watch {QWEN_VIDEO} and {QWEN_IMAGE}: what moves?"
 IMAGES = [random_image(1), random_image(2, (56, 40)), random_image(3, (33, 33))]
-FRAMES = 4
 
 
 @pytest.fixture(scope="module", params=["dense", "moe"])
 def folder(request, tmp_path_factory, default_tokenizer_folder):
     return save_random_qwen3_vl(str(tmp_path_factory.mktemp(f"qwen3vl_{request.param}")), default_tokenizer_folder,
                                 moe=request.param == "moe")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    path = write_video(str(tmp_path_factory.mktemp("clip") / "clip.mp4"), frames=10, size=(32, 40))
-    return {"data": path, "num_frames": FRAMES}
 
 
 class Qwen3VLReference(Qwen2VLReference):
