@@ -171,6 +171,8 @@ def markdown_table() -> str:
         "architecture against transformers on a tiny random checkpoint (those taking images, video or",
         "audio in `tests/runtime/models/test_<family>.py`, with real processors configured small).",
         "`inputs` are what a prompt may hold; `task` is what the model gives back (`generate`: text).",
+        "A vision-language model serves as an embedder with `is_embedding=True` (its last token, normalized:",
+        "GME-Qwen2-VL is `Qwen2VLForConditionalGeneration` so served); `CLIPModel` embeds a text or an image.",
         "",
         "| architecture (`config.json` `architectures`) | model file | task | inputs | layers | example model id |",
         "|---|---|---|---|---|---|",

@@ -47,6 +47,7 @@ class CLIPTextLayer(BertLayer):
 
 class CLIPModel(nn.Module):
     task = "embed"
+    modalities = ("image",)  # Engine.encode(image_data=...) without a prompt: the image side
     packed_modules = {"q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v")}
     ignored_weights = (r"^logit_scale$", r"position_ids$")
     renamed_weights = [
