@@ -18,9 +18,7 @@ from vlm_references import check_batched_cached_repeated, check_media, run_media
 
 ONE = f"A photo: {GLM_IMAGE} What is in it?"
 TWO = f"First {GLM_IMAGE} then {GLM_IMAGE}: which is brighter?"
-# video alone: transformers 5.24's Glm4vModel masks image and video rows by the one image token
-# id, so a prompt with both fails there ("Image features and image tokens do not match")
-VID = f"Watch {GLM_VIDEO} what moves?"
+VID = f"Watch {GLM_VIDEO} and {GLM_IMAGE}: what moves?"
 IMAGES = [random_image(1), random_image(2, (56, 40)), random_image(3, (33, 33))]
 
 
@@ -33,7 +31,22 @@ def folder(request, tmp_path_factory, default_tokenizer_folder):
 class Glm4vReference(Qwen2VLReference):
     """Qwen2VLReference with each <|video|> replaced by Glm4vProcessor's own
     replace_video_token text (called on a stand-in processor); video frames hold the image
-    token, and mm_token_type_ids mark those inside <|begin_of_video|> ... <|end_of_video|> 2."""
+    token, and mm_token_type_ids mark those inside <|begin_of_video|> ... <|end_of_video|> 2.
+
+    transformers 5.24's Glm4vModel.get_placeholder_mask finds image and video rows both by the
+    image token id, so a prompt holding both fails there ("Image features and image tokens do
+    not match"); the reference takes the two masks from mm_token_type_ids instead (what its own
+    get_rope_index reads), and is unchanged for prompts holding one kind."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        self.kinds = torch.zeros(1, 0)
+        self.model.model.get_placeholder_mask = self.placeholder_mask
+
+    def placeholder_mask(self, input_ids, inputs_embeds, image_features=None, video_features=None):
+        kinds = self.kinds.to(inputs_embeds.device)
+        assert kinds.shape == input_ids.shape, "the reference's masks are of its last inputs() call"
+        return (kinds == 1)[..., None], (kinds == 2)[..., None]
 
     def inputs(self, prompt: str, images: list, videos: list) -> dict:
         from transformers.models.glm4v.processing_glm4v import Glm4vProcessor
@@ -66,7 +79,8 @@ class Glm4vReference(Qwen2VLReference):
         if videos:
             enc["pixel_values_videos"] = torch.cat([v["pixel_values_videos"] for v in videos])
             enc["video_grid_thw"] = torch.cat([v["video_grid_thw"] for v in videos])
-        return {**enc, "input_ids": torch.tensor([expanded]), "mm_token_type_ids": torch.tensor([kinds])}
+        self.kinds = torch.tensor([kinds])
+        return {**enc, "input_ids": torch.tensor([expanded]), "mm_token_type_ids": self.kinds}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +93,7 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
     if case != "one" and os.path.basename(folder).startswith("glm4v_moe"):
         pytest.skip("the MoE decoder's parity: one image suffices (the tower and prompts are 4.1V's; test time)")
     prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
-                           "video": (VID, [], video)}[case]
+                           "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
         e.flush_cache()
         check_media(e, run_media(e, prompt, images, vid), reference, prompt, images, vid)
@@ -89,7 +103,7 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
 def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
     if os.path.basename(folder).startswith("glm4v_moe"):
         pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
-    check_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, []), video, 40)
+    check_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, IMAGES[1:2]), video, 60)
 
 
 def test_placeholders(engine):
