@@ -163,6 +163,8 @@ class ModelConfig:
     matryoshka_dims: tuple[int, ...] | None = None
     # the top-level config's projection_dim (CLIPModel: the joint text-image space), else None
     projection_dim: int | None = None
+    # a dual encoder's (CLIPModel's) vision_config, for its image side; None elsewhere
+    vision_hf: Any = None
 
     @classmethod
     def from_hf(cls, hf: Any) -> ModelConfig:
@@ -211,6 +213,7 @@ class ModelConfig:
             score_activation=_score_activation(hf),
             matryoshka_dims=_matryoshka(hf),
             projection_dim=getattr(hf, "projection_dim", None) if text is not hf else None,
+            vision_hf=getattr(hf, "vision_config", None) if text is not hf else None,
         )
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .multimodal.media import load_image
+from .multimodal.processor import MediaProcessor, as_list, expand_prompts, load_hf_image_processor
 from .pooling_inputs import PoolingInputs, Tokens
 
 if TYPE_CHECKING:
@@ -29,6 +31,9 @@ class PoolingAPI:
     _requests: RequestFactory
     _pooling: PoolingInputs
     _scheduler: Any
+    _media: MediaProcessor | None
+    model_path: str
+    config: Any  # EngineConfig
 
     def _check_alive(self) -> None: ...  # noqa: D102 (the Engine's)
     def _submit(self, req: Req) -> queue.Queue: ...  # type: ignore[empty-body]
@@ -61,20 +66,34 @@ class PoolingAPI:
     # ---- the calls -----------------------------------------------------------------------
     def encode(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
                rid: str | list[str] | None = None, normalize: bool | None = None, dimensions: int | None = None,
-               truncate: bool = False) -> dict | list[dict]:
+               truncate: bool = False, image_data: Any = None, video_data: Any = None) -> dict | list[dict]:
         """{"embedding": [floats], "meta_info"} per input, a list for a list of inputs.
         normalize: L2-normalize (None: the model's rule); dimensions: keep the first this many
         entries (Matryoshka models only), normalized after; truncate: cut inputs past
         `max_input_tokens` instead of raising ValueError. On a classifier the embedding is its
-        label scores."""
+        label scores.
+        image_data / video_data: a vision-language embedder's media (GME-Qwen2-VL: Qwen2-VL with
+        is_embedding=True), one item or a list per prompt, at the prompt's placeholders as in
+        generate(); on CLIP, images without a prompt embed the images themselves."""
         self._check_pooling("encode()")
         if self.task == "classify" and (normalize is not None or dimensions is not None):
             raise ValueError("`normalize` and `dimensions` apply to embedding models; this model classifies")
         self._check_dimensions(dimensions)
         pooler = self._scheduler.runner.model.pooler
         norm = bool(pooler.normalize if normalize is None else normalize) and self.task == "embed"
+        model = self._scheduler.runner.model
+        if prompt is None and input_ids is None and image_data is not None and hasattr(model, "embed_images"):
+            if video_data is not None:
+                raise ValueError(f"video_data: {self.model_config.architecture} embeds images, not videos")
+            results = [{"embedding": v, "meta_info": {"prompt_tokens": 0, "cached_tokens": 0, "finish_reason": None}}
+                       for v in self._embed_images(model, as_list(image_data), norm)]
+            return results if isinstance(image_data, list) else results[0]
         tokens, is_batch = self._pooling.from_call(prompt, input_ids, truncate)
-        results = self._run(tokens, rid, norm, dimensions)
+        media = expand_prompts(self._media, self.model_config.architecture, [t.ids for t in tokens], is_batch,
+                               image_data, video_data, self._pooling.expanded)
+        if media:
+            tokens = [Tokens(ids, t.types) for t, (ids, _) in zip(tokens, media)]
+        results = self._run(tokens, rid, norm, dimensions, [mm for _, mm in media] if media else None)
         return results if is_batch else results[0]
 
     def classify(self, prompt: str | list[str] | None = None, input_ids: list[int] | list[list[int]] | None = None,
@@ -131,13 +150,32 @@ class PoolingAPI:
         return [{"score": self._first(r), "meta_info": r["meta_info"]} for r in self._run(pairs, None, False, None)]
 
     # ---- helpers -------------------------------------------------------------------------
+    def _embed_images(self, model: Any, images: list[Any], normalize: bool) -> list[list[float]]:
+        """CLIP's image side: the folder's image processor (PIL), then the tower on this thread."""
+        if not images:
+            raise ValueError("image_data: give at least one image")
+        if getattr(self, "_image_processor", None) is None:
+            self._image_processor = load_hf_image_processor(self.model_path)
+        field = "image_data"
+        pils = [load_image(im, f"{field}[{i}]" if len(images) > 1 else field, self.config.allow_url_media)
+                for i, im in enumerate(images)]
+        pixels = self._image_processor(images=pils, return_tensors="pt")["pixel_values"]
+        param = next(model.parameters())
+        with torch.inference_mode():
+            v = model.embed_images(pixels.to(param.device, param.dtype)).float()
+        if normalize:
+            v = torch.nn.functional.normalize(v, dim=-1)
+        return v.cpu().tolist()
+
     def _run(self, tokens: list[Tokens], rid: str | list[str] | None, normalize: bool,
-             dimensions: int | None) -> list[dict]:
+             dimensions: int | None, media: list | None = None) -> list[dict]:
         self._check_alive()
         rids = rid if isinstance(rid, list) else [rid] * len(tokens)
         if len(rids) != len(tokens):
             raise ValueError("`rid`: a list needs one id per input")
         reqs = [self._requests.make_pooling(t.ids, r, t.types, normalize, dimensions) for t, r in zip(tokens, rids)]
+        for r, mm in zip(reqs, media or []):
+            r.media = mm  # the expanded prompt's images and videos (MultimodalInputs)
         return [self._wait(c) for c in [self._submit(r) for r in reqs]]
 
     @staticmethod

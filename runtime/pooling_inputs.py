@@ -68,6 +68,13 @@ class PoolingInputs:
             raise ValueError(f"`{field}` must be integers in [0, {self.vocab_size})")
         return self._checked(Tokens(list(ids[: self.limit] if truncate else ids), None), field)
 
+    def expanded(self, ids: list[int]) -> list[int]:
+        """A prompt with its media placeholders expanded, within the limit."""
+        if len(ids) > self.limit:
+            raise ValueError(f"the prompt with its images/videos is {len(ids)} tokens, past this model's limit of "
+                             f"{self.limit} ({self.limit_reason}): use fewer or smaller images")
+        return ids
+
     def _checked(self, tokens: Tokens, field: str) -> Tokens:
         if len(tokens.ids) > self.limit:
             raise ValueError(f"`{field}` has {len(tokens.ids)} tokens, past this model's limit of {self.limit} "

@@ -177,11 +177,12 @@ class MRotaryEmbedding(RotaryEmbedding):
     plain rope.
 
     `interleaved` (Qwen3-VL): the axes take turns channel by channel (t, h, w, t, h, w, ...)
-    while each has channels left (sections[j] of them), the rest temporal."""
+    while each has channels left (sections[j] of them), the rest temporal.
+    `pairs` (GLM-4.1V): the rotation pairs adjacent channels (RotaryEmbedding's interleaved)."""
 
     def __init__(self, rope: RopeConfig, head_dim: int, max_length: int, sections: list[int],
-                 interleaved: bool = False) -> None:
-        super().__init__(rope, head_dim, max_length)
+                 interleaved: bool = False, pairs: bool = False) -> None:
+        super().__init__(rope, head_dim, max_length, interleaved=pairs)
         if sum(sections) != self.rotary_dim // 2:
             raise ValueError(f"mrope_section={sections} must sum to rotary_dim // 2 = {self.rotary_dim // 2}")
         if interleaved:

@@ -85,8 +85,8 @@ class QwenVisionAttention(nn.Module):
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__()
         self.heads, self.head_dim = c.num_heads, c.hidden_size // c.num_heads
-        self.qkv = Linear(c.hidden_size, 3 * c.hidden_size, bias=True)
-        self.proj = Linear(c.hidden_size, c.hidden_size, bias=True)
+        self.qkv = Linear(c.hidden_size, 3 * c.hidden_size, bias=c.attention_bias)
+        self.proj = Linear(c.hidden_size, c.hidden_size, bias=c.block_bias)
 
     def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], segments: list[int]) -> torch.Tensor:
         """x (patches, hidden); every patch sees the patches of its segment (one frame)."""
@@ -122,7 +122,7 @@ class GatedVisionMLP(nn.Module):
 
 
 def _norm(c: VisionTowerConfig, dim: int) -> nn.Module:
-    return RMSNorm(dim, 1e-6) if c.rms_norm else LayerNorm(dim, 1e-6)
+    return RMSNorm(dim, c.norm_eps) if c.rms_norm else LayerNorm(dim, c.norm_eps)
 
 
 class QwenVisionBlock(nn.Module):
@@ -131,7 +131,7 @@ class QwenVisionBlock(nn.Module):
         self.norm1 = _norm(c, c.hidden_size)
         self.norm2 = _norm(c, c.hidden_size)
         self.attn = QwenVisionAttention(c)
-        self.mlp = GatedVisionMLP(c) if c.gated_mlp else VisionMLP(c)
+        self.mlp = GatedVisionMLP(c, bias=c.block_bias) if c.gated_mlp else VisionMLP(c)
 
     def forward(self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor], segments: list[int]) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), cos_sin, segments)

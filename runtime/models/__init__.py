@@ -89,6 +89,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Blip2ForConditionalGeneration": ("blip2", "Blip2ForConditionalGeneration", "Salesforce/blip2-opt-2.7b"),
     "FuyuForCausalLM": ("fuyu", "FuyuForCausalLM", "adept/fuyu-8b"),
     "JanusForConditionalGeneration": ("janus", "JanusForConditionalGeneration", "deepseek-community/Janus-Pro-1B"),
+    "Glm4vForConditionalGeneration": ("glm4v", "Glm4vForConditionalGeneration", "zai-org/GLM-4.1V-9B-Thinking"),
+    "Glm4vMoeForConditionalGeneration": ("glm4v", "Glm4vMoeForConditionalGeneration", "zai-org/GLM-4.5V"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",
@@ -172,6 +174,8 @@ def markdown_table() -> str:
         "architecture against transformers on a tiny random checkpoint (those taking images, video or",
         "audio in `tests/runtime/models/test_<family>.py`, with real processors configured small).",
         "`inputs` are what a prompt may hold; `task` is what the model gives back (`generate`: text).",
+        "A vision-language model serves as an embedder with `is_embedding=True` (its last token, normalized:",
+        "GME-Qwen2-VL is `Qwen2VLForConditionalGeneration` so served); `CLIPModel` embeds a text or an image.",
         "",
         "| architecture (`config.json` `architectures`) | model file | task | inputs | layers | example model id |",
         "|---|---|---|---|---|---|",

@@ -8,9 +8,12 @@ token is the last one: CLIP pools at <|endoftext|>, which its tokenizer puts at 
 text (token ids given directly should end with it too). Vectors are L2-normalized (the cosine
 CLIP compares) unless the caller passes normalize=False, which gives `get_text_features`.
 
-NOTE: causal + last token, so a cached prefix may be reused.
-NOTE: the image tower (`vision_model.*`, `visual_projection`) is not served: the engine has no
-image inputs for pooling models yet (the multimodal issue); its weights are skipped on load."""
+Images embed through the image side (`embed_images`: CLIP's vision tower, layers/vision.py,
+its class token after post_layernorm, projected by `visual_projection`): get_image_features,
+L2-normalized like the texts unless normalize=False. Engine.encode(image_data=...) without a
+prompt runs it on the caller's thread (a tower call; no KV, no scheduler step).
+
+NOTE: causal + last token, so a cached prefix may be reused."""
 
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from ..layers.embedding import VocabEmbedding
 from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
 from ..layers.pooler import Pooler
+from ..layers.vision import CLIPVisionTower
+from ..multimodal.config import VisionTowerConfig
 from .bert import BertLayer
 
 
@@ -42,20 +47,22 @@ class CLIPTextLayer(BertLayer):
 
 class CLIPModel(nn.Module):
     task = "embed"
+    modalities = ("image",)  # Engine.encode(image_data=...) without a prompt: the image side
     packed_modules = {"q_proj": ("qkv_proj", "q"), "k_proj": ("qkv_proj", "k"), "v_proj": ("qkv_proj", "v")}
-    ignored_weights = (r"^vision_model\.", r"^visual_projection\.", r"^logit_scale$", r"position_ids$")
+    ignored_weights = (r"^logit_scale$", r"position_ids$")
     renamed_weights = [
         (r"^text_model\.embeddings\.token_embedding\.", "token_embedding."),
         (r"^text_model\.embeddings\.position_embedding\.", "position_embedding."),
         (r"^text_model\.encoder\.layers\.", "layers."),
         (r"^text_model\.final_layer_norm\.", "final_norm."),
-        (r"\.self_attn\.out_proj\.", ".attn_out."),
-        (r"\.self_attn\.", "."),
-        (r"\.layer_norm1\.", ".attn_norm."),
-        (r"\.layer_norm2\.", ".mlp_norm."),
-        (r"\.mlp\.fc1\.", ".up_proj."),
-        (r"\.mlp\.fc2\.", ".down_proj."),
+        (r"^(layers\.\d+)\.self_attn\.out_proj\.", r"\1.attn_out."),
+        (r"^(layers\.\d+)\.self_attn\.", r"\1."),
+        (r"^(layers\.\d+)\.layer_norm1\.", r"\1.attn_norm."),
+        (r"^(layers\.\d+)\.layer_norm2\.", r"\1.mlp_norm."),
+        (r"^(layers\.\d+)\.mlp\.fc1\.", r"\1.up_proj."),
+        (r"^(layers\.\d+)\.mlp\.fc2\.", r"\1.down_proj."),
         (r"^text_projection\.weight$", "projection.weight"),
+        (r"^vision_model\.", "vision_tower."),  # the image side keeps transformers' names
     ]
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
@@ -72,6 +79,17 @@ class CLIPModel(nn.Module):
         self.final_norm = LayerNorm(c.hidden_size, c.norm_eps)
         self.projection = Linear(c.hidden_size, self.embedding_dim, bias=False)
         self.pooler = config.pooling or Pooler("last", normalize=True)
+        v = config.vision_hf
+        self.vision_tower = CLIPVisionTower(VisionTowerConfig(
+            hidden_size=v.hidden_size, intermediate_size=v.intermediate_size, num_layers=v.num_hidden_layers,
+            num_heads=v.num_attention_heads, image_size=v.image_size, patch_size=v.patch_size,
+            num_channels=v.num_channels, norm_eps=v.layer_norm_eps, hidden_act=v.hidden_act, kind="clip_vision_model"))
+        self.visual_projection = Linear(v.hidden_size, self.embedding_dim, bias=False)
+
+    def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(images, 3, size, size) -> (images, embedding_dim) get_image_features (not normalized)."""
+        x = self.vision_tower.hidden_states(pixels, (-1,))[0]  # (images, 1 + patches, hidden)
+        return self.visual_projection(self.vision_tower.post_layernorm(x[:, 0]))
 
     def forward(self, batch: ForwardBatch) -> torch.Tensor:
         """-> (tokens, hidden) after the final LayerNorm (projected per pooled vector: `project`)."""

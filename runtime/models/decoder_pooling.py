@@ -25,6 +25,7 @@ from ..layers.linear import Linear
 from ..layers.pooler import Pooler
 from .gemma import Gemma2ForCausalLM
 from .llama import LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
+from .vision_language import VisionLanguageModel
 
 # checkpoints saved from the bare XModel (an embedder's usual layout) lack CausalLM's `model.`
 MODEL_PREFIX = (r"^(?=(embed_tokens|layers|norm)\.)", "model.")
@@ -70,8 +71,27 @@ def _pooling_class(name: str, base: type[LlamaForCausalLM], mixin: type, **attrs
                                        **attrs})
 
 
+class _VisionLanguageEmbedder:
+    """Mixed in before a vision-language model (GME-Qwen2-VL: Qwen2VLForConditionalGeneration
+    served with is_embedding=True, as SGLang and vLLM serve it): its decoder's last hidden
+    state, L2-normalized; the LM head is dropped."""
+
+    task = "embed"
+
+    def __init__(self, config: ModelConfig, max_length: int) -> None:
+        super().__init__(config, max_length)  # type: ignore[call-arg]
+        lm = self.language_model  # type: ignore[attr-defined]
+        del lm.lm_head, lm.logits_processor
+        self.pooler = config.pooling or Pooler("last", normalize=True)
+
+
 def as_embedding(cls: type) -> type:
-    """`is_embedding=True` on a CausalLM of the Llama family: the same model, pooled."""
+    """`is_embedding=True` on a CausalLM of the Llama family or a vision-language model: the
+    same model, pooled."""
+    if isinstance(cls, type) and issubclass(cls, VisionLanguageModel):
+        ignored = (*cls.ignored_weights, r"(^|\.)lm_head\.")
+        return type(cls.__name__ + "Embedding", (_VisionLanguageEmbedder, cls),
+                    {"ignored_weights": ignored, "__module__": __name__, "__doc__": f"{cls.__name__} as an embed model"})
     if not isinstance(cls, type) or not issubclass(cls, LlamaForCausalLM):
         raise ValueError(f"is_embedding=True: {getattr(cls, '__name__', cls)} cannot be served as an embedder; "
                          "it takes a decoder of the Llama family (Llama, Mistral, Qwen2/3, Gemma, ...)")

@@ -41,14 +41,16 @@ def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixe
     return h, w
 
 
-def video_patches(image_processor: object, frames: np.ndarray) -> dict[str, torch.Tensor]:
+def video_patches(image_processor: object, frames: np.ndarray,
+                  size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
     """(frames, height, width, 3) uint8 -> pixel_values_videos (patches, 3 * t * p * p) and
     video_grid_thw (1, 3), laid out as Qwen2-VL's video processor does: frames resized with
-    the image processor's size bounds (PIL bicubic), normalized, padded to a multiple of
-    temporal_patch_size by repeating the last, then patchified block-major."""
+    the image processor's size bounds (PIL bicubic; `size`: a family's own (height, width)),
+    normalized, padded to a multiple of temporal_patch_size by repeating the last, then
+    patchified block-major."""
     ip = image_processor
     p, m, tp = ip.patch_size, ip.merge_size, ip.temporal_patch_size
-    h, w = smart_resize(frames.shape[1], frames.shape[2], p * m, ip.size["shortest_edge"], ip.size["longest_edge"])
+    h, w = size or smart_resize(frames.shape[1], frames.shape[2], p * m, ip.size["shortest_edge"], ip.size["longest_edge"])
     mean, std = np.asarray(ip.image_mean, np.float32), np.asarray(ip.image_std, np.float32)
     x = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BICUBIC), np.float32) for f in frames])
     x = ((x * np.float32(ip.rescale_factor) - mean) / std).transpose(0, 3, 1, 2)  # (frames, 3, h, w)
@@ -67,6 +69,7 @@ class Qwen2VLForConditionalGeneration(VisionLanguageModel):
     renamed_weights = [(r"^model\.visual\.", "visual."), (r"^model\.language_model\.", "language_model.model."),
                        (r"^model\.(?!visual\.)", "language_model.model."), (r"^lm_head\.", "language_model.lm_head.")]
     text_model: type = Qwen2ForCausalLM  # the decoder (Qwen3-VL: Qwen3's)
+    tower: type = Qwen2VisionTower  # the vision tower (GLM-4V: its own)
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__()
@@ -78,10 +81,11 @@ class Qwen2VLForConditionalGeneration(VisionLanguageModel):
         if not sections:
             raise ValueError(f"{config.architecture}: rope_parameters has no mrope_section")
         rotary = MRotaryEmbedding(config.rope, config.head_dim, max_length, list(sections),
-                                  interleaved=bool(config.rope.params.get("mrope_interleaved")))
+                                  interleaved=bool(config.rope.params.get("mrope_interleaved")),
+                                  pairs=self.text_model.flags(config).interleaved_rope)  # GLM-4.1V's decoder
         for layer in self.language_model.model.layers:
             layer.self_attn.rotary = rotary
-        self.visual = Qwen2VisionTower(mm.tower)
+        self.visual = self.tower(mm.tower)
 
     # ---- media -------------------------------------------------------------------------
     @staticmethod

@@ -47,6 +47,8 @@ class VisionTowerConfig:
     patch_bias: bool = False
     deepstack_layers: tuple[int, ...] = ()
     aligner_depth: int = 0  # Janus: the linear layers of its aligner MLP
+    # GLM-4V: no biases on the blocks' attention output and MLP (its merger's inner width: adapter_dim)
+    block_bias: bool = True
 
     @property
     def cls_tokens(self) -> int:
@@ -235,6 +237,8 @@ def _side(size: Any) -> int:
 def _qwen_tower(vision: Any) -> VisionTowerConfig:
     """Qwen2-VL's vision config (embed_dim wide, hidden_size = the merger's output) or 2.5's
     (hidden_size wide, out_hidden_size the output, window attention)."""
+    if str(_first(vision, "model_type") or "").startswith("glm4v"):
+        return _glm4v_tower(vision)
     qwen3 = _first(vision, "num_position_embeddings") is not None
     if hasattr(vision, "embed_dim"):  # Qwen2-VL
         width, out = vision.embed_dim, vision.hidden_size
@@ -266,3 +270,20 @@ def audio_multimodal_config(hf: Any) -> MultimodalConfig | None:
     return MultimodalConfig(image_token_id=None, video_token_id=None, tower=None, feature_layers=(),
                             select_strategy="default", projector_act="gelu", projector_bias=True,
                             audio_token_id=token, audio=tower)
+
+
+def _glm4v_tower(vision: Any) -> VisionTowerConfig:
+    """GLM-4.1V / 4.5V's tower: Qwen2-VL's patches and 2-D rope with RMSNorm blocks whose gated
+    MLP is out_hidden_size wide (intermediate_size is the merger's), a learned position table
+    over image_size / patch_size squares, and a conv downsample before the merger."""
+    side = _side(vision.image_size) // _side(vision.patch_size)
+    rope = _first(vision, "rope_parameters") or {}
+    return VisionTowerConfig(
+        hidden_size=vision.hidden_size, intermediate_size=vision.out_hidden_size, num_layers=vision.depth,
+        num_heads=vision.num_heads, image_size=_side(vision.image_size), patch_size=_side(vision.patch_size),
+        num_channels=_first(vision, "in_channels") or 3, norm_eps=float(vision.rms_norm_eps),
+        hidden_act=vision.hidden_act, merge_size=vision.spatial_merge_size,
+        temporal_patch_size=vision.temporal_patch_size, out_hidden_size=vision.out_hidden_size, rms_norm=True,
+        gated_mlp=True, attention_bias=bool(vision.attention_bias), block_bias=False, kind=vision.model_type,
+        rope_theta=float(rope.get("rope_theta") or 10000.0), position_embeddings=side * side, patch_bias=True,
+        adapter_dim=vision.intermediate_size)

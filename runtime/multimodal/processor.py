@@ -81,6 +81,9 @@ class MediaProcessor:
         token = self.prompt_token[modality]
         if token is None:
             return None
+        written = getattr(self.model_cls, "placeholders", {}).get(modality)  # GLM-4V's own begin/end tokens
+        if written is not None:
+            return written
         if modality == "audio":  # e.g. Qwen2-Audio's "<|audio_bos|><|AUDIO|><|audio_eos|>"
             bos, eos = getattr(self.model_cls, "audio_wrap", ("", ""))
             return bos + tokenizer.convert_ids_to_tokens([token])[0] + eos

@@ -6,7 +6,7 @@ torchvision for its video processor, so its expansion is written out here)."""
 from __future__ import annotations
 
 import torch
-from mm_fixtures import LlavaReference, hf_parts
+from mm_fixtures import LlavaReference, assert_qwen_parity, hf_parts, png_bytes
 
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 
@@ -262,3 +262,51 @@ class JanusReference(LlavaReference):
         self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
         self.model = transformers.JanusForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
         self.image_token = self.model.config.image_token_id
+
+
+# ---- the Qwen-style families (M-RoPE, video as frames: Qwen3-VL, GLM-4V) ----------------------
+def engine_videos(engine, video: dict | None) -> list:
+    """The video's pixels as the engine makes them, with the sampled clip's fps and frame count
+    (the references' prompt text needs them)."""
+    from sgl.runtime.multimodal.media import load_clip
+
+    if video is None:
+        return []
+    frames, fps = load_clip(video["data"], video["num_frames"])
+    inputs = engine._media.video_inputs(video, "video_data")
+    return [{"pixel_values_videos": inputs["pixel_values_videos"], "video_grid_thw": inputs["video_grid_thw"],
+             "fps": fps, "frames": len(frames)}]
+
+
+def check_media(engine, result: dict, reference, prompt: str, images: list, video=None, start: int = 0) -> None:
+    assert_qwen_parity(result, reference, prompt, images, engine_videos(engine, video), start)
+
+
+def run_media(engine, prompt, images, video=None, start: int = 0):
+    return engine.generate(prompt, GREEDY, image_data=images, video_data=video, return_logprob=True,
+                           logprob_start_len=start)
+
+
+def check_video_batched_cached_repeated(engine, reference, one: tuple[str, list], vid: tuple[str, list], video: dict,
+                                  min_prefix: int) -> None:
+    """`one` (prompt, images) and `vid` (prompt, images) with `video`, batched with a text
+    request; `vid` again behind its cached prefix (the rest continues its positions); `one`'s
+    image again as PNG bytes reuses its KV without running the encoder."""
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one[0], text, vid[0]], GREEDY, image_data=[one[1][0], None, vid[1] or None],
+                          video_data=[None, None, video], return_logprob=True, logprob_start_len=0)
+    check_media(engine, out[0], reference, *one)
+    check_media(engine, out[2], reference, *vid, video)
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = vid[0] + " Answer in one word."
+    start = len(reference.inputs(*vid, engine_videos(engine, video))["input_ids"][0]) - 1
+    again = run_media(engine, longer, vid[1], video, start)
+    assert again["meta_info"]["cached_tokens"] >= start > min_prefix
+    check_media(engine, again, reference, longer, vid[1], video, start)
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one[0], GREEDY, image_data=png_bytes(one[1][0]))
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"]
+    assert engine.get_server_info()["vision_encoder_runs"] == runs
+    engine.check_kv()

@@ -27,3 +27,12 @@ def chunked(folder):
 
     with Engine(folder, dtype="float32", chunked_prefill_size=8) as e:
         yield e
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    """A 10-frame 32x40 clip sampled to 4 frames (the M-RoPE families' tests: Qwen3-VL, GLM-4V)."""
+    from mm_fixtures import write_video
+
+    path = write_video(str(tmp_path_factory.mktemp("clip") / "clip.mp4"), frames=10, size=(32, 40))
+    return {"data": path, "num_frames": 4}

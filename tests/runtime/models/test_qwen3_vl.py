@@ -18,32 +18,21 @@ from mm_fixtures import (
     QWEN_IMAGE,
     QWEN_VIDEO,
     Qwen2VLReference,
-    assert_qwen_parity,
-    png_bytes,
     random_image,
-    write_video,
 )
-from sgl.runtime.multimodal.media import load_clip
 from sgl.runtime.multimodal.random_qwen3_vl import save_random_qwen3_vl
+from vlm_references import check_media, check_video_batched_cached_repeated, run_media
 
-GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 ONE = f"A photo: {QWEN_IMAGE} What is in it?"
 TWO = f"First {QWEN_IMAGE} then {QWEN_IMAGE}: which is brighter?"
 VID = f"Watch {QWEN_VIDEO} and {QWEN_IMAGE}: what moves?"
 IMAGES = [random_image(1), random_image(2, (56, 40)), random_image(3, (33, 33))]
-FRAMES = 4
 
 
 @pytest.fixture(scope="module", params=["dense", "moe"])
 def folder(request, tmp_path_factory, default_tokenizer_folder):
     return save_random_qwen3_vl(str(tmp_path_factory.mktemp(f"qwen3vl_{request.param}")), default_tokenizer_folder,
                                 moe=request.param == "moe")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    path = write_video(str(tmp_path_factory.mktemp("clip") / "clip.mp4"), frames=10, size=(32, 40))
-    return {"data": path, "num_frames": FRAMES}
 
 
 class Qwen3VLReference(Qwen2VLReference):
@@ -80,25 +69,6 @@ def reference(folder):
     return Qwen3VLReference(folder)
 
 
-def ref_videos(engine, video: dict | None) -> list:
-    """The video's pixels as the engine makes them, with the sampled clip's fps and frame count."""
-    if video is None:
-        return []
-    frames, fps = load_clip(video["data"], video["num_frames"])
-    inputs = engine._media.video_inputs(video, "video_data")
-    return [{"pixel_values_videos": inputs["pixel_values_videos"], "video_grid_thw": inputs["video_grid_thw"],
-             "fps": fps, "frames": len(frames)}]
-
-
-def check(engine, result: dict, reference: Qwen3VLReference, prompt: str, images: list, video=None, start: int = 0):
-    assert_qwen_parity(result, reference, prompt, images, ref_videos(engine, video), start)
-
-
-def run(engine, prompt, images, video=None, start: int = 0):
-    return engine.generate(prompt, GREEDY, image_data=images, video_data=video, return_logprob=True,
-                           logprob_start_len=start)
-
-
 @pytest.mark.parametrize("case", ["one", "two", "video"])
 def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
     if case == "two" and os.path.basename(folder).startswith("qwen3vl_moe"):
@@ -107,30 +77,11 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
                            "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
         e.flush_cache()
-        check(e, run(e, prompt, images, vid), reference, prompt, images, vid)
+        check_media(e, run_media(e, prompt, images, vid), reference, prompt, images, vid)
         e.check_kv()
 
 
 def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
     if os.path.basename(folder).startswith("qwen3vl_moe"):
         pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
-    engine.flush_cache()
-    text = "Plain text, no pictures at all here."
-    out = engine.generate([ONE, text, VID], GREEDY, image_data=[IMAGES[0], None, IMAGES[1]],
-                          video_data=[None, None, video], return_logprob=True, logprob_start_len=0)
-    check(engine, out[0], reference, ONE, IMAGES[:1])
-    check(engine, out[2], reference, VID, IMAGES[1:2], video)
-    assert out[1]["output_ids"] == reference.greedy(text, [])
-    # behind a cached prefix holding the video and the image: the rest continues their positions
-    longer = VID + " Answer in one word."
-    start = len(reference.inputs(VID, IMAGES[1:2], ref_videos(engine, video))["input_ids"][0]) - 1
-    again = run(engine, longer, IMAGES[1:2], video, start)
-    assert again["meta_info"]["cached_tokens"] >= start > 60
-    check(engine, again, reference, longer, IMAGES[1:2], video, start)
-    # the same image again (as PNG bytes) reuses its KV; the encoder does not run
-    runs = engine.get_server_info()["vision_encoder_runs"]
-    same = engine.generate(ONE, GREEDY, image_data=png_bytes(IMAGES[0]))
-    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
-    assert same["output_ids"] == out[0]["output_ids"]
-    assert engine.get_server_info()["vision_encoder_runs"] == runs
-    engine.check_kv()
+    check_video_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, IMAGES[1:2]), video, 60)
