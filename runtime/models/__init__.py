@@ -86,6 +86,8 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
                                           "google/paligemma2-3b-mix-224"),
     "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
+    "MllamaForConditionalGeneration": ("mllama", "MllamaForConditionalGeneration",
+                                       "meta-llama/Llama-3.2-11B-Vision-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

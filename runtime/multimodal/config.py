@@ -46,6 +46,13 @@ class VisionTowerConfig:
     position_embeddings: int = 0
     patch_bias: bool = False
     deepstack_layers: tuple[int, ...] = ()
+    # Mllama: tiles of image_size (up to max_num_tiles an image), a gated global encoder of
+    # global_layers after the local one, the local layers' outputs concatenated to the last
+    # state (intermediate_layers), aspect-ratio ids 1..max_aspect_ratio_id (0: padding)
+    max_num_tiles: int = 0
+    global_layers: int = 0
+    intermediate_layers: tuple[int, ...] = ()
+    max_aspect_ratio_id: int = 0
 
     @property
     def cls_tokens(self) -> int:
@@ -148,7 +155,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
                kind=_first(vision, "model_type") or "", merge_size=_first(hf, "spatial_merge_size") or 1,
                rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
                out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
-        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {})})
+        **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {}),
+        **(_mllama_fields(vision) if _first(vision, "model_type") == "mllama_vision_model" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -171,6 +179,13 @@ def _pixtral_fields(vision: Any) -> dict[str, Any]:
     rope = _first(vision, "rope_parameters") or {}
     return dict(rms_norm=True, gated_mlp=True, attention_bias=False, norm_eps=1e-5,
                 rope_theta=float(rope.get("rope_theta") or _first(vision, "rope_theta") or 10000.0))
+
+
+def _mllama_fields(vision: Any) -> dict[str, Any]:
+    """Mllama's tower: tiles, a global encoder, intermediate-layer features; no attention biases."""
+    return dict(attention_bias=False, norm_eps=vision.norm_eps, max_num_tiles=vision.max_num_tiles,
+                global_layers=vision.num_global_layers, intermediate_layers=tuple(vision.intermediate_layers_indices),
+                max_aspect_ratio_id=vision.max_aspect_ratio_id)
 
 
 def _side(size: Any) -> int:

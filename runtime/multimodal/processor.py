@@ -175,7 +175,7 @@ class MediaProcessor:
                 pads = pad_ids(h, n, self.vocab_size)
                 text = part.get("text_ids")
                 out += (pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]) + after
-        mm = MultimodalInputs(items)
+        mm = MultimodalInputs(items, cross=bool(getattr(self.model_cls, "cross_attention", False)))  # Mllama
         if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
             mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
