@@ -128,3 +128,18 @@ class Llama4Reference(LlavaReference):
         _, emb = self.embeds(prompt, images)
         out = self.model.language_model.generate(inputs_embeds=emb, max_new_tokens=n, min_new_tokens=n, do_sample=False)
         return out[0, -n:].tolist()
+
+
+class MllamaReference(LlavaReference):
+    """transformers' Mllama fed by the folder's MllamaProcessor (PIL image processor; it adds
+    the bos after leading <|image|> tokens); vision_runs counts its vision-model calls."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, MllamaForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = MllamaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_index
+
+    def inputs(self, prompt: str, images: list):
+        return self.processor(text=prompt, images=[images] if images else None, return_tensors="pt")
