@@ -88,6 +88,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
     "MllamaForConditionalGeneration": ("mllama", "MllamaForConditionalGeneration",
                                        "meta-llama/Llama-3.2-11B-Vision-Instruct"),
+    "ChameleonForConditionalGeneration": ("chameleon", "ChameleonForConditionalGeneration", "facebook/chameleon-7b"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

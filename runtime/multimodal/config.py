@@ -65,6 +65,31 @@ class VisionTowerConfig:
 
 
 @dataclass(frozen=True)
+class VQTowerConfig:
+    """Chameleon's VQ-GAN image tokenizer: a conv encoder (levels of channel multipliers, resnet
+    blocks, attention at the chosen resolutions and in the middle), then the nearest of
+    num_embeddings codes per latent cell; codes map to text ids (vocabulary_map)."""
+
+    resolution: int
+    in_channels: int
+    base_channels: int
+    channel_multiplier: tuple[int, ...]
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]
+    mid_attention: bool  # attn_type == "vanilla"
+    latent_channels: int
+    double_latent: bool
+    embed_dim: int
+    num_embeddings: int
+    code_ids: tuple[int, ...]  # the text id of each code (Chameleon's IMGIMG* tokens)
+
+    @property
+    def tokens(self) -> int:
+        """Codes (prompt tokens) an image takes: the latent grid."""
+        return (self.resolution // 2 ** (len(self.channel_multiplier) - 1)) ** 2
+
+
+@dataclass(frozen=True)
 class AudioTowerConfig:
     """A Whisper-style audio encoder: two convolutions over mel frames (the second stride 2),
     learned positions, pre-norm layers, then (Qwen2-Audio) average pooling by 2."""
@@ -106,6 +131,7 @@ class MultimodalConfig:
     # audio (Qwen2-Audio): the placeholder token and the encoder
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
+    vq: VQTowerConfig | None = None  # Chameleon: images become codes of a VQ-GAN (tower is None)
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -139,6 +165,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     vision = getattr(hf, "vision_config", None)
     if vision is None and getattr(hf, "audio_config", None) is not None:
         return audio_multimodal_config(hf)
+    if vision is None and getattr(hf, "vq_config", None) is not None:
+        return vq_multimodal_config(hf)
     if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
@@ -231,3 +259,24 @@ def audio_multimodal_config(hf: Any) -> MultimodalConfig | None:
     return MultimodalConfig(image_token_id=None, video_token_id=None, tower=None, feature_layers=(),
                             select_strategy="default", projector_act="gelu", projector_bias=True,
                             audio_token_id=token, audio=tower)
+
+
+def vq_multimodal_config(hf: Any) -> MultimodalConfig | None:
+    """Chameleon's config: vq_config, and a vocabulary_map that names <image> and the codes'
+    tokens IMGIMG<digits as letters A-J>Z; else None."""
+    vocab = _first(hf, "vocabulary_map") or {}
+    if "<image>" not in vocab:
+        return None
+    v = hf.vq_config
+    digits = {chr(ord("A") + i): str(i) for i in range(10)}
+    codes = {int("".join(digits.get(ch, ch) for ch in name[len("IMGIMG"):-1])): i
+             for name, i in vocab.items() if name.startswith("IMGIMG")}
+    if sorted(codes) != list(range(v.num_embeddings)):
+        raise ValueError(f"vocabulary_map: names {len(codes)} IMGIMG codes, vq_config.num_embeddings is {v.num_embeddings}")
+    vq = VQTowerConfig(resolution=v.resolution, in_channels=v.in_channels, base_channels=v.base_channels,
+                       channel_multiplier=tuple(v.channel_multiplier), num_res_blocks=v.num_res_blocks,
+                       attn_resolutions=tuple(v.attn_resolutions or ()), mid_attention=v.attn_type == "vanilla",
+                       latent_channels=v.latent_channels, double_latent=bool(v.double_latent), embed_dim=v.embed_dim,
+                       num_embeddings=v.num_embeddings, code_ids=tuple(codes[k] for k in range(v.num_embeddings)))
+    return MultimodalConfig(image_token_id=vocab["<image>"], video_token_id=None, tower=None, feature_layers=(),
+                            select_strategy="default", projector_act="gelu", projector_bias=False, vq=vq)
