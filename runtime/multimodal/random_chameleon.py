@@ -19,8 +19,15 @@ def _code_name(code: int) -> str:
 
 
 def save_random_chameleon(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
-    from transformers import AutoTokenizer, ChameleonConfig, ChameleonForConditionalGeneration, ChameleonVQVAEConfig
-    from transformers.models.chameleon.image_processing_pil_chameleon import ChameleonImageProcessorPil
+    from transformers import (
+        AutoTokenizer,
+        ChameleonConfig,
+        ChameleonForConditionalGeneration,
+        ChameleonVQVAEConfig,
+    )
+    from transformers.models.chameleon.image_processing_pil_chameleon import (
+        ChameleonImageProcessorPil,
+    )
     from transformers.models.chameleon.processing_chameleon import ChameleonProcessor
 
     tok = AutoTokenizer.from_pretrained(tokenizer_folder)

@@ -143,3 +143,18 @@ class MllamaReference(LlavaReference):
 
     def inputs(self, prompt: str, images: list):
         return self.processor(text=prompt, images=[images] if images else None, return_tensors="pt")
+
+
+class ChameleonReference(LlavaReference):
+    """transformers' Chameleon fed by the folder's ChameleonProcessor (completion form: no sep
+    token appended)."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, ChameleonForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = ChameleonForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_id
+
+    def inputs(self, prompt: str, images: list):
+        return self.processor(text=prompt, images=images or None, return_tensors="pt", return_for_text_completion=True)
