@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..cache.kv_pool import KVPool, MHAKVPool
 from ..config import ModelConfig
 from ..forward_batch import ForwardBatch
 from ..layers.cross_attention import CrossAttention
@@ -51,8 +52,9 @@ class MllamaCrossDecoderLayer(nn.Module):
 
 
 class MllamaTextForCausalLM(LlamaForCausalLM):
-    """Llama whose cross-attention layers are MllamaCrossDecoderLayer (their KV pool layers stay
-    unused: an image's keys and values live in the runner's cross-KV cache)."""
+    """Llama whose cross-attention layers are MllamaCrossDecoderLayer. The KV pool holds only the
+    self-attention layers (numbered among themselves): an image's keys and values live in the
+    runner's cross-KV cache."""
 
     def __init__(self, config: ModelConfig, max_length: int) -> None:
         super().__init__(config, max_length)
@@ -62,6 +64,14 @@ class MllamaTextForCausalLM(LlamaForCausalLM):
         for j, i in enumerate(self.cross_layers):
             self.model.layers[i] = MllamaCrossDecoderLayer(config, j)
         self.model.embed_tokens = VocabEmbedding(config.vocab_size + EXTRA_EMBEDDINGS, config.hidden_size)
+        self_layers = [layer for layer in self.model.layers if not isinstance(layer, MllamaCrossDecoderLayer)]
+        for pool_layer, layer in enumerate(self_layers):
+            layer.self_attn.attn.layer_id = pool_layer
+        self.pool_layers = len(self_layers)
+
+    def make_kv_pool(self, dtype: torch.dtype, device: torch.device) -> KVPool:
+        c = self.config
+        return MHAKVPool(self.pool_layers, c.num_kv_heads, c.head_dim, dtype, device)
 
 
 class MllamaForConditionalGeneration(VisionLanguageModel):

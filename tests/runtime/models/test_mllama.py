@@ -68,6 +68,11 @@ def test_batched_with_text_and_cached(engine, reference):
     engine.check_kv()
 
 
+def test_kv_pool_holds_only_self_attention_layers(engine):
+    # 2 self-attention layers x (k, v) x 2 kv heads x head dim 16 x float32; the cross layer has none
+    assert engine.get_server_info()["kv_bytes_per_token"] == 2 * 2 * 2 * 16 * 4
+
+
 def test_same_image_cross_kv_computed_once(engine, reference):
     """Two requests about the same image (different questions, one batch or one after the
     other) compute its cross-attention keys and values once; another image is computed anew."""
