@@ -2,12 +2,13 @@
 checkpoint saved with its real MllamaProcessor: prompt logprobs (float32, 1e-4) and 16 greedy
 tokens with one image and two (apart, and consecutive), alone, in 3-token chunks, batched with
 text, behind a cached prefix; an image's cross-attention KV is computed once per image hash
-(the engine's cross_kv_runs counter) whichever requests show it."""
+(the engine's cross_kv_runs counter) whichever requests or fork children show it."""
 
 from __future__ import annotations
 
 import pytest
-from mm_fixtures import random_image
+import sgl
+from mm_fixtures import png_bytes, random_image
 from sgl.runtime import Engine
 from sgl.runtime.multimodal.items import MediaItem, MultimodalInputs
 from sgl.runtime.multimodal.random_mllama import save_random_mllama
@@ -89,6 +90,30 @@ def test_same_image_cross_kv_computed_once(engine, reference):
     assert engine.get_server_info()["cross_kv_runs"] == runs + 1
     run(engine, "<|image|><|im_start|>Is it dark?", IMAGES[1:])
     assert engine.get_server_info()["cross_kv_runs"] == runs + 2
+
+
+@sgl.function
+def two_views(s, image, cached: list):
+    s += sgl.user(sgl.image(image) + "Describe it.")
+    forks = s.fork(2)
+    for i, f in enumerate(forks):
+        f += sgl.assistant("View " + str(i) + ":" + sgl.gen("view", max_tokens=4))
+    cached += [f.get_meta_info("view")["cached_tokens"] for f in forks]
+
+
+def test_fork_children_share_the_images_cross_kv(folder, tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(png_bytes(IMAGES[0]))
+    rt = sgl.Runtime(model_path=folder, dtype="float32")
+    try:
+        assert rt.chat_template.image_token == "<|image|>"
+        runs = rt.engine.get_server_info()["cross_kv_runs"]
+        cached: list = []
+        two_views.run(image=str(image), cached=cached, backend=rt, temperature=0)
+        assert rt.engine.get_server_info()["cross_kv_runs"] == runs + 1  # one image, its KV computed once
+        assert len(cached) == 2 and all(c > 0 for c in cached)  # the children reuse the prompt with the image
+    finally:
+        rt.shutdown()
 
 
 def test_text_before_the_first_image_sees_no_image(engine, reference):
