@@ -41,6 +41,10 @@ class MediaItem:
     hash: int
     offset: int  # prompt position of its first placeholder token
     length: int  # placeholder tokens it takes (rows of its encoder output)
+    # cross-attention (Mllama): the image's keys and values while its request lives (set by the
+    # runner: multimodal/cross_kv.py), so a running request never recomputes them whatever the
+    # cache evicts; None until its first forward
+    cross_kv: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def end(self) -> int:

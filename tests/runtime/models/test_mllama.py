@@ -92,6 +92,15 @@ def test_same_image_cross_kv_computed_once(engine, reference):
     assert engine.get_server_info()["cross_kv_runs"] == runs + 2
 
 
+def test_a_running_request_keeps_its_images_kv(folder, reference):
+    """With no cache budget at all, a request still computes its images' KV once (its items
+    hold it), not at every decode step."""
+    hf, ours = PROMPTS[2]
+    with Engine(folder, dtype="float32", encoder_cache_mb=0) as e:
+        check(run(e, ours, IMAGES), reference, hf, IMAGES)
+        assert e.get_server_info()["cross_kv_runs"] == 2
+
+
 @sgl.function
 def two_views(s, image, cached: list):
     s += sgl.user(sgl.image(image) + "Describe it.")
