@@ -94,6 +94,12 @@ class MllamaForConditionalGeneration(VisionLanguageModel):
         self.vision_model = MllamaVisionTower(mm.tower)
         self.multi_modal_projector = Linear(self.vision_model.out_width, config.hidden_size, bias=True)
 
+    def forward(self, batch: ForwardBatch) -> torch.Tensor:
+        # its own forward, not VisionLanguageModel's: the runner's fused C stack takes a VLM that
+        # hands its forward to a plain Llama (layers/fused_decoder.py: text_decoder_of on main),
+        # and it would run the cross-attention layers as self-attention ones
+        return self.language_model(batch)
+
     # ---- media -------------------------------------------------------------------------
     @staticmethod
     def num_media_tokens(mm: MultimodalConfig, modality: str, inputs: dict[str, torch.Tensor]) -> int:
