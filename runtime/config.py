@@ -284,7 +284,8 @@ class EngineConfig:
     trust_remote_code: bool = False
     revision: str | None = None
     allow_url_media: bool = False  # fetch http(s) image/video URLs (off: a server fetching for callers)
-    encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU)
+    encoder_cache_mb: int = 256  # image/video encoder outputs kept by content hash (LRU); Mllama: its
+    # images' cross-attention KV too, in a second cache of this size
     is_embedding: bool | None = None  # serve a CausalLM as a last-token embedder; None: by architecture
     # tensor parallelism (distributed/): tp_size ranks over nnodes nodes, tp_size // nnodes each;
     # every node is launched with the same flags but its own node_rank; ranks meet at dist_init_addr

@@ -359,12 +359,13 @@ class Engine(PoolingAPI, LabelScoringAPI):
         self._inbox.put(("abort", rid))
 
     def flush_cache(self) -> bool:
-        """Empties the radix cache and the encoder-output cache; refused (False) while requests
+        """Empties the radix cache and the encoder-output and cross-KV caches; refused (False) while requests
         are queued or running."""
         def flush() -> bool:
             done = self._scheduler.flush()
             if done:
                 self._scheduler.runner.encoder_cache.clear()
+                self._scheduler.runner.cross_kv_cache.clear()
             return done
 
         return self._call(flush)

@@ -13,7 +13,7 @@ from .cache.kv_pool import KVPool
 
 if TYPE_CHECKING:
     from .layers.attention_backend import AttentionBackend
-    from .multimodal.items import MediaSpan
+    from .multimodal.items import MediaItem, MediaSpan
 
 
 class ForwardMode(enum.Enum):
@@ -49,6 +49,29 @@ class ScheduledReq:
     # per token computed now: the non-causal span [lo, hi) it belongs to ((0, 0): none), whose
     # every key it also sees (MultimodalInputs.attend_spans); None: no token is in one
     attend_span: list[tuple[int, int]] | None = None
+    # cross-attention (Mllama): the request's images in prompt order, per token computed now the
+    # images [a, b) it attends ((0, 0): none; MultimodalInputs.cross_groups), and per image its
+    # keys and values (cross layers, 2, rows, kv heads, head dim), which the runner fills from
+    # its cross-KV cache (multimodal/cross_kv.py)
+    cross_items: tuple[MediaItem, ...] = ()
+    cross_groups: list[tuple[int, int]] | None = None
+    cross_kv: tuple[torch.Tensor, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrossRequest:
+    """One request's part of a cross-attention batch: its packed tokens [first, first + n),
+    each token's image range, and its images' keys and values (see ScheduledReq)."""
+
+    first: int
+    groups: list[tuple[int, int]]  # (n,) per token: images [a, b) ((0, 0): none)
+    kv: tuple[torch.Tensor, ...]  # per image (cross layers, 2, rows, kv heads, head dim)
+
+
+@dataclass(frozen=True)
+class CrossBatch:
+    reqs: list[CrossRequest]  # the batch's requests with images (text-only ones attend to none)
+    rows: torch.Tensor  # (tokens, 1) 1.0 where a token attends to some image, else 0.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,8 @@ class ForwardBatch:
     # the batch has some; None: every token causal. In causal layers a token sees the keys its
     # causal (and window) rule allows and every key of its span (transformers' blockwise overlay).
     attend_span: torch.Tensor | None = None
+    # cross-attention keys and values per request (Mllama); None: no request of the batch has images
+    cross: CrossBatch | None = None
 
     @property
     def batch_size(self) -> int:
@@ -125,7 +150,12 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
     mrope_parts = []
     types: list[int] | None = [] if any(r.token_types is not None for r in sched.reqs) else None
     spans: list[tuple[int, int]] | None = [] if any(r.attend_span is not None for r in sched.reqs) else None
+    cross: list[CrossRequest] = []
     for r in sched.reqs:
+        if r.cross_groups is not None:
+            if len(r.cross_kv) != len(r.cross_items):
+                raise RuntimeError("a cross-attention request reached pack without its keys and values")
+            cross.append(CrossRequest(len(input_ids), r.cross_groups, r.cross_kv))
         if spans is not None:
             spans += r.attend_span if r.attend_span is not None else [(0, 0)] * len(r.input_ids)
         if types is not None:
@@ -157,6 +187,11 @@ def pack(sched: ScheduledBatch, kv_pool: KVPool, req_to_token: torch.Tensor, bac
         token_type_ids=None if types is None else torch.tensor(types, dtype=torch.int64, device=device),
         attend_span=None if spans is None else torch.tensor(spans, dtype=torch.int64, device=device).view(-1, 2),
     )
+    if cross:
+        rows = torch.zeros(len(input_ids), 1)
+        for c in cross:
+            rows[c.first : c.first + len(c.groups), 0] = torch.tensor([float(b > a) for a, b in c.groups])
+        batch.cross = CrossBatch(cross, rows.to(device))
     batch.attn_meta = backend.prepare(batch)
     return batch
 

@@ -57,6 +57,7 @@ def server_info(engine: Any) -> dict[str, Any]:
         **modalities(engine),
         "vision_encoder_runs": s.runner.encoder_cache.runs,
         "encoder_cache_bytes": s.runner.encoder_cache.bytes,
+        "cross_kv_runs": s.runner.cross_kv_cache.runs,  # images whose cross-attention KV was computed
         "tp_size": cfg.tp_size,
         "num_waiting_reqs": len(s.waiting),
         "num_running_reqs": len(s.live_requests()),

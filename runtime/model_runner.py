@@ -18,6 +18,7 @@ from .forward_batch import ScheduledBatch, pack
 from .layers.attention_backend import select_backend
 from .layers.classifier import apply_activation
 from .layers.fused_decoder import forward_fused, fused_decoder_for
+from .multimodal.cross_kv import attach_cross_kv
 from .multimodal.embed import embed_media
 from .multimodal.encoder_cache import EncoderCache
 
@@ -35,6 +36,8 @@ class ModelRunner:
                  encoder_cache_bytes: int = 0, attention_backend: str = "auto") -> None:
         self.model, self.kv_pool, self.table, self.device = model, kv_pool, table, device
         self.encoder_cache = EncoderCache(encoder_cache_bytes)  # media embeddings by content hash
+        # cross-attention keys and values by image hash (Mllama), within the same budget again
+        self.cross_kv_cache = EncoderCache(encoder_cache_bytes)
         self.attn_backend = select_backend(device, attention_backend)
         self.task = getattr(type(model), "task", "generate")
         assert self.task in TASKS, f"{type(model).__name__}.task={self.task!r}: use one of {TASKS}"
@@ -48,6 +51,7 @@ class ModelRunner:
     @torch.inference_mode()
     def forward(self, sched: ScheduledBatch) -> ForwardOutput:
         sched = embed_media(sched, self.model, self.encoder_cache)  # images/video of the chunk
+        sched = attach_cross_kv(sched, self.model, self.cross_kv_cache)  # images a request cross-attends
         batch = pack(sched, self.kv_pool, self.table.table, self.attn_backend, self.device)
         # (tokens, hidden), after the final norm
         hidden = self.model(batch) if self.fused is None else forward_fused(self.fused, self.model, batch)

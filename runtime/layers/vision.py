@@ -15,18 +15,19 @@ from .norm import LayerNorm, RMSNorm
 
 
 class VisionAttention(nn.Module):
-    def __init__(self, c: VisionTowerConfig) -> None:
+    def __init__(self, c: VisionTowerConfig, out_bias: bool = True) -> None:
         super().__init__()
         self.heads, self.head_dim = c.num_heads, c.hidden_size // c.num_heads
         self.qkv_proj = QKVLinear(c.hidden_size, self.head_dim, c.num_heads, c.num_heads, bias=c.attention_bias)
-        self.out_proj = Linear(c.hidden_size, c.hidden_size, bias=True)
+        self.out_proj = Linear(c.hidden_size, c.hidden_size, bias=out_bias)  # (Mllama's has none)
         # InternViT's large towers: RMSNorm over all heads' q (and k) at once, before the split
         self.q_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
         self.k_norm = RMSNorm(c.hidden_size) if c.qk_norm else None
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x (images, patches, hidden) -> the same shape; key_mask (images, 1, 1, patches) bool:
-        the keys each row may see (an audio clip's real frames), None: all."""
+        the keys each row may see (an audio clip's real frames), or an additive float mask
+        broadcastable to (images, heads, patches, patches) (Mllama's tiles); None: all."""
         b, n, _ = x.shape
         q, k, v = self.qkv_proj.split(self.qkv_proj(x))
         if self.q_norm is not None and self.k_norm is not None:

@@ -91,6 +91,9 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "JanusForConditionalGeneration": ("janus", "JanusForConditionalGeneration", "deepseek-community/Janus-Pro-1B"),
     "Glm4vForConditionalGeneration": ("glm4v", "Glm4vForConditionalGeneration", "zai-org/GLM-4.1V-9B-Thinking"),
     "Glm4vMoeForConditionalGeneration": ("glm4v", "Glm4vMoeForConditionalGeneration", "zai-org/GLM-4.5V"),
+    "MllamaForConditionalGeneration": ("mllama", "MllamaForConditionalGeneration",
+                                       "meta-llama/Llama-3.2-11B-Vision-Instruct"),
+    "ChameleonForConditionalGeneration": ("chameleon", "ChameleonForConditionalGeneration", "facebook/chameleon-7b"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

@@ -34,7 +34,8 @@ class LlamaFlags:
     mlp_bias: bool | None = None  # None: config.mlp_bias
     qk_norm: str | None = None  # head (RMSNorm per head; 1 + w with norm="gemma") | full (RMSNorm over
     #                             all heads) | layer (LayerNorm per head, shared weights) |
-    #                             head_layer (LayerNorm, one weight per head) | per_head_layer (StableLM)
+    #                             head_layer (LayerNorm, one weight per head) | per_head_layer (StableLM) |
+    #                             head_layer_bias (LayerNorm, a weight and bias per head: Chameleon)
     interleaved_rope: bool = False  # rotate adjacent pairs (GLM, Cohere, ERNIE)
     rope_layers: tuple[bool, ...] | None = None  # which layers apply rope; None: all
     embed_scale: float | None = None  # a family's own embedding normalizer (Gemma: sqrt(hidden));
@@ -52,7 +53,8 @@ class LlamaFlags:
     def __post_init__(self) -> None:
         choices = {"norm": ("rms", "gemma", "layer", "layer_nobias", "layer1p", "nonparametric"),
                    "block": tuple(BLOCKS),
-                   "qk_norm": (None, "head", "full", "layer", "head_layer", "per_head_layer")}
+                   "qk_norm": (None, "head", "full", "layer", "head_layer", "per_head_layer",
+                               "head_layer_bias")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"LlamaFlags.{name}={getattr(self, name)!r}: use one of {allowed}")
@@ -71,8 +73,8 @@ def make_qk_norm(kind: str, heads: int, head_dim: int, eps: float, norm: str) ->
         return make_norm(norm, head_dim, eps)
     if kind == "full":
         return RMSNorm(heads * head_dim, eps)
-    if kind == "head_layer":
-        return LayerNorm(head_dim, eps, bias=False, heads=heads)
+    if kind in ("head_layer", "head_layer_bias"):
+        return LayerNorm(head_dim, eps, bias=kind == "head_layer_bias", heads=heads)
     if kind == "layer":  # one LayerNorm with bias shared by every head (Phi, Persimmon)
         return LayerNorm(head_dim, eps)
     return PerHeadLayerNorm(head_dim, heads, eps)

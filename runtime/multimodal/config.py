@@ -49,6 +49,13 @@ class VisionTowerConfig:
     aligner_depth: int = 0  # Janus: the linear layers of its aligner MLP
     # GLM-4V: no biases on the blocks' attention output and MLP (its merger's inner width: adapter_dim)
     block_bias: bool = True
+    # Mllama: tiles of image_size (up to max_num_tiles an image), a gated global encoder of
+    # global_layers after the local one, the local layers' outputs concatenated to the last
+    # state (intermediate_layers), aspect-ratio ids 1..max_aspect_ratio_id (0: padding)
+    max_num_tiles: int = 0
+    global_layers: int = 0
+    intermediate_layers: tuple[int, ...] = ()
+    max_aspect_ratio_id: int = 0
 
     @property
     def cls_tokens(self) -> int:
@@ -58,6 +65,31 @@ class VisionTowerConfig:
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+
+@dataclass(frozen=True)
+class VQTowerConfig:
+    """Chameleon's VQ-GAN image tokenizer: a conv encoder (levels of channel multipliers, resnet
+    blocks, attention at the chosen resolutions and in the middle), then the nearest of
+    num_embeddings codes per latent cell; codes map to text ids (vocabulary_map)."""
+
+    resolution: int
+    in_channels: int
+    base_channels: int
+    channel_multiplier: tuple[int, ...]
+    num_res_blocks: int
+    attn_resolutions: tuple[int, ...]
+    mid_attention: bool  # attn_type == "vanilla"
+    latent_channels: int
+    double_latent: bool
+    embed_dim: int
+    num_embeddings: int
+    code_ids: tuple[int, ...]  # the text id of each code (Chameleon's IMGIMG* tokens)
+
+    @property
+    def tokens(self) -> int:
+        """Codes (prompt tokens) an image takes: the latent grid."""
+        return (self.resolution // 2 ** (len(self.channel_multiplier) - 1)) ** 2
 
 
 @dataclass(frozen=True)
@@ -119,6 +151,7 @@ class MultimodalConfig:
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
     qformer: QFormerConfig | None = None  # BLIP-2: each image is num_query_tokens Q-Former outputs
+    vq: VQTowerConfig | None = None  # Chameleon: images become codes of a VQ-GAN (tower is None)
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -154,6 +187,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         return audio_multimodal_config(hf)
     if vision is None and getattr(hf, "model_type", None) == "fuyu":
         return _fuyu(hf)
+    if vision is None and getattr(hf, "vq_config", None) is not None:
+        return vq_multimodal_config(hf)
     if vision is None or _first(hf, "image_token_id", "image_token_index", "video_token_id", "video_token_index") is None:
         return None
     layers = _first(hf, "vision_feature_layer")
@@ -171,7 +206,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
                rope_theta=float((_first(vision, "rope_parameters") or {}).get("rope_theta") or 0.0),
                out_hidden_size=_first(vision, "projector_output_dim") or 0, adapter_dim=_first(vision, "projector_input_dim") or 0),
         **(_pixtral_fields(vision) if _first(vision, "model_type") == "pixtral" else {}),
-        **(_janus_fields(vision) if _first(vision, "model_type") == "janus_vision_model" else {})})
+        **(_janus_fields(vision) if _first(vision, "model_type") == "janus_vision_model" else {}),
+        **(_mllama_fields(vision) if _first(vision, "model_type") == "mllama_vision_model" else {})})
     return MultimodalConfig(
         image_token_id=_first(hf, "image_token_id", "image_token_index"),
         video_token_id=_first(hf, "video_token_id", "video_token_index"),
@@ -223,6 +259,11 @@ def _janus_fields(vision: Any) -> dict[str, Any]:
     layers into projection_dim (the text width)."""
     return dict(intermediate_size=int(vision.hidden_size * vision.mlp_ratio), out_hidden_size=vision.projection_dim,
                 aligner_depth=vision.depth)
+def _mllama_fields(vision: Any) -> dict[str, Any]:
+    """Mllama's tower: tiles, a global encoder, intermediate-layer features; no attention biases."""
+    return dict(attention_bias=False, norm_eps=vision.norm_eps, max_num_tiles=vision.max_num_tiles,
+                global_layers=vision.num_global_layers, intermediate_layers=tuple(vision.intermediate_layers_indices),
+                max_aspect_ratio_id=vision.max_aspect_ratio_id)
 
 
 def _side(size: Any) -> int:
@@ -287,3 +328,22 @@ def _glm4v_tower(vision: Any) -> VisionTowerConfig:
         gated_mlp=True, attention_bias=bool(vision.attention_bias), block_bias=False, kind=vision.model_type,
         rope_theta=float(rope.get("rope_theta") or 10000.0), position_embeddings=side * side, patch_bias=True,
         adapter_dim=vision.intermediate_size)
+def vq_multimodal_config(hf: Any) -> MultimodalConfig | None:
+    """Chameleon's config: vq_config, and a vocabulary_map that names <image> and the codes'
+    tokens IMGIMG<digits as letters A-J>Z; else None."""
+    vocab = _first(hf, "vocabulary_map") or {}
+    if "<image>" not in vocab:
+        return None
+    v = hf.vq_config
+    digits = {chr(ord("A") + i): str(i) for i in range(10)}
+    codes = {int("".join(digits.get(ch, ch) for ch in name[len("IMGIMG"):-1])): i
+             for name, i in vocab.items() if name.startswith("IMGIMG")}
+    if sorted(codes) != list(range(v.num_embeddings)):
+        raise ValueError(f"vocabulary_map: names {len(codes)} IMGIMG codes, vq_config.num_embeddings is {v.num_embeddings}")
+    vq = VQTowerConfig(resolution=v.resolution, in_channels=v.in_channels, base_channels=v.base_channels,
+                       channel_multiplier=tuple(v.channel_multiplier), num_res_blocks=v.num_res_blocks,
+                       attn_resolutions=tuple(v.attn_resolutions or ()), mid_attention=v.attn_type == "vanilla",
+                       latent_channels=v.latent_channels, double_latent=bool(v.double_latent), embed_dim=v.embed_dim,
+                       num_embeddings=v.num_embeddings, code_ids=tuple(codes[k] for k in range(v.num_embeddings)))
+    return MultimodalConfig(image_token_id=vocab["<image>"], video_token_id=None, tower=None, feature_layers=(),
+                            select_strategy="default", projector_act="gelu", projector_bias=False, vq=vq)

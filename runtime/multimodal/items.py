@@ -41,6 +41,10 @@ class MediaItem:
     hash: int
     offset: int  # prompt position of its first placeholder token
     length: int  # placeholder tokens it takes (rows of its encoder output)
+    # cross-attention (Mllama): the image's keys and values while its request lives (set by the
+    # runner: multimodal/cross_kv.py), so a running request never recomputes them whatever the
+    # cache evicts; None until its first forward
+    cross_kv: torch.Tensor | None = field(default=None, repr=False)
 
     @property
     def end(self) -> int:
@@ -75,6 +79,9 @@ class MultimodalInputs:
     # INVARIANT (the scheduler keeps it): a span's tokens are computed in one forward, so their
     # KV never depends on how the prompt was chunked or which prefix was cached
     noncausal: tuple[tuple[int, int], ...] = ()
+    # cross-attention (Mllama): the items are not rows of the prompt but keys and values every
+    # later token attends to (runtime/layers/cross_attention.py); each item holds one prompt token
+    cross: bool = False
 
     def prefix_cut(self, n: int) -> int:
         """The longest usable cached prefix of at most n tokens: one ending inside a span stops
@@ -101,6 +108,26 @@ class MultimodalInputs:
         out = [(0, 0)] * (end - start)
         for lo, hi in spans:
             out[max(lo, start) - start : min(hi, end) - start] = [(lo, hi)] * (min(hi, end) - max(lo, start))
+        return out
+
+    def cross_groups(self, start: int, end: int) -> list[tuple[int, int]] | None:
+        """Per token of [start, end): the items [a, b) it cross-attends ((0, 0): none); None
+        without cross-attention. transformers' rule (MllamaProcessor's cross-attention token
+        mask): image k is seen from its token up to the next image's token, consecutive images
+        share the extent of the last of them, and the last image is seen by every later token
+        (outputs too: generate repeats the last prompt row). Extents only grow with k, so the
+        images a token sees are a contiguous range."""
+        if not self.cross or not self.items:
+            return None
+        starts = [it.offset for it in self.items]
+        ends = starts[1:] + [1 << 62]
+        for k in range(len(ends) - 2, -1, -1):
+            if starts[k] == starts[k + 1] - 1:
+                ends[k] = ends[k + 1]
+        out = []
+        for t in range(start, end):
+            seen = [k for k in range(len(starts)) if starts[k] <= t < ends[k]]
+            out.append((seen[0], seen[-1] + 1) if seen else (0, 0))
         return out
 
     def positions(self, start: int, end: int) -> torch.Tensor | None:

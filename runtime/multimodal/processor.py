@@ -58,7 +58,7 @@ class MediaProcessor:
         self.mm, self.model_cls, self.vocab_size, self.allow_urls = mm, model_cls, vocab_size, allow_urls
         # a family whose transformers processor needs torchvision brings its own (Llama 4's)
         load = getattr(model_cls, "load_image_processor", load_hf_image_processor)
-        self.image_processor = load(folder) if mm.tower is not None else None
+        self.image_processor = load(folder) if mm.tower is not None or mm.vq is not None else None
         self.feature_extractor = load_hf_feature_extractor(folder) if mm.takes_audio else None
         # a family whose items hold text tokens among their media rows (InternVL's <img>,
         # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
@@ -188,7 +188,7 @@ class MediaProcessor:
                 pads = pad_ids(h, n, self.vocab_size)
                 text = part.get("text_ids")
                 out += (pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]) + after
-        mm = MultimodalInputs(items)
+        mm = MultimodalInputs(items, cross=bool(getattr(self.model_cls, "cross_attention", False)))  # Mllama
         if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
             mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt

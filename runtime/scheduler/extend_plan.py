@@ -37,7 +37,8 @@ def extend_batch(plans: list[ExtendPlan], table: ReqToTokenTable) -> ScheduledBa
                                  r.media.spans(plan.start, end) if r.media is not None else (),
                                  r.media.positions(plan.start, end) if r.media is not None else None,
                                  None if r.token_type_ids is None else r.token_type_ids[plan.start : end],
-                                 r.media.attend_spans(plan.start, end) if r.media is not None else None))
+                                 r.media.attend_spans(plan.start, end) if r.media is not None else None,
+                                 *_cross(r, plan.start, end)))
         if r.pool and end == len(fill):
             pool_reqs.append(len(reqs) - 1)
         if r.logprob is not None and not r.output_ids:
@@ -53,6 +54,19 @@ def extend_batch(plans: list[ExtendPlan], table: ReqToTokenTable) -> ScheduledBa
             logit_rows.append(offset + plan.length - 1)
         offset += plan.length
     return ScheduledBatch(ForwardMode.EXTEND, reqs, logit_rows, pool_reqs, rowwise=all(p.jumped for p in plans))
+
+
+def _cross(r: Req, start: int, end: int) -> tuple:
+    """(cross_items, cross_groups) of positions [start, end): a cross-attention model's images
+    (Mllama) and the ones each token attends; ((), None) for any other request."""
+    groups = r.media.cross_groups(start, end) if r.media is not None else None
+    return (tuple(r.media.items), groups) if groups is not None else ((), None)  # type: ignore[union-attr]
+
+
+def decode_cross(r: Req) -> dict:
+    """A decode step's cross-attention fields (ScheduledReq keywords) of request r."""
+    items, groups = _cross(r, r.kv_len, r.kv_len + 1)
+    return {"cross_items": items, "cross_groups": groups} if groups is not None else {}
 
 
 def _embeds_between(embeds: InputEmbeds | None, start: int, end: int) -> InputEmbeds | None:

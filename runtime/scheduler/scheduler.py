@@ -20,7 +20,7 @@ from ..constrained.mask import apply_grammar_masks
 from ..forward_batch import ForwardMode, ScheduledBatch, ScheduledReq
 from ..model_runner import ModelRunner
 from ..sampling.sampler import sample
-from .extend_plan import ExtendPlan, extend_batch, shared_with_batch
+from .extend_plan import ExtendPlan, decode_cross, extend_batch, shared_with_batch
 from .jump_forward import try_jump_forward
 from .kv_manager import KVManager
 from .policy import order_waiting
@@ -229,7 +229,8 @@ class Scheduler:
         slots = self.kv.extend_decode(reqs)
         assert slots is not None  # _make_decode_room guaranteed it
         batch = [ScheduledReq(r.row, r.kv_len, [r.output_ids[-1]], slots[i : i + 1],  # type: ignore[arg-type]
-                              mrope_positions=None if r.media is None else r.media.positions(r.kv_len, r.kv_len + 1))
+                              mrope_positions=None if r.media is None else r.media.positions(r.kv_len, r.kv_len + 1),
+                              **decode_cross(r))
                  for i, r in enumerate(reqs)]
         logits = self.runner.forward(ScheduledBatch(ForwardMode.DECODE, batch, list(range(len(reqs))))).logits
         for r in reqs:

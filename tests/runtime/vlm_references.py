@@ -310,3 +310,31 @@ def check_video_batched_cached_repeated(engine, reference, one: tuple[str, list]
     assert same["output_ids"] == out[0]["output_ids"]
     assert engine.get_server_info()["vision_encoder_runs"] == runs
     engine.check_kv()
+class MllamaReference(LlavaReference):
+    """transformers' Mllama fed by the folder's MllamaProcessor (PIL image processor; it adds
+    the bos after leading <|image|> tokens); vision_runs counts its vision-model calls."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, MllamaForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = MllamaForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_index
+
+    def inputs(self, prompt: str, images: list):
+        return self.processor(text=prompt, images=[images] if images else None, return_tensors="pt")
+
+
+class ChameleonReference(LlavaReference):
+    """transformers' Chameleon fed by the folder's ChameleonProcessor (completion form: no sep
+    token appended)."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor, ChameleonForConditionalGeneration
+
+        self.processor = AutoProcessor.from_pretrained(folder, use_fast=False)
+        self.model = ChameleonForConditionalGeneration.from_pretrained(folder, dtype=torch.float32).eval()
+        self.image_token = self.model.config.image_token_id
+
+    def inputs(self, prompt: str, images: list):
+        return self.processor(text=prompt, images=images or None, return_tensors="pt", return_for_text_completion=True)
