@@ -2,7 +2,8 @@
 a conv patch embedding with learned positions (no class token, no pre-norm), CLIP's pre-LN
 encoder layers (gelu-tanh MLP in SigLIP's configs), and a final post-layernorm.
 
-Used by Gemma 3, PaliGemma and LLaVA-OneVision's real checkpoints (vision_tower.*)."""
+Used by Gemma 3, PaliGemma and LLaVA-OneVision's real checkpoints (vision_tower.*); Idefics3 and
+SmolVLM take it with positions fitted to a tile's patch grid (Idefics3VisionTower)."""
 
 from __future__ import annotations
 
@@ -58,6 +59,44 @@ class SiglipVisionTower(nn.Module):
         for layer in self.encoder.layers:
             x = layer(x)
         return self.post_layernorm(x)
+
+
+class Idefics3Embeddings(SiglipEmbeddings):
+    """SigLIP's patch embedding with NaViT-style positions (Idefics3VisionEmbeddings): a tile of
+    hp x wp patches reads the (side x side) learned table at the buckets of its fractional
+    coordinates i / hp, j / wp (the whole table in order when the tile is the tower's size)."""
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """pixels (tiles, channels, height, width), all of one size -> (tiles, patches, hidden)."""
+        w = self.patch_embedding.weight
+        patches = self.patch_embedding(pixels.to(w.dtype)).flatten(2).transpose(1, 2)  # (tiles, patches, hidden)
+        p = self.patch_embedding.kernel_size[0]
+        side = round(self.position_embedding.weight.shape[0] ** 0.5)
+        ids = fractional_positions(pixels.shape[-2] // p, pixels.shape[-1] // p, side, pixels.device)
+        return patches + self.position_embedding.weight[ids]
+
+
+def fractional_positions(hp: int, wp: int, side: int, device: torch.device) -> torch.Tensor:
+    """(hp * wp,) table rows of an hp x wp patch grid, with transformers' float32 steps (so a
+    coordinate on a bucket boundary lands in the same bucket)."""
+    if hp > side or wp > side:
+        raise ValueError(f"pixel_values: a {hp}x{wp} patch tile is larger than the tower's {side}x{side} positions; "
+                         "set the image processor's max_image_size to the vision config's image_size")
+    boundaries = torch.arange(1 / side, 1.0, 1 / side, device=device)
+    buckets = []
+    for n in (hp, wp):
+        step = 1.0 / torch.tensor([n], device=device)  # float32, as transformers divides by a patch count
+        coords = torch.clamp(torch.arange(n, device=device, dtype=torch.float32) * step, max=1.0 - 1e-6)
+        buckets.append(torch.bucketize(coords, boundaries, right=True))
+    return (buckets[0][:, None] * side + buckets[1][None, :]).flatten()
+
+
+class Idefics3VisionTower(SiglipVisionTower):
+    """Idefics3 / SmolVLM's tower (`model.vision_model.*`): SigLIP's, positions per tile size."""
+
+    def __init__(self, c: VisionTowerConfig) -> None:
+        super().__init__(c)
+        self.embeddings = Idefics3Embeddings(c)
 
 
 def vision_tower(c: VisionTowerConfig) -> nn.Module:

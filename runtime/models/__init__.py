@@ -86,6 +86,10 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
                                           "google/paligemma2-3b-mix-224"),
     "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
+    "Idefics3ForConditionalGeneration": ("idefics3", "Idefics3ForConditionalGeneration",
+                                         "HuggingFaceM4/Idefics3-8B-Llama3"),
+    "SmolVLMForConditionalGeneration": ("idefics3", "SmolVLMForConditionalGeneration",
+                                        "HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

@@ -96,6 +96,13 @@ class MediaProcessor:
             self._tokenizer = AutoTokenizer.from_pretrained(self.folder)
         return self._tokenizer
 
+    def text_ids(self, text: str) -> torch.Tensor:
+        """(tokens,) a family's item written as text (Idefics3's tile tags, each tile's <image>
+        tokens, the global image's): its token ids, -1 at each image-token position (where the
+        encoder's rows go, in order)."""
+        ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)
+        return ids.masked_fill(ids == self.mm.image_token_id, -1)
+
     def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
         """The processor's tensors of one image of a prompt that has `count` images (a model
         class may process several images per prompt differently: `image_inputs`)."""
@@ -166,7 +173,11 @@ class MediaProcessor:
                 if isinstance(part, str):
                     out += self.tokenizer(part, add_special_tokens=False)["input_ids"]
                     continue
-                n = self.model_cls.num_media_tokens(self.mm, modality, part)
+                if hasattr(self.model_cls, "media_text"):  # the item is text with its rows' tokens in it
+                    part["text_ids"] = self.text_ids(self.model_cls.media_text(self.mm, modality, part))
+                    n = len(part["text_ids"])
+                else:
+                    n = self.model_cls.num_media_tokens(self.mm, modality, part)
                 if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
                     part["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, part, self.token_ids)
                 h = content_hash(part, modality)
