@@ -12,8 +12,10 @@ scale_factor (2: 2x2 patches one token) and one linear maps it into a Llama deco
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import ModelConfig
@@ -26,6 +28,7 @@ from .llama import QKV_PACKED
 from .llava import text_model_class
 from .vision_language import VisionLanguageModel
 
+PRESAMPLED_FPS = 24.0  # SmolVLMProcessor's clock for frames given without a video's timing
 FAKE, IMAGE, GLOBAL = "<fake_token_around_image>", "<image>", "<global-img>"  # the processor's defaults
 
 
@@ -99,4 +102,45 @@ class Idefics3ForConditionalGeneration(VisionLanguageModel):
 
 
 class SmolVLMForConditionalGeneration(Idefics3ForConditionalGeneration):
-    """SmolVLM (1 and 2): Idefics3's model and image layout under another name."""
+    """SmolVLM (1 and 2): Idefics3's model and image layout.
+
+    # differs from Idefics3: a prompt's <video> (a tokenizer token; the config names none)
+    # becomes SmolVLMProcessor's text: an intro naming the frame count and the duration, then per
+    # frame "\nFrame from MM:SS:" and the frame as one unsplit image, then "\n\n"."""
+
+    modalities = ("image", "video")
+    prompt_video_token = "<video>"
+
+    @staticmethod
+    def video_inputs(mm: MultimodalConfig, image_processor: Any, frames: np.ndarray,
+                     fps: float | None) -> dict[str, torch.Tensor]:
+        """pixel_values (frames, 3, tile, tile): each frame resized as the video processor does
+        (longest edge to size, then the tile square: the image processor's unsplit rule);
+        frame_seconds (frames,) on the sampled clip's clock (24 fps for frames given as
+        images, the processor's default); duration (1,): the clip's seconds (-1: unknown)."""
+        from PIL import Image
+
+        pixels = [image_processor(images=[Image.fromarray(f)], do_image_splitting=False, return_tensors="pt")
+                  ["pixel_values"][0] for f in frames]
+        rate = fps or PRESAMPLED_FPS
+        return {"pixel_values": torch.cat(pixels), "duration": torch.tensor([len(frames) / fps if fps else -1.0]),
+                "frame_seconds": torch.arange(len(frames), dtype=torch.float64) / rate}
+
+    @staticmethod
+    def split_video(mm: MultimodalConfig, inputs: dict[str, torch.Tensor]) -> list[str | dict[str, torch.Tensor]]:
+        """The video's prompt parts: text, one unsplit image item per frame, text (adjacent text
+        joined, so it tokenizes as the processor's one string does)."""
+        from num2words import num2words
+
+        seconds = inputs["frame_seconds"].tolist()
+        duration = inputs["duration"].item()
+        total = int(duration) if duration >= 0 else int(seconds[-1])
+        parts: list[str | dict[str, torch.Tensor]] = [
+            f"You are provided the following series of {num2words(len(seconds))} frames from a "
+            f"{timedelta(seconds=total)} [H:MM:SS] video.\n"]
+        for i, sec in enumerate(seconds):
+            parts[-1] += f"\nFrame from {int(sec // 60):02d}:{int(sec % 60):02d}:"
+            parts += [{"pixel_values": inputs["pixel_values"][i : i + 1], "grid": torch.zeros(2, dtype=torch.int64)},
+                      ""]
+        parts[-1] += "\n\n"
+        return parts

@@ -69,6 +69,11 @@ class MediaProcessor:
             # (its config's boi_token_index is no prompt token: the class's names it)
             self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt], prompt_image_token_id=None)
         self.folder, self._tokenizer = folder, None
+        video = getattr(model_cls, "prompt_video_token", None)  # SmolVLM: its config names no video token
+        if video is not None and self.mm.video_token_id is None:
+            token = self.tokenizer.convert_tokens_to_ids(video)
+            if token is not None and token != self.tokenizer.unk_token_id:  # else the folder takes no video
+                self.mm = dataclasses.replace(self.mm, video_token_id=token)
         # ids before and after an image's expansion (Gemma 3: "\n\n<start_of_image>", "<end_of_image>\n\n")
         wrap = getattr(model_cls, "image_wrap", None)
         self.image_wrap: tuple[list[int], list[int]] = wrap(mm, folder) if wrap else ([], [])

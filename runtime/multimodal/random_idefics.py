@@ -2,7 +2,7 @@
 and 4 px patches, pixel shuffle by 2: 16 tokens a tile; images up to 64 px split into 32 px
 tiles plus a global image), saved with their real PIL image processors, over the default
 model's tokenizer plus the family's image tokens (<fake_token_around_image>, <image>,
-<global-img>, the 36 <row_r_col_c> tags)."""
+<global-img>, the 36 <row_r_col_c> tags; SmolVLM's <video>)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from .random_checkpoints import TEXT_VOCAB, _copy_chat_template, _tiny_llama
 IDEFICS_IMAGE = "<image>"  # what a prompt holds for an image (the processor expands it)
 IDEFICS_TOKENS = ["<fake_token_around_image>", IDEFICS_IMAGE, "<end_of_utterance>", "<global-img>",
                   *[f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]]
-IDEFICS_VOCAB = TEXT_VOCAB + 32  # the default model's 49152 tokens, these 40, padding
+SMOLVLM_VIDEO = "<video>"  # SmolVLM's (a tokenizer token; its processor expands it into frames)
+IDEFICS_VOCAB = TEXT_VOCAB + 40  # the default model's 49152 tokens, these 40 (41), padding
 TILE = 32  # max_image_size: a tile's side (the tower's image_size)
 
 
@@ -29,7 +30,7 @@ def save_random_idefics3(folder: str, tokenizer_folder: str, family: str = "idef
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_folder)
-    tok.add_tokens(IDEFICS_TOKENS, special_tokens=True)
+    tok.add_tokens(IDEFICS_TOKENS + ([SMOLVLM_VIDEO] if family == "smolvlm" else []), special_tokens=True)
     name = {"idefics3": "Idefics3", "smolvlm": "SmolVLM"}[family]
     vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=TILE,
                   patch_size=4, initializer_range=0.2)
