@@ -62,41 +62,51 @@ class SiglipVisionTower(nn.Module):
 
 
 class Idefics3Embeddings(SiglipEmbeddings):
-    """SigLIP's patch embedding with NaViT-style positions (Idefics3VisionEmbeddings): a tile of
-    hp x wp patches reads the (side x side) learned table at the buckets of its fractional
-    coordinates i / hp, j / wp (the whole table in order when the tile is the tower's size)."""
+    """SigLIP's patch embedding with NaViT-style positions (Idefics3VisionEmbeddings): a tile's
+    real patches (hp x wp of them) read the (side x side) learned table at the buckets of their
+    fractional coordinates i / hp, j / wp (the whole table in order when the tile is the
+    tower's size); padded patches (Aria's pixel mask) take row 0."""
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """pixels (tiles, channels, height, width), all of one size -> (tiles, patches, hidden)."""
+    def forward(self, pixels: torch.Tensor, patch_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pixels (tiles, channels, height, width), all of one size; patch_mask (tiles, height /
+        patch, width / patch) bool, the real patches (a top-left block), None: all ->
+        (tiles, patches, hidden)."""
         w = self.patch_embedding.weight
         patches = self.patch_embedding(pixels.to(w.dtype)).flatten(2).transpose(1, 2)  # (tiles, patches, hidden)
         p = self.patch_embedding.kernel_size[0]
+        if patch_mask is None:
+            patch_mask = torch.ones(pixels.shape[0], pixels.shape[-2] // p, pixels.shape[-1] // p, dtype=torch.bool,
+                                    device=pixels.device)
         side = round(self.position_embedding.weight.shape[0] ** 0.5)
-        ids = fractional_positions(pixels.shape[-2] // p, pixels.shape[-1] // p, side, pixels.device)
-        return patches + self.position_embedding.weight[ids]
+        return patches + self.position_embedding.weight[fractional_positions(patch_mask, side)]
 
 
-def fractional_positions(hp: int, wp: int, side: int, device: torch.device) -> torch.Tensor:
-    """(hp * wp,) table rows of an hp x wp patch grid, with transformers' float32 steps (so a
-    coordinate on a bucket boundary lands in the same bucket)."""
-    if hp > side or wp > side:
-        raise ValueError(f"pixel_values: a {hp}x{wp} patch tile is larger than the tower's {side}x{side} positions; "
-                         "set the image processor's max_image_size to the vision config's image_size")
-    boundaries = torch.arange(1 / side, 1.0, 1 / side, device=device)
+def fractional_positions(patch_mask: torch.Tensor, side: int) -> torch.Tensor:
+    """patch_mask (tiles, hp, wp) bool -> (tiles, hp * wp) table rows, with transformers' float32
+    steps (so a coordinate on a bucket boundary lands in the same bucket)."""
+    boundaries = torch.arange(1 / side, 1.0, 1 / side, device=patch_mask.device)
     buckets = []
-    for n in (hp, wp):
-        step = 1.0 / torch.tensor([n], device=device)  # float32, as transformers divides by a patch count
-        coords = torch.clamp(torch.arange(n, device=device, dtype=torch.float32) * step, max=1.0 - 1e-6)
-        buckets.append(torch.bucketize(coords, boundaries, right=True))
-    return (buckets[0][:, None] * side + buckets[1][None, :]).flatten()
+    for real, n in ((patch_mask[:, :, 0].sum(1), patch_mask.shape[1]), (patch_mask[:, 0, :].sum(1), patch_mask.shape[2])):
+        step = 1.0 / real  # (tiles,) float32: one over the real patches along this axis
+        coords = torch.arange(n, device=patch_mask.device, dtype=torch.float32)[None, :] * step[:, None]
+        buckets.append(torch.bucketize(coords.clamp(max=1.0 - 1e-6), boundaries, right=True))  # (tiles, n)
+    ids = (buckets[0][:, :, None] * side + buckets[1][:, None, :]).flatten(1)
+    return torch.where(patch_mask.flatten(1), ids, 0)
 
 
 class Idefics3VisionTower(SiglipVisionTower):
-    """Idefics3 / SmolVLM's tower (`model.vision_model.*`): SigLIP's, positions per tile size."""
+    """Idefics3 / SmolVLM / Aria's tower (`vision_model.*`, `vision_tower.*`): SigLIP's, with
+    positions per tile size and (Aria) padded patches masked as keys."""
 
     def __init__(self, c: VisionTowerConfig) -> None:
         super().__init__(c)
         self.embeddings = Idefics3Embeddings(c)
+
+    def hidden_states(self, pixels: torch.Tensor, layers: tuple[int, ...],
+                      patch_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """As SiglipVisionTower's, attending only to the real patches of patch_mask."""
+        keys = None if patch_mask is None else patch_mask.flatten(1)[:, None, None, :]  # (tiles, 1, 1, patches)
+        return self.encoder.hidden_states(self.embeddings(pixels, patch_mask), layers, keys)
 
 
 def vision_tower(c: VisionTowerConfig) -> nn.Module:

@@ -90,6 +90,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
                                          "HuggingFaceM4/Idefics3-8B-Llama3"),
     "SmolVLMForConditionalGeneration": ("idefics3", "SmolVLMForConditionalGeneration",
                                         "HuggingFaceTB/SmolVLM2-2.2B-Instruct"),
+    "AriaForConditionalGeneration": ("aria", "AriaForConditionalGeneration", "rhymes-ai/Aria"),
     # pooling models (task != "generate"): embedders, classifiers, rerankers, reward models
     "BertModel": ("bert", "BertModel", "sentence-transformers/all-MiniLM-L6-v2"),
     "BertForSequenceClassification": ("bert", "BertForSequenceClassification",

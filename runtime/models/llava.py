@@ -25,7 +25,7 @@ from .vision_language import VisionLanguageModel
 TEXT_MODELS = {"llama": ("llama", "LlamaForCausalLM"), "mistral": ("llama", "MistralForCausalLM"),
                "qwen2": ("llama", "Qwen2ForCausalLM"), "qwen3": ("llama", "Qwen3ForCausalLM"),
                "gemma": ("gemma", "GemmaForCausalLM"), "gemma2": ("gemma", "Gemma2ForCausalLM"),
-               "gemma3_text": ("gemma", "Gemma3ForCausalLM")}
+               "gemma3_text": ("gemma", "Gemma3ForCausalLM"), "aria_text": ("moe_llama", "AriaTextForCausalLM")}
 
 
 def text_model_class(config: ModelConfig) -> type[nn.Module]:

@@ -97,6 +97,8 @@ class MultimodalConfig:
     # the image's positions hold; its expansion is wrapped by the model class's `image_wrap`
     prompt_image_token_id: int | None = None
     tokens_per_image: int = 0  # Gemma 3's mm_tokens_per_image (the tower's patches pooled to these)
+    # Aria's projector_patch_to_query_dict: (tower patches of a crop, the crop's tokens) pairs
+    query_counts: tuple[tuple[int, int], ...] = ()
     # audio (Qwen2-Audio): the placeholder token and the encoder
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
@@ -165,7 +167,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0)
         or (1 / hf.scale_factor if _first(hf, "scale_factor") else 0.0),  # Idefics3's shuffle by scale_factor
         prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
-        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0)
+        tokens_per_image=_first(hf, "mm_tokens_per_image") or 0,
+        query_counts=tuple((int(k), int(v)) for k, v in (_first(hf, "projector_patch_to_query_dict") or {}).items()))
 
 
 def _pixtral_fields(vision: Any) -> dict[str, Any]:

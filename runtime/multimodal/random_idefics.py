@@ -64,3 +64,35 @@ def _randomize_norms(model: Any) -> None:
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.add_(torch.randn_like(p) * 0.2)
+
+
+ARIA_IMAGE = "<|img|>"  # Aria's placeholder (the processor repeats it once per projector query)
+
+
+def save_random_aria(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
+    """A random Aria: an Idefics3 tower of 980 px positions and 70 px patches (a 14x14 table);
+    images resized to a 980 px longest edge (AriaProcessor's) and padded (a 14x14 grid, its pixel mask), 12 projector
+    queries for 196 patches (6 for 49); a two-layer MoE text model (4 experts, top 2, 2 shared
+    experts, experts 16 wide); saved with AriaProcessor and its PIL image processor."""
+    from transformers import AriaConfig, AriaForConditionalGeneration, AriaProcessor, AutoTokenizer
+    from transformers.models.aria.image_processing_pil_aria import AriaImageProcessorPil
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_folder, extra_special_tokens={"image_token": ARIA_IMAGE})
+    tok.add_tokens([ARIA_IMAGE], special_tokens=True)
+    vision = dict(model_type="idefics3_vision", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=2, image_size=980, patch_size=70, initializer_range=0.2)
+    text = dict(vocab_size=TEXT_VOCAB, hidden_size=64, intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, moe_num_experts=4, moe_topk=2, moe_num_shared_experts=2,
+                max_position_embeddings=1024, initializer_range=0.2, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    config = AriaConfig(vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids(ARIA_IMAGE),
+                        projector_patch_to_query_dict={49: 6, 196: 12}, architectures=["AriaForConditionalGeneration"])
+    torch.manual_seed(seed)
+    model = AriaForConditionalGeneration(config).eval()
+    _randomize_norms(model)
+    with torch.no_grad():  # the learned queries start at zeros: random, so each query differs
+        model.model.multi_modal_projector.query.normal_(0, 1.0)
+    model.save_pretrained(folder)
+    images = AriaImageProcessorPil(max_image_size=980, min_image_size=140)
+    AriaProcessor(image_processor=images, tokenizer=tok, size_conversion={490: 6, 980: 12}).save_pretrained(folder)
+    _copy_chat_template(tokenizer_folder, folder)
+    return folder
