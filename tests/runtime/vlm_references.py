@@ -32,6 +32,37 @@ def run(engine, prompt, images, start: int = 0):
     return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
 
 
+def check_batched_cached_repeated(engine, reference, one: str, two: str, images: list, other) -> None:
+    """`one` (an image: images[0]) and `two` (two: images[1:]) batched with a text request;
+    `two` again with more text behind its cached prefix; the same pixels (as PNG bytes) reuse
+    the image's KV and run no encoder, `other` pixels share only the text before the first
+    image row and run it once."""
+    from mm_fixtures import png_bytes
+
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([one, text, two], GREEDY, image_data=[images[0], None, images[1:]],
+                          return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, one, images[:1])
+    check(out[2], reference, two, images[1:])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    longer = two + " Answer in one word."
+    start = len(reference.inputs(two, images[1:])["input_ids"][0]) - 1
+    again = run(engine, longer, images[1:], start)
+    assert again["meta_info"]["cached_tokens"] >= start > 16
+    check(again, reference, longer, images[1:], start)
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    same = engine.generate(one, GREEDY, image_data=png_bytes(images[0]))
+    different = engine.generate(one, GREEDY, image_data=other)
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"] != different["output_ids"]
+    ids = reference.inputs(one, [other])["input_ids"][0].tolist()
+    first = ids.index(reference.image_token)  # text before the first image row (InternVL's <img> too) is shared
+    assert different["meta_info"]["cached_tokens"] == first
+    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
+    engine.check_kv()
+
+
 class InternVLReference(LlavaReference):
     """Each <IMG_CONTEXT> becomes <img>, 16 context tokens a tile, </img> (InternVLProcessor's rule)."""
 

@@ -5,15 +5,17 @@ greedy tokens with one image and two of different sizes, alone, through chunks s
 tile, batched with text and behind a cached prefix; a repeated image reuses its cached KV and
 runs no encoder; the token layout (<row_r_col_c> and <global-img> tags among the <image>
 rows) equals transformers' processors' for several sizes, split or not; the tower's
-positions for a tile smaller than its table equal Idefics3VisionEmbeddings'."""
+positions for a tile smaller than its table, or a padded one (Aria's), equal
+Idefics3VisionEmbeddings'. SmolVLM also takes a video: frames as unsplit images in its
+processor's text."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from mm_fixtures import png_bytes, random_image, write_video
+from mm_fixtures import random_image, write_video
 from sgl.runtime.multimodal.random_idefics import IDEFICS_IMAGE, SMOLVLM_VIDEO, save_random_idefics3
-from vlm_references import GREEDY, Idefics3Reference, check, run
+from vlm_references import GREEDY, Idefics3Reference, check, check_batched_cached_repeated, run
 
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (20, 70))]
 ONE = f"A photo: {IDEFICS_IMAGE} What is in it?"
@@ -64,29 +66,7 @@ def test_smolvlm_video_alone_and_chunked(engine, chunked, reference, tmp_path):
 
 @pytest.mark.parametrize("family", ["idefics3"], indirect=True)
 def test_batched_with_text_behind_a_cached_prefix_and_repeated(family, engine, reference):
-    engine.flush_cache()
-    text = "Plain text, no pictures at all here."
-    out = engine.generate([ONE, text, TWO], GREEDY, image_data=[IMAGES[0], None, IMAGES[1:]],
-                          return_logprob=True, logprob_start_len=0)
-    check(out[0], reference, ONE, IMAGES[:1])
-    check(out[2], reference, TWO, IMAGES[1:])
-    assert out[1]["output_ids"] == reference.greedy(text, [])
-    longer = TWO + " Answer in one word."
-    start = len(reference.inputs(TWO, IMAGES[1:])["input_ids"][0]) - 1
-    again = run(engine, longer, IMAGES[1:], start)
-    assert again["meta_info"]["cached_tokens"] >= start > 100
-    check(again, reference, longer, IMAGES[1:], start)
-    # the same pixels (as PNG bytes) reuse the image's KV and run no encoder; other pixels do
-    runs = engine.get_server_info()["vision_encoder_runs"]
-    same = engine.generate(ONE, GREEDY, image_data=png_bytes(IMAGES[0]))
-    other = engine.generate(ONE, GREEDY, image_data=random_image(5))
-    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
-    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
-    ids = reference.inputs(ONE, [random_image(5)])["input_ids"][0].tolist()
-    first = ids.index(reference.image_token)  # the tags before the first tile's rows are text, shared
-    assert other["meta_info"]["cached_tokens"] == first
-    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
-    engine.check_kv()
+    check_batched_cached_repeated(engine, reference, ONE, TWO, IMAGES, random_image(5))
 
 
 @pytest.mark.parametrize("split", [True, False])
@@ -123,3 +103,9 @@ def test_tower_positions_for_a_smaller_tile_equal_transformers():
         mask = torch.ones(2, h // 4, w // 4, dtype=torch.bool)
         with torch.no_grad():
             assert torch.equal(ours(pixels), hf(pixels, mask))
+    mask = torch.zeros(3, 7, 7, dtype=torch.bool)  # Aria's padded crops: the real patches a top-left block
+    for i, (rows, cols) in enumerate([(7, 7), (3, 5), (6, 1)]):
+        mask[i, :rows, :cols] = True
+    pixels = torch.randn(3, 3, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(ours(pixels, mask), hf(pixels, mask))

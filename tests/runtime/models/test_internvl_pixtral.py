@@ -16,7 +16,7 @@ import shutil
 
 import pytest
 import torch
-from mm_fixtures import png_bytes, random_image
+from mm_fixtures import random_image
 from sgl.runtime import Engine
 from sgl.runtime.multimodal.random_intern import (
     INTERN_IMAGE,
@@ -26,7 +26,14 @@ from sgl.runtime.multimodal.random_intern import (
     save_random_llama4,
     save_random_pixtral,
 )
-from vlm_references import GREEDY, InternVLReference, Llama4Reference, PixtralReference, check, run
+from vlm_references import (
+    InternVLReference,
+    Llama4Reference,
+    PixtralReference,
+    check,
+    check_batched_cached_repeated,
+    run,
+)
 
 IMAGES = [random_image(1), random_image(2, (64, 40)), random_image(3, (33, 33))]
 FAMILIES = {"internvl": (INTERN_IMAGE, InternVLReference), "mistral3": (PIXTRAL_IMAGE, PixtralReference),
@@ -66,30 +73,7 @@ def test_parity_alone_and_chunked(engine, chunked, reference, prompts):
 
 
 def test_batched_with_text_behind_a_cached_prefix_and_repeated(engine, reference, prompts):
-    one, two = prompts
-    engine.flush_cache()
-    text = "Plain text, no pictures at all here."
-    out = engine.generate([one, text, two], GREEDY, image_data=[IMAGES[0], None, IMAGES[1:]],
-                          return_logprob=True, logprob_start_len=0)
-    check(out[0], reference, one, IMAGES[:1])
-    check(out[2], reference, two, IMAGES[1:])
-    assert out[1]["output_ids"] == reference.greedy(text, [])
-    longer = two + " Answer in one word."
-    start = len(reference.inputs(two, IMAGES[1:])["input_ids"][0]) - 1
-    again = run(engine, longer, IMAGES[1:], start)
-    assert again["meta_info"]["cached_tokens"] >= start > 32
-    check(again, reference, longer, IMAGES[1:], start)
-    # the same pixels (as PNG bytes) reuse the image's KV and run no encoder; other pixels do
-    runs = engine.get_server_info()["vision_encoder_runs"]
-    same = engine.generate(one, GREEDY, image_data=png_bytes(IMAGES[0]))
-    other = engine.generate(one, GREEDY, image_data=random_image(5))
-    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
-    assert same["output_ids"] == out[0]["output_ids"] != other["output_ids"]
-    ids = reference.inputs(one, [random_image(5)])["input_ids"][0].tolist()
-    first = ids.index(reference.image_token)  # InternVL's <img> before it is text, shared
-    assert other["meta_info"]["cached_tokens"] == first
-    assert engine.get_server_info()["vision_encoder_runs"] == runs + 1
-    engine.check_kv()
+    check_batched_cached_repeated(engine, reference, *prompts, IMAGES, random_image(5))
 
 
 def test_token_layout_matches_transformers(engine, reference, prompts):
