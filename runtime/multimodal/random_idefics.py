@@ -1,8 +1,9 @@
-"""Random Idefics3 and SmolVLM checkpoints of a tiny shape (a SigLIP-like tower of 32 px tiles
-and 4 px patches, pixel shuffle by 2: 16 tokens a tile; images up to 64 px split into 32 px
-tiles plus a global image), saved with their real PIL image processors, over the default
-model's tokenizer plus the family's image tokens (<fake_token_around_image>, <image>,
-<global-img>, the 36 <row_r_col_c> tags; SmolVLM's <video>)."""
+"""Random Idefics3, SmolVLM and Aria checkpoints of a tiny shape, saved with their real PIL
+image processors (and processors where they build without torchvision), over the default
+model's tokenizer plus the family's image tokens. Idefics3 / SmolVLM: a SigLIP-like tower of 32
+px tiles and 4 px patches, pixel shuffle by 2 (16 tokens a tile), images up to 64 px split into
+32 px tiles plus a global image; tokens <fake_token_around_image>, <image>, <global-img>, the 36
+<row_r_col_c> tags (SmolVLM's <video> too). Aria: see save_random_aria."""
 
 from __future__ import annotations
 
@@ -71,9 +72,9 @@ ARIA_IMAGE = "<|img|>"  # Aria's placeholder (the processor repeats it once per 
 
 def save_random_aria(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
     """A random Aria: an Idefics3 tower of 980 px positions and 70 px patches (a 14x14 table);
-    images resized to a 980 px longest edge (AriaProcessor's) and padded (a 14x14 grid, its pixel mask), 12 projector
-    queries for 196 patches (6 for 49); a two-layer MoE text model (4 experts, top 2, 2 shared
-    experts, experts 16 wide); saved with AriaProcessor and its PIL image processor."""
+    images resized to a 980 px longest edge (AriaProcessor's) and padded, with a pixel mask; 12
+    projector queries for 196 patches (6 for 49); a two-layer MoE text model (4 experts, top 2,
+    2 shared experts, experts 16 wide); saved with AriaProcessor and its PIL image processor."""
     from transformers import AriaConfig, AriaForConditionalGeneration, AriaProcessor, AutoTokenizer
     from transformers.models.aria.image_processing_pil_aria import AriaImageProcessorPil
 
