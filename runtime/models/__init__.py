@@ -58,6 +58,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Ernie4_5_MoeForCausalLM": ("moe_llama", "Ernie4_5_MoeForCausalLM", "baidu/ERNIE-4.5-21B-A3B-PT"),
     "ErnieMoeForCausalLM": ("moe_llama", "ErnieMoeForCausalLM", "baidu/ERNIE-4.5-21B-A3B-PT"),
     "Glm4MoeForCausalLM": ("moe_llama", "Glm4MoeForCausalLM", "zai-org/GLM-4.5-Air"),
+    "AriaTextForCausalLM": ("moe_llama", "AriaTextForCausalLM", "rhymes-ai/Aria"),
     "Llama4ForCausalLM": ("llama4", "Llama4ForCausalLM", "meta-llama/Llama-4-Scout-17B-16E-Instruct"),
     "DbrxForCausalLM": ("dbrx", "DbrxForCausalLM", "databricks/dbrx-instruct"),
     "GptOssForCausalLM": ("gpt_oss", "GptOssForCausalLM", "openai/gpt-oss-20b"),
