@@ -106,10 +106,12 @@ class SmolVLMForConditionalGeneration(Idefics3ForConditionalGeneration):
 
     # differs from Idefics3: a prompt's <video> (a tokenizer token; the config names none)
     # becomes SmolVLMProcessor's text: an intro naming the frame count and the duration, then per
-    # frame "\nFrame from MM:SS:" and the frame as one unsplit image, then "\n\n"."""
+    # frame "\nFrame from MM:SS:" and the frame as one unsplit image, then "\n\n"; that text
+    # is tokenized with the prompt's text around <video>, as the processor tokenizes one string."""
 
     modalities = ("image", "video")
     prompt_video_token = "<video>"
+    text_joins_prompt = ("video",)  # its text is tokenized with the prompt's text around <video>
 
     @staticmethod
     def video_inputs(mm: MultimodalConfig, image_processor: Any, frames: np.ndarray,

@@ -150,7 +150,10 @@ class MediaProcessor:
         seen = {"image": 0, "video": 0, "audio": 0}
         out: list[int] = []
         items: list[MediaItem] = []
-        for t in ids:
+        floor, k = 0, 0  # out[:floor] ends with the last media expansion; ids[k] is the next prompt token
+        while k < len(ids):
+            t = ids[k]
+            k += 1
             modality = kinds.get(t)
             if modality is None:
                 out.append(t)
@@ -174,7 +177,10 @@ class MediaProcessor:
             split = getattr(self.model_cls, "split_video", None) if modality == "video" else None
             before, after = self.image_wrap if modality == "image" else ([], [])
             # Qwen3-VL: a video is its frames (items) with text between them (timestamps)
-            for part in split(self.mm, inputs) if split else [inputs]:
+            parts = split(self.mm, inputs) if split else [inputs]
+            if modality in getattr(self.model_cls, "text_joins_prompt", ()):
+                k = self._join_prompt_text(parts, out, floor, ids, k)
+            for part in parts:
                 if isinstance(part, str):
                     out += self.tokenizer(part, add_special_tokens=False)["input_ids"]
                     continue
@@ -191,12 +197,38 @@ class MediaProcessor:
                 pads = pad_ids(h, n, self.vocab_size)
                 text = part.get("text_ids")
                 out += (pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]) + after
+            floor = len(out)
         mm = MultimodalInputs(items)
         if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
             mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
         return out, mm
+
+
+    def _join_prompt_text(self, parts: list[Any], out: list[int], floor: int, ids: list[int], k: int) -> int:
+        """SmolVLM's video text is written into the prompt's text, so its first and last text
+        parts tokenize together with the prompt text around the placeholder, up to an added
+        token (where transformers' tokenizers split): that text is taken off `out` (down to
+        `floor`) and out of ids[k:], decoded and joined to them. -> the next index into ids."""
+        bounds = set(self.tokenizer.added_tokens_decoder)
+        start, end = len(out), k
+        while start > floor and out[start - 1] not in bounds:
+            start -= 1
+        while end < len(ids) and ids[end] not in bounds:
+            end += 1
+        decode = lambda x: self.tokenizer.decode(x, clean_up_tokenization_spaces=False)  # noqa: E731
+        lead, follow = decode(out[start:]), decode(ids[k:end])
+        del out[start:]
+        if isinstance(parts[0], str):
+            parts[0] = lead + parts[0]
+        else:
+            parts.insert(0, lead)
+        if isinstance(parts[-1], str):
+            parts[-1] += follow
+        else:
+            parts.append(follow)
+        return end
 
 
 def as_list(x: Any) -> list[Any]:

@@ -50,10 +50,11 @@ def test_parity_alone_and_chunked(engine, chunked, reference, family):
 @pytest.mark.parametrize("family", ["smolvlm"], indirect=True)
 def test_smolvlm_video_alone_and_chunked(engine, chunked, reference, tmp_path):
     """A 12-frame mp4 sampled to 4 frames: the intro ("four frames", duration), each frame's
-    "Frame from MM:SS:" and unsplit image, on the sampled clip's clock. (The prompt puts a special
-    token after <video>: the processor's trailing "\n\n" is tokenized with the text after it.)"""
+    "Frame from MM:SS:" and unsplit image, on the sampled clip's clock. The processor's text is
+    tokenized with the prompt's text around <video> (" You" with the space before it, the
+    trailing "\n\n" with "Describe"), as transformers tokenizes the whole text."""
     video = {"data": write_video(str(tmp_path / "clip.mp4")), "num_frames": 4}
-    prompt = f"User:{SMOLVLM_VIDEO}<end_of_utterance>\nAssistant:"
+    prompt = f"User: {SMOLVLM_VIDEO}Describe it.<end_of_utterance>\nAssistant:"
     inputs = engine._media.video_inputs(video, "video_data")
     frames = [inputs["pixel_values"], len(inputs["frame_seconds"]) / inputs["duration"].item()]
     for e in (engine, chunked):
