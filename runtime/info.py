@@ -26,8 +26,8 @@ def model_info(engine: Any) -> dict[str, Any]:
 
 def modalities(engine: Any) -> dict[str, Any]:
     """Whether the model takes images and video, and the prompt text standing for one of each."""
-    mm = engine.model_config.multimodal
-    media = engine._media
+    media = engine._media  # (its config: a family's processor may add a token, SmolVLM's <video>)
+    mm = media.mm if media else engine.model_config.multimodal
     return {"supports_image": bool(mm and mm.takes_images), "supports_video": bool(mm and mm.takes_video),
             "supports_audio": bool(mm and mm.takes_audio),
             "image_token": media.placeholder(engine.tokenizer, "image") if media else None,

@@ -86,15 +86,16 @@ class CLIPEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(CLIPEncoderLayer(c) for _ in range(num_layers))
 
-    def hidden_states(self, x: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+    def hidden_states(self, x: torch.Tensor, layers: tuple[int, ...],
+                      key_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
         """hidden_states[i] as transformers numbers them (0: the input x, i: after layer i;
         negative from the end), for each i in layers. Layers after the last one asked for are
-        not run."""
+        not run. key_mask: as VisionAttention's."""
         total = len(self.layers)
         wanted = [i % (total + 1) for i in layers]
         states = {0: x}
         for i, layer in enumerate(self.layers[: max(wanted)], start=1):
-            x = layer(x)
+            x = layer(x, key_mask)
             states[i] = x
         return [states[i] for i in wanted]
 

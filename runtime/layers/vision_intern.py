@@ -81,8 +81,10 @@ def pixel_shuffle(x: torch.Tensor, ratio: float) -> torch.Tensor:
     """(tiles, side, side, channels) -> (tiles, side * ratio, side * ratio, channels / ratio^2),
     transformers' InternVL order (columns folded first, then rows, each with a transpose)."""
     b, w, h, c = x.shape
-    if (h * ratio) % 1 or (w * ratio) % 1:
+    # sizes rounded: a ratio of 1 / 3 (Idefics3's scale_factor 3) is not exact in floating point
+    nh, nw, c1, c2 = (round(v) for v in (h * ratio, w * ratio, c / ratio, c / ratio**2))
+    if abs(h * ratio - nh) > 1e-6 or abs(w * ratio - nw) > 1e-6:
         raise ValueError(f"vision_config: a {w}x{h} patch grid does not shuffle by downsample_ratio={ratio}")
-    x = x.reshape(b, w, int(h * ratio), int(c / ratio)).permute(0, 2, 1, 3)
-    x = x.reshape(b, int(h * ratio), int(w * ratio), int(c / ratio**2)).permute(0, 2, 1, 3)
+    x = x.reshape(b, w, nh, c1).permute(0, 2, 1, 3)
+    x = x.reshape(b, nh, nw, c2).permute(0, 2, 1, 3)
     return x.contiguous()

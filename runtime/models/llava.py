@@ -26,7 +26,8 @@ TEXT_MODELS = {"llama": ("llama", "LlamaForCausalLM"), "mistral": ("llama", "Mis
                "qwen2": ("llama", "Qwen2ForCausalLM"), "qwen3": ("llama", "Qwen3ForCausalLM"),
                "gemma": ("gemma", "GemmaForCausalLM"), "gemma2": ("gemma", "Gemma2ForCausalLM"),
                "gemma3_text": ("gemma", "Gemma3ForCausalLM"), "opt": ("opt", "OPTForCausalLM"),
-               "persimmon": ("gpt_neox", "PersimmonForCausalLM")}
+               "persimmon": ("gpt_neox", "PersimmonForCausalLM"),
+               "aria_text": ("moe_llama", "AriaTextForCausalLM")}
 
 
 def text_model_class(config: ModelConfig) -> type[nn.Module]:

@@ -1,5 +1,5 @@
 """Mixture-of-Experts families that are a Llama-shaped decoder with MoE feed-forwards:
-Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, Granite-MoE (+ shared), PhiMoE, ERNIE 4.5 MoE, GLM-4.5.
+Mixtral, Qwen2-MoE, Qwen3-MoE, OLMoE, Granite-MoE (+ shared), PhiMoE, ERNIE 4.5 MoE, GLM-4.5, Aria's text model.
 
 Each says, on top of its `LlamaFlags`, how it routes (`moe_spec`), which layers are MoE
 (`is_moe_layer`: dense first layers, sparse steps, mlp_only_layers), its shared expert, and
@@ -8,8 +8,10 @@ runtime/layers/moe.py."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..config import ModelConfig
@@ -229,3 +231,29 @@ class Glm4MoeForCausalLM(MoEForCausalLM):
         h = self.config.hf
         n = h.n_shared_experts or 0
         return self.dense_mlp(h.moe_intermediate_size * n) if n else None
+
+
+class AriaTextForCausalLM(MoEForCausalLM):
+    """Aria's decoder: every layer MoE, top-k logits then softmax (Granite's), routed experts
+    always SiLU-gated, shared experts (moe_num_shared_experts x intermediate wide, the config's
+    act) summed with them. The checkpoint stacks each layer's experts transposed: fc1 (E, H, 2I)
+    gate columns then up, fc2 (E, I, H)."""
+
+    renamed_weights = [(r"\.mlp\.router\.", ".mlp.gate."), (r"\.mlp\.shared_experts\.", ".mlp.shared_expert.")]
+    stacked_weights: list = []
+
+    def moe_spec(self) -> MoESpec:
+        h = self.config.hf
+        return MoESpec(RouterSpec(num_experts(h), int(h.moe_topk), scoring="topk_softmax"),
+                       self.config.intermediate_size, "silu")
+
+    def shared_expert(self) -> nn.Module | None:
+        n = self.config.hf.moe_num_shared_experts or 0
+        return self.dense_mlp(self.config.intermediate_size * n) if n else None
+
+    def transform_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> Iterator[tuple[str, torch.Tensor]]:
+        """fc1 / fc2 into layers/moe.py's w13 (E, 2I, H) and w2 (E, H, I)."""
+        ours = {".mlp.experts.fc1.weight": ".mlp.experts.w13_weight", ".mlp.experts.fc2.weight": ".mlp.experts.w2_weight"}
+        for name, t in weights:
+            leaf = next((k for k in ours if name.endswith(k)), None)
+            yield (name, t) if leaf is None else (name[: -len(leaf)] + ours[leaf], t.transpose(1, 2).contiguous())

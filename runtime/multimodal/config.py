@@ -141,12 +141,15 @@ class MultimodalConfig:
     # LLaVA-NeXT-Video: each frame's patch grid pooled (average or max) with this stride
     pool_stride: int = 0
     pool_mode: str = "average"
-    # InternVL, Llama 4: pixel shuffle of the patch grid by this ratio (0.5: 2x2 patches one token)
+    # InternVL, Llama 4, Idefics3 (1 / scale_factor): pixel shuffle of the patch grid by this ratio
+    # (0.5: 2x2 patches one token)
     downsample_ratio: float = 0.0
     # Gemma 3: the token a prompt holds for an image (<start_of_image>), when it is not the one
     # the image's positions hold; its expansion is wrapped by the model class's `image_wrap`
     prompt_image_token_id: int | None = None
     tokens_per_image: int = 0  # Gemma 3's mm_tokens_per_image (the tower's patches pooled to these)
+    # Aria's projector_patch_to_query_dict: (tower patches of a crop, the crop's tokens) pairs
+    query_counts: tuple[tuple[int, int], ...] = ()
     # audio (Qwen2-Audio): the placeholder token and the encoder
     audio_token_id: int | None = None
     audio: AudioTowerConfig | None = None
@@ -220,10 +223,12 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
         grid_pinpoints=tuple(tuple(p) for p in _first(hf, "image_grid_pinpoints") or ()),
         max_tiles=int(str(_first(hf, "vision_aspect_ratio") or "0").removeprefix("anyres_max_") or 0),
         pool_stride=_first(hf, "spatial_pool_stride") or 0, pool_mode=_first(hf, "spatial_pool_mode") or "average",
-        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0),
+        downsample_ratio=float(_first(hf, "downsample_ratio") or _first(vision, "pixel_shuffle_ratio") or 0.0)
+        or (1 / hf.scale_factor if _first(hf, "scale_factor") else 0.0),  # Idefics3's shuffle by scale_factor
         prompt_image_token_id=_first(hf, "boi_token_id", "boi_token_index"),
         tokens_per_image=_first(hf, "mm_tokens_per_image") or 0,
-        qformer=_qformer(hf))
+        qformer=_qformer(hf),
+        query_counts=tuple((int(k), int(v)) for k, v in (_first(hf, "projector_patch_to_query_dict") or {}).items()))
 
 
 def _fuyu(hf: Any) -> MultimodalConfig:

@@ -69,6 +69,11 @@ class MediaProcessor:
             # (its config's boi_token_index is no prompt token: the class's names it)
             self.mm = dataclasses.replace(mm, image_token_id=self.token_ids[prompt], prompt_image_token_id=None)
         self.folder, self._tokenizer = folder, None
+        video = getattr(model_cls, "prompt_video_token", None)  # SmolVLM: its config names no video token
+        if video is not None and self.mm.video_token_id is None:
+            token = self.tokenizer.convert_tokens_to_ids(video)
+            if token is not None and token != self.tokenizer.unk_token_id:  # else the folder takes no video
+                self.mm = dataclasses.replace(self.mm, video_token_id=token)
         # ids before and after an image's expansion (Gemma 3: "\n\n<start_of_image>", "<end_of_image>\n\n")
         wrap = getattr(model_cls, "image_wrap", None)
         self.image_wrap: tuple[list[int], list[int]] = wrap(mm, folder) if wrap else ([], [])
@@ -105,6 +110,13 @@ class MediaProcessor:
         error = getattr(self.model_cls, "image_generation_error", None)
         if error and self.image_wrap[0] and self.image_wrap[0][-1] in ids:
             raise ValueError(error)
+
+    def text_ids(self, text: str) -> torch.Tensor:
+        """(tokens,) a family's item written as text (Idefics3's tile tags, each tile's <image>
+        tokens, the global image's): its token ids, -1 at each image-token position (where the
+        encoder's rows go, in order)."""
+        ids = torch.tensor(self.tokenizer(text, add_special_tokens=False)["input_ids"], dtype=torch.int64)
+        return ids.masked_fill(ids == self.mm.image_token_id, -1)
 
     def image_inputs(self, image: Any, field: str, count: int = 1) -> dict[str, torch.Tensor]:
         """The processor's tensors of one image of a prompt that has `count` images (a model
@@ -151,7 +163,10 @@ class MediaProcessor:
         seen = {"image": 0, "video": 0, "audio": 0}
         out: list[int] = []
         items: list[MediaItem] = []
-        for t in ids:
+        floor, k = 0, 0  # out[:floor] ends with the last media expansion; ids[k] is the next prompt token
+        while k < len(ids):
+            t = ids[k]
+            k += 1
             modality = kinds.get(t)
             if modality is None:
                 out.append(t)
@@ -175,11 +190,18 @@ class MediaProcessor:
             split = getattr(self.model_cls, "split_video", None) if modality == "video" else None
             before, after = self.image_wrap if modality == "image" else ([], [])
             # Qwen3-VL: a video is its frames (items) with text between them (timestamps)
-            for part in split(self.mm, inputs) if split else [inputs]:
+            parts = split(self.mm, inputs) if split else [inputs]
+            if modality in getattr(self.model_cls, "text_joins_prompt", ()):
+                k = self._join_prompt_text(parts, out, floor, ids, k)
+            for part in parts:
                 if isinstance(part, str):
                     out += self.tokenizer(part, add_special_tokens=False)["input_ids"]
                     continue
-                n = self.model_cls.num_media_tokens(self.mm, modality, part)
+                if hasattr(self.model_cls, "media_text"):  # the item is text with its rows' tokens in it
+                    part["text_ids"] = self.text_ids(self.model_cls.media_text(self.mm, modality, part))
+                    n = len(part["text_ids"])
+                else:
+                    n = self.model_cls.num_media_tokens(self.mm, modality, part)
                 if self.token_ids:  # (n,) the text token at each position, -1 where encoder rows go
                     part["text_ids"] = self.model_cls.media_text_ids(self.mm, modality, part, self.token_ids)
                 h = content_hash(part, modality)
@@ -188,12 +210,38 @@ class MediaProcessor:
                 pads = pad_ids(h, n, self.vocab_size)
                 text = part.get("text_ids")
                 out += (pads if text is None else [p if t < 0 else t for p, t in zip(pads, text.tolist())]) + after
+            floor = len(out)
         mm = MultimodalInputs(items, cross=bool(getattr(self.model_cls, "cross_attention", False)))  # Mllama
         if items and hasattr(self.model_cls, "noncausal_spans"):  # Gemma 3's images, PaliGemma's prefix
             mm.noncausal = tuple(self.model_cls.noncausal_spans(self.mm, len(out), items))
         if items and hasattr(self.model_cls, "mrope"):  # M-RoPE: 3-D positions of the prompt
             mm.mrope, mm.mrope_delta = self.model_cls.mrope(self.mm, len(out), items)
         return out, mm
+
+
+    def _join_prompt_text(self, parts: list[Any], out: list[int], floor: int, ids: list[int], k: int) -> int:
+        """SmolVLM's video text is written into the prompt's text, so its first and last text
+        parts tokenize together with the prompt text around the placeholder, up to an added
+        token (where transformers' tokenizers split): that text is taken off `out` (down to
+        `floor`) and out of ids[k:], decoded and joined to them. -> the next index into ids."""
+        bounds = set(self.tokenizer.added_tokens_decoder)
+        start, end = len(out), k
+        while start > floor and out[start - 1] not in bounds:
+            start -= 1
+        while end < len(ids) and ids[end] not in bounds:
+            end += 1
+        decode = lambda x: self.tokenizer.decode(x, clean_up_tokenization_spaces=False)  # noqa: E731
+        lead, follow = decode(out[start:]), decode(ids[k:end])
+        del out[start:]
+        if isinstance(parts[0], str):
+            parts[0] = lead + parts[0]
+        else:
+            parts.insert(0, lead)
+        if isinstance(parts[-1], str):
+            parts[-1] += follow
+        else:
+            parts.append(follow)
+        return end
 
 
 def as_list(x: Any) -> list[Any]:

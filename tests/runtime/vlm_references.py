@@ -338,3 +338,53 @@ class ChameleonReference(LlavaReference):
 
     def inputs(self, prompt: str, images: list):
         return self.processor(text=prompt, images=images or None, return_tensors="pt", return_for_text_completion=True)
+
+
+class Idefics3Reference(LlavaReference):
+    """Idefics3 / SmolVLM: Idefics3 through its own Idefics3Processor; SmolVLM through its PIL
+    image processor (tiles, rows, cols) with each <image> replaced by transformers'
+    get_image_prompt_string (SmolVLMProcessor needs a torchvision video processor)."""
+
+    def __init__(self, folder: str) -> None:
+        from transformers import AutoProcessor
+
+        self.tokenizer, self.image_processor, self.model = hf_parts(folder)
+        c = self.model.config
+        self.image_token = c.image_token_id
+        self.tokens = int((c.vision_config.image_size // c.vision_config.patch_size) ** 2 / c.scale_factor**2)
+        smol = c.model_type == "smolvlm"
+        self.processor = None if smol else AutoProcessor.from_pretrained(folder, use_fast=False)
+
+    def inputs(self, prompt: str, images: list, **images_kwargs):
+        """A prompt with images, or with one <video> (then `images` is [its frames' pixels, fps])."""
+        from transformers.models.smolvlm.processing_smolvlm import get_image_prompt_string
+
+        if "<video>" in prompt:
+            return self.video_inputs(prompt, *images)
+        if self.processor is not None:
+            return self.processor(text=prompt, images=images or None, return_tensors="pt", **images_kwargs)
+        enc = dict(self.image_processor(images=images, return_row_col_info=True, return_tensors="pt",
+                                        **images_kwargs)) if images else {}
+        grids = zip(enc.pop("rows", [[]])[0], enc.pop("cols", [[]])[0])
+        parts = prompt.split("<image>")
+        text = parts[0] + "".join(get_image_prompt_string(*next(grids), self.tokens, "<fake_token_around_image>",
+                                                          "<image>", "<global-img>") + part for part in parts[1:])
+        return {**enc, "input_ids": torch.tensor([self.tokenizer(text)["input_ids"]])}
+
+    def video_inputs(self, prompt: str, pixels: torch.Tensor, fps: float) -> dict:
+        """A prompt with one <video> (SmolVLM), its frames' pixels given (sgl's: the video
+        processor needs torchvision), expanded by SmolVLMProcessor.replace_video_token itself
+        on a stand-in processor, with a clip of those frames at `fps`."""
+        from types import SimpleNamespace
+
+        from transformers.models.smolvlm.processing_smolvlm import SmolVLMProcessor
+        from transformers.video_utils import VideoMetadata
+
+        n = pixels.shape[0]
+        meta = VideoMetadata(total_num_frames=n, fps=fps, duration=n / fps, frames_indices=list(range(n)))
+        stand_in = SimpleNamespace(image_seq_len=self.tokens, image_token="<image>", global_image_token="<global-img>",
+                                   fake_image_token="<fake_token_around_image>")
+        video = SmolVLMProcessor.replace_video_token(stand_in, {"pixel_values": pixels[None],
+                                                                 "video_metadata": [meta]}, 0)
+        ids = self.tokenizer(prompt.replace("<video>", video))["input_ids"]
+        return {"pixel_values": pixels[None], "input_ids": torch.tensor([ids])}

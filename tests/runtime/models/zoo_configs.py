@@ -140,6 +140,9 @@ def tiny_config(arch: str) -> Any:
                    first_k_dense_replace=1, n_group=2, topk_group=1, routed_scaling_factor=2.5,
                    norm_topk_prob=True, use_qk_norm=True, attention_bias=True, partial_rotary_factor=0.5,
                    head_dim=16, **MOE, **c)
+    elif arch == "AriaTextForCausalLM":  # every layer MoE, top-k softmax, two shared experts, stacked experts
+        c.update(intermediate_size=32)
+        cfg = _cfg("AriaTextConfig", moe_num_experts=EXPERTS, moe_topk=2, moe_num_shared_experts=2, **c)
     elif arch in ("GptOssForCausalLM", "GPTOSSForCausalLM"):  # sinks, alternating windows, yarn, clamped SwiGLU
         c.update(intermediate_size=32)
         cfg = _cfg("GptOssConfig", num_local_experts=EXPERTS, head_dim=16, sliding_window=WINDOW,
