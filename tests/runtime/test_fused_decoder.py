@@ -120,6 +120,45 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -
     assert sorted(calls) == sorted([1] * 48 + [2] * 4 + [44] + [n for n in (3, 9, 20, 20, 20, 40, 40) if n <= limit])
 
 
+def test_a_decode_batch_of_16_runs_in_the_stack_each_row_as_alone(engine) -> None:
+    """At every level the stack runs, a decode step of 16 rows is one stack call (AVX-512
+    without AMX too: DOT_STACK_ROWS), and each row's hidden state out of the stack is the one it
+    gets decoded alone (the LM head after it may take another kernel for 16 rows than for 1)."""
+    torch.manual_seed(3)
+    prompts = [torch.randint(3, 40000, (5 + i,)).tolist() for i in range(16)]
+    model = engine._scheduler.runner  # holds the fused decoder (`fused`)
+    fused, outputs = model.fused, []
+
+    class Counting:
+        accepts = fused.accepts
+
+        def __call__(self, x, batch):
+            out = fused(x, batch)
+            outputs.append((batch.mode, out))
+            return out
+
+    def run() -> None:
+        d = Driver(engine)
+        alone = []
+        for row, p in enumerate(prompts):
+            d.extend(row, p[:-1], 0)
+            outputs.clear()
+            d.decode([row], [p[-1]], [len(p) - 1])
+            alone.append(outputs[-1][1][0])
+        for row, p in enumerate(prompts):
+            d.extend(16 + row, p[:-1], 0)
+        outputs.clear()
+        d.decode([16 + r for r in range(16)], [p[-1] for p in prompts], [len(p) - 1 for p in prompts])
+        assert [(mode, out.shape[0]) for mode, out in outputs] == [(ForwardMode.DECODE, 16)]
+        assert all(torch.equal(outputs[0][1][r], alone[r]) for r in range(16))
+
+    model.fused = Counting()
+    try:
+        engine._call(run)
+    finally:
+        model.fused = fused
+
+
 def test_fused_decoder_agrees_with_the_module_path(engine, vector_kernels) -> None:
     torch.manual_seed(1)
     prompt = torch.randint(3, 40000, (30,)).tolist()
