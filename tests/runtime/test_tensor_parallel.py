@@ -55,6 +55,7 @@ def test_language_program(pair):
         s += "Facts about " + topic + ":"
         s += sgl.gen("fact", max_tokens=8, temperature=0)
         s += " So it is " + sgl.select("kind", choices=["good", "bad", "unknown"])
+        s += " Since the year " + sgl.gen("year", regex=r"[0-9]{4}", max_tokens=6, temperature=0)
         forks = s.fork(2)
         for i, f in enumerate(forks):
             f += f" Reason {i}:" + sgl.gen("why", max_tokens=4, temperature=0)
@@ -65,7 +66,8 @@ def test_language_program(pair):
     reference = [qa.run(topic=t, backend=sgl.Runtime.from_engine(one)) for t in ("cats", "rain")]
     states = qa.run_batch([{"topic": "cats"}, {"topic": "rain"}], backend=two)
     for ref, st in zip(reference, states):
-        assert (st["fact"], st["kind"], st["more"]) == (ref["fact"], ref["kind"], ref["more"])
+        assert (st["fact"], st["kind"], st["year"], st["more"]) == (ref["fact"], ref["kind"], ref["year"], ref["more"])
+        assert len(st["year"]) == 4 and st["year"].isdigit()  # the regex held on the tp=2 engine
 
 
 def test_rank_holds_its_share_of_the_weights(pair):
