@@ -85,6 +85,7 @@ REGISTRY: dict[str, tuple[str, str, str]] = {
     "Gemma3ForConditionalGeneration": ("gemma3_vl", "Gemma3ForConditionalGeneration", "google/gemma-3-4b-it"),
     "PaliGemmaForConditionalGeneration": ("paligemma", "PaliGemmaForConditionalGeneration",
                                           "google/paligemma2-3b-mix-224"),
+    "Phi4MultimodalForCausalLM": ("phi4mm", "Phi4MultimodalForCausalLM", "microsoft/Phi-4-multimodal-instruct"),
     "Qwen2AudioForConditionalGeneration": ("qwen2_audio", "Qwen2AudioForConditionalGeneration",
                                            "Qwen/Qwen2-Audio-7B-Instruct"),
     "Blip2ForConditionalGeneration": ("blip2", "Blip2ForConditionalGeneration", "Salesforce/blip2-opt-2.7b"),

@@ -107,6 +107,32 @@ class AudioTowerConfig:
 
 
 @dataclass(frozen=True)
+class ConformerConfig:
+    """Phi-4-multimodal's audio encoder: NeMo-style conv subsampling by time_reduction over
+    input_size mel bins, then Conformer blocks (macaron MLPs, attention with a learned relative
+    position bias, a causal depthwise conv module)."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_blocks: int
+    num_heads: int
+    input_size: int
+    time_reduction: int
+    conv_channels: int
+    kernel_size: int
+    ext_pw_out_channel: int
+    depthwise_out_channel: int
+    depthwise_multiplier: int
+    bias_max_distance: int
+    bias_symmetric: bool
+    chunk_size: int
+    activation: str
+    conv_activation: str
+    glu_activation: str
+    subsampling_activation: str
+
+
+@dataclass(frozen=True)
 class QFormerConfig:
     """BLIP-2's Querying Transformer: `num_query_tokens` learned queries through post-LN BERT
     layers, each `cross_every`-th one also cross-attending to the vision tower's states."""
@@ -155,6 +181,7 @@ class MultimodalConfig:
     audio: AudioTowerConfig | None = None
     qformer: QFormerConfig | None = None  # BLIP-2: each image is num_query_tokens Q-Former outputs
     vq: VQTowerConfig | None = None  # Chameleon: images become codes of a VQ-GAN (tower is None)
+    conformer: ConformerConfig | None = None  # Phi-4-multimodal's audio encoder (audio is None)
 
     def __post_init__(self) -> None:
         if self.select_strategy not in ("default", "full"):
@@ -186,6 +213,8 @@ def multimodal_config(hf: Any) -> MultimodalConfig | None:
     placeholder token (a vision-language model), else None: a dual encoder such as CLIPModel has
     a vision config but no placeholder, and serves only its text side."""
     vision = getattr(hf, "vision_config", None)
+    if getattr(hf, "model_type", None) == "phi4_multimodal":
+        return _phi4mm(hf)
     if vision is None and getattr(hf, "audio_config", None) is not None:
         return audio_multimodal_config(hf)
     if vision is None and getattr(hf, "model_type", None) == "fuyu":
@@ -352,3 +381,25 @@ def vq_multimodal_config(hf: Any) -> MultimodalConfig | None:
                        num_embeddings=v.num_embeddings, code_ids=tuple(codes[k] for k in range(v.num_embeddings)))
     return MultimodalConfig(image_token_id=vocab["<image>"], video_token_id=None, tower=None, feature_layers=(),
                             select_strategy="default", projector_act="gelu", projector_bias=False, vq=vq)
+
+
+def _phi4mm(hf: Any) -> MultimodalConfig:
+    """Phi-4-multimodal: the image token in vision_config, the audio token in audio_config; a
+    SigLIP-style tower whose hidden_states[feature_layer] are used, and a Conformer."""
+    v, a = hf.vision_config, hf.audio_config
+    tower = VisionTowerConfig(hidden_size=v.hidden_size, intermediate_size=v.intermediate_size,
+                              num_layers=v.num_hidden_layers, num_heads=v.num_attention_heads,
+                              image_size=_side(v.image_size), patch_size=_side(v.patch_size),
+                              num_channels=v.num_channels, norm_eps=v.layer_norm_eps, hidden_act=v.hidden_act,
+                              kind=v.model_type)
+    conformer = ConformerConfig(
+        hidden_size=a.hidden_size, intermediate_size=a.intermediate_size, num_blocks=a.num_blocks,
+        num_heads=a.num_attention_heads, input_size=a.input_size, time_reduction=a.time_reduction,
+        conv_channels=a.nemo_conv_channels, kernel_size=a.kernel_size, ext_pw_out_channel=a.ext_pw_out_channel,
+        depthwise_out_channel=a.depthwise_separable_out_channel, depthwise_multiplier=a.depthwise_multiplier,
+        bias_max_distance=a.bias_max_distance, bias_symmetric=bool(a.bias_symmetric), chunk_size=a.chunk_size,
+        activation=a.activation, conv_activation=a.conv_activation, glu_activation=a.conv_glu_type,
+        subsampling_activation=a.nemo_activation)
+    return MultimodalConfig(image_token_id=v.image_token_id, video_token_id=None, tower=tower,
+                            feature_layers=(int(v.feature_layer),), select_strategy="default", projector_act="gelu",
+                            projector_bias=True, audio_token_id=a.audio_token_id, conformer=conformer)

@@ -59,7 +59,8 @@ class MediaProcessor:
         # a family whose transformers processor needs torchvision brings its own (Llama 4's)
         load = getattr(model_cls, "load_image_processor", load_hf_image_processor)
         self.image_processor = load(folder) if mm.tower is not None or mm.vq is not None else None
-        self.feature_extractor = load_hf_feature_extractor(folder) if mm.takes_audio else None
+        load_fe = getattr(model_cls, "load_feature_extractor", load_hf_feature_extractor)  # Phi-4-MM: its clip limit
+        self.feature_extractor = load_fe(folder) if mm.takes_audio else None
         # a family whose items hold text tokens among their media rows (InternVL's <img>,
         # Pixtral's [IMG_BREAK]) names them in `media_tokens`: their ids, from the folder's tokenizer
         names = getattr(model_cls, "media_tokens", ())
@@ -185,6 +186,9 @@ class MediaProcessor:
                 inputs = self.image_inputs(given[i], field, len(given))
             elif modality == "audio":
                 inputs = self.audio_inputs(given[i], field)
+                mark = getattr(self.model_cls, "mark_audio", None)  # Phi-4-MM: its projector depends on images
+                if mark is not None:
+                    inputs = mark(inputs, bool(images))
             else:
                 inputs = self.video_inputs(given[i], field)
             split = getattr(self.model_cls, "split_video", None) if modality == "video" else None

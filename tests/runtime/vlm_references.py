@@ -11,25 +11,30 @@ from mm_fixtures import LlavaReference, assert_qwen_parity, hf_parts, png_bytes
 GREEDY = {"max_new_tokens": 16, "temperature": 0, "ignore_eos": True}
 
 
-def check(result: dict, reference: LlavaReference, prompt: str, images: list, start: int = 0) -> None:
+def check(result: dict, reference: LlavaReference, prompt: str, images: list, start: int = 0,
+          clips: list = ()) -> None:
     """Prompt logprobs of text targets from `start` on (image rows hold hashed ids; the family's
-    tokens among them, <img> or [IMG_BREAK], are compared too) and 16 greedy tokens."""
-    key = (prompt, tuple(id(im) for im in images), start)
+    tokens among them, <img> or [IMG_BREAK], are compared too) and 16 greedy tokens. `clips`:
+    the audio of a reference that takes it (Phi-4-multimodal's), its rows skipped too."""
+    key = (prompt, tuple(id(im) for im in images), start, tuple(id(c) for c in clips))
     memo = reference.__dict__.setdefault("memo", {})  # the same request checked on several engines
+    media = (prompt, images, clips) if clips else (prompt, images)
     if key not in memo:
-        memo[key] = (*reference.prompt_logprobs(prompt, images), reference.greedy(prompt, images))
+        memo[key] = (*reference.prompt_logprobs(*media), reference.greedy(*media))
     ids, expected, greedy = memo[key]
     meta = result["meta_info"]
     assert meta["prompt_tokens"] == len(ids)
     ours = torch.tensor([row[0] for row in meta["input_token_logprobs"][1:]])
     assert len(ours) == len(ids) - 1 - start
-    text = torch.tensor([t != reference.image_token for t in ids[start + 1:]])
+    skipped = {reference.image_token, getattr(reference, "audio_token", reference.image_token)}
+    text = torch.tensor([t not in skipped for t in ids[start + 1:]])
     assert (ours[text] - expected[start:][text]).abs().max() < 1e-4
     assert result["output_ids"] == greedy
 
 
-def run(engine, prompt, images, start: int = 0):
-    return engine.generate(prompt, GREEDY, image_data=images, return_logprob=True, logprob_start_len=start)
+def run(engine, prompt, images, start: int = 0, clips: list = ()):
+    return engine.generate(prompt, GREEDY, image_data=images, audio_data=list(clips) or None,
+                           return_logprob=True, logprob_start_len=start)
 
 
 
