@@ -12,8 +12,10 @@ with a learned bias per head and clipped relative distance, as T5's without buck
 
 A clip is encoded alone at its own length (no padding). Sequences longer than MAX_POSITIONS
 subsampled frames are cut into chunks of that many, encoded independently, as transformers
-does; its last chunk's padding keys get the mask transformers adds (1 for real keys, 0 for
-padding: transformers adds its boolean mask to the bias, which only down-weights them)."""
+does; as in transformers' encoder given one clip (no mask), the zero padding of the last chunk
+is attended like real frames. (transformers' several-clip batches add their boolean padding
+mask to the bias, +1 for real keys and +0 for padding, which only down-weights padding: sgl
+encodes each clip alone, as transformers does one clip.)"""
 
 from __future__ import annotations
 
@@ -196,15 +198,9 @@ class ConformerEncoder(nn.Module):
         w = self.embed.out.weight
         x = self.embed(self.encoder_embedding(features.to(w.device, w.dtype))[None])  # (1, n, hidden)
         n = x.shape[1]
-        mask = None
-        if n > MAX_POSITIONS:  # chunks of MAX_POSITIONS, the last padded with zeros
-            pad = -n % MAX_POSITIONS
-            x = F.pad(x, (0, 0, 0, pad)).reshape(-1, MAX_POSITIONS, x.shape[-1])
-            real = torch.ones(x.shape[0] * MAX_POSITIONS, device=x.device, dtype=x.dtype)
-            real[n:] = 0
-            mask = real.reshape(x.shape[0], 1, 1, MAX_POSITIONS)  # (chunks, 1, 1, keys): transformers' +1 / +0
+        if n > MAX_POSITIONS:  # chunks of MAX_POSITIONS, the last padded with zeros (and attended)
+            x = F.pad(x, (0, 0, 0, -n % MAX_POSITIONS)).reshape(-1, MAX_POSITIONS, x.shape[-1])
         bias = self.relative_attention_bias_layer(x.shape[1], x.device).to(x.dtype)
-        bias = bias if mask is None else bias + mask
         for block in self.encoders:
             x = block(x, bias)
         return x.reshape(-1, x.shape[-1])[:n]

@@ -163,3 +163,15 @@ def test_image_layout_equals_transformers_rule(crop, patch, max_crops):
             mm = types.SimpleNamespace(tower=types.SimpleNamespace(image_size=crop, patch_size=patch))
             b = pooled_side(mm)
             assert uh * (uw + 1) + 1 + b * (b + 1) == ref["num_img_tokens"][0]
+
+
+@torch.inference_mode()
+def test_long_clip_encodes_in_chunks_as_transformers(engine, reference):
+    """A clip of more than 500 subsampled frames (4100 mel frames: 513) is encoded in chunks of
+    500, the last padded, as transformers' encoder does."""
+    torch.manual_seed(0)
+    features = torch.randn(4100, reference.mm.conformer.input_size)
+    ours = engine._scheduler.runner.model.audio_embed.encoder(features)
+    theirs = reference.model.model.embed_tokens_extend.audio_embed.encoder(features[None], None)[0]
+    assert ours.shape == theirs.shape == (513, reference.mm.conformer.hidden_size)
+    assert (ours - theirs).abs().max() < 1e-4
