@@ -175,3 +175,34 @@ def test_long_clip_encodes_in_chunks_as_transformers(engine, reference):
     theirs = reference.model.model.embed_tokens_extend.audio_embed.encoder(features[None], None)[0]
     assert ours.shape == theirs.shape == (513, reference.mm.conformer.hidden_size)
     assert (ours - theirs).abs().max() < 1e-4
+
+
+def test_openai_image_and_audio_parts(engine, reference, images, clips):
+    """An OpenAI message with an image_url and an input_audio part becomes the model's
+    <|image|> and <|audio|> and the request's media; the answer equals transformers'."""
+    from sgl.runtime.server.openai_media import ChatMedia, message_text
+    from sgl.runtime.server.openai_protocol import ChatMessage
+
+    paths, samples = clips
+    png = "data:image/png;base64," + base64.b64encode(png_bytes(images[0])).decode()
+    wav = base64.b64encode(Path(paths[0]).read_bytes()).decode()
+    m = ChatMessage(role="user", content=[{"type": "image_url", "image_url": {"url": png}},
+                                          {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+                                          {"type": "text", "text": "Do they match?"}])
+    media = ChatMedia()
+    prompt = message_text(m, 0, engine, media)
+    assert prompt == "<|image|>\n<|audio|>\nDo they match?" and media.images == [png] and media.audios == [wav]
+    info = engine.get_server_info()
+    assert info["supports_image"] and info["supports_audio"] and not info["supports_video"]
+    out = engine.generate(prompt, GREEDY, image_data=media.images, audio_data=media.audios)
+    assert out["output_ids"] == reference.greedy(prompt, images[:1], samples[:1])
+
+
+def test_bad_media_is_refused_naming_the_field(engine, clips):
+    with pytest.raises(ValueError, match="image_data: a 12x400 image's aspect ratio is too extreme"):
+        engine.generate(ONE, GREEDY, image_data=random_image(9, (400, 12)))
+    with pytest.raises(ValueError, match="video_data: Phi4MultimodalForCausalLM does not take videos"):
+        engine.generate("No media here.", GREEDY, video_data=clips[0][0])
+    with pytest.raises(ValueError, match=r"audio_data\[1\]: not audio"):
+        engine.generate(ATWO, GREEDY, audio_data=[clips[0][0], b"junk" * 8])
+    assert engine.generate(AONE, GREEDY, audio_data=clips[0][0])["meta_info"]["completion_tokens"] == 16
