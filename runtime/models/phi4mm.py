@@ -65,8 +65,9 @@ class Phi4MMImageEmbed(nn.Module):
         self.global_img_feature_extensor = nn.Parameter(torch.zeros(1, 1, width), requires_grad=False)
         self.sub_img_feature_extensor = nn.Parameter(torch.zeros(1, 1, 1, width), requires_grad=False)
 
-    def forward(self, pixels: torch.Tensor, patch_mask: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        """One image: pixels (1 + tiles, 3, crop, crop), patch_mask (1 + tiles, m, m) -> (tokens, hidden)."""
+    def pooled(self, pixels: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
+        """Crops of any images: pixels (crops, 3, crop, crop), patch_mask (crops, m, m) ->
+        (crops, b, b, width): the tower's feature layer, 2x2 average pooled."""
         w = self.img_projection_up.weight
         x = self.img_processor.hidden_states(pixels.to(w.device), self.mm.feature_layers,
                                              patch_mask.to(w.device))[0]  # (crops, m * m, width)
@@ -74,7 +75,11 @@ class Phi4MMImageEmbed(nn.Module):
         x = x.reshape(x.shape[0], m, m, -1).permute(0, 3, 1, 2)
         if m % 2:
             x = F.pad(x, (0, 1, 0, 1), mode="reflect")
-        x = F.avg_pool2d(x, 2).permute(0, 2, 3, 1)  # (crops, b, b, width)
+        return F.avg_pool2d(x, 2).permute(0, 2, 3, 1)
+
+    def forward(self, x: torch.Tensor, patch_mask: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+        """One image: x (1 + tiles, b, b, width) its pooled crops, patch_mask (1 + tiles, m, m),
+        grid (2,) -> (tokens, hidden) in transformers' order (see the module note)."""
         b, sep = x.shape[1], self.sub_img_feature_extensor[0].to(x.dtype)  # sep (1, 1, width)
         rows, cols = grid.tolist()
         uh, uw = real_grid(patch_mask, grid)
@@ -165,13 +170,17 @@ class Phi4MultimodalForCausalLM(VisionLanguageModel):
         raise ValueError("video_data: Phi4MultimodalForCausalLM does not take videos")
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
-        """-> (item.length, hidden) decoder-input rows per image or clip."""
-        out = []
+        """-> (item.length, hidden) decoder-input rows per image or clip: every image's crops in
+        one tower call, each clip through the Conformer alone (no padding)."""
+        images = [it for it in items if it.modality == "image"]
+        rows: dict[int, torch.Tensor] = {}
+        if images:
+            crops = [it.inputs["pixel_values"].shape[0] for it in images]
+            pooled = self.image_embed.pooled(torch.cat([it.inputs["pixel_values"] for it in images]),
+                                             torch.cat([it.inputs["patch_mask"] for it in images])).split(crops)
+            for it, x in zip(images, pooled):
+                rows[id(it)] = self.image_embed(x, it.inputs["patch_mask"], it.inputs["grid"])
         for it in items:
-            x = it.inputs
             if it.modality == "audio":
-                rows = self.audio_embed(x["input_features"], bool(x["vision"][0]))[: it.length]
-            else:
-                rows = self.image_embed(x["pixel_values"], x["patch_mask"], x["grid"])
-            out.append(rows)
-        return out
+                rows[id(it)] = self.audio_embed(it.inputs["input_features"], bool(it.inputs["vision"][0]))[: it.length]
+        return [rows[id(it)] for it in items]
