@@ -1,5 +1,6 @@
 """Audio for the tests: tones written as real WAV, FLAC and MP3 files (PyAV's bundled FFmpeg
-encoders: pcm_s16le, flac, libmp3lame), and the Qwen2-Audio reference on a tiny checkpoint."""
+encoders: pcm_s16le, flac, libmp3lame), and the Qwen2-Audio and Phi-4-multimodal references on
+tiny checkpoints."""
 
 from __future__ import annotations
 

@@ -48,8 +48,8 @@ def reference(folder):
 
 @pytest.fixture(scope="module")
 def images():
-    """2x2 crops with padded patch rows; 3x2 crops past the 4 allowed (a 2x2 grid of the closest
-    ratio, padded columns); one crop."""
+    """2x2 crops with padded patch rows; 2x3 crops past the 4 allowed (the 1x2 grid of the
+    closest aspect ratio); one crop with a padded patch row."""
     return [random_image(1), random_image(2, (70, 30)), random_image(3, (20, 26))]
 
 
