@@ -14,7 +14,7 @@ from sgl.kernels import quant
 from sgl.runtime import Engine
 from sgl.runtime.layers.linear import Linear
 from sgl.runtime.loader import default_model_path
-from sgl.runtime.loader.gguf_quant import SUPPORTED, unpack_blocks
+from sgl.runtime.loader.gguf_quant import BLOCK_BYTES, unpack_blocks
 from sgl.runtime.loader.quantize import quantize_q4_0, quantize_q8_0
 
 TEXT = ("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg "
@@ -25,7 +25,7 @@ TEXT = ("The history of the printing press begins in the fifteenth century, when
         "and scientists could compare their measurements in identical printed tables.")
 
 
-@pytest.mark.parametrize("kind", SUPPORTED)
+@pytest.mark.parametrize("kind", BLOCK_BYTES)  # the K-quants: test_gguf_kquant.py
 def test_gguf_blocks_unpack_to_what_gguf_dequantizes(kind) -> None:
     gguf = pytest.importorskip("gguf")
     qtype = gguf.GGMLQuantizationType[kind]
