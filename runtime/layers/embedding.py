@@ -1,15 +1,22 @@
-"""Token embedding and LM head."""
+"""Token embedding and LM head.
+
+Under quantization="auto" a GGUF's token_embd / output blocks stay quantized (loader/quantize.py,
+`set_qweight`): the head runs the integer kernel (sgl.kernels.quant) and the embedding reads the
+rows it looks up dequantized from the same blocks in float32, then rounded to the activation
+dtype; that is exactly what quantization="none" stores (its weight is that dequantization
+rounded once), with no float copy of a (vocab, hidden) table (Gemma 3's is 335 MB of bf16)."""
 
 from __future__ import annotations
 
 import torch
 from sgl.kernels.cpu.isa import Level, isa
 from sgl.kernels.linear import linear_applies, linear_bf16
+from sgl.kernels.quant import QuantWeight, dequantize_reference, select_rows
 from torch import nn
 from torch.nn import functional as F
 
 from ..device_caps import emulated_bf16
-from .linear import BF16_NATIVE_MAX_ROWS, linear
+from .linear import BF16_NATIVE_MAX_ROWS, forward_quant, linear
 
 
 class VocabEmbedding(nn.Module):
@@ -19,9 +26,21 @@ class VocabEmbedding(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden), requires_grad=False)
         self.scale = scale
+        self.qweight: QuantWeight | None = None  # set_qweight: rows dequantized on lookup, `weight` None
+        self.dtype = self.weight.dtype
+
+    def set_qweight(self, qweight: QuantWeight) -> None:
+        """Look rows up in a quantized table from now on; the float one is dropped."""
+        self.qweight, self.dtype = qweight, self.weight.dtype
+        del self.weight
+        self.weight = None
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = F.embedding(ids, self.weight)
+        if self.qweight is None:
+            x = F.embedding(ids, self.weight)
+        else:  # (tokens,) rows of the blocks, w = d q + m in float32, rounded once
+            x = dequantize_reference(select_rows(self.qweight, ids.reshape(-1))).to(self.dtype)
+            x = x.view(*ids.shape, -1)
         if self.scale is not None:
             # transformers multiplies by the scale cast to the activation dtype
             x = x * torch.tensor(self.scale, dtype=x.dtype)
@@ -37,8 +56,18 @@ class LMHead(nn.Module):
         self.weight = nn.Parameter(torch.empty(vocab_size, hidden), requires_grad=False)
         self.bias = nn.Parameter(torch.empty(vocab_size), requires_grad=False) if bias else None
         self._wide: torch.Tensor | None = None  # float32 copy of weight, made on first use (after loading)
+        self.qweight: QuantWeight | None = None  # set_qweight: the integer kernel, `weight` None
+
+    def set_qweight(self, qweight: QuantWeight) -> None:
+        """Run on a quantized weight from now on (a tied head: the embedding's); the float one is
+        dropped."""
+        self.qweight = qweight
+        del self.weight
+        self.weight = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.qweight is not None:
+            return forward_quant(x, self.qweight, self.bias)
         if isa().level == Level.AVX2 and linear_applies(x, self.weight, capped=False):
             # AVX2: every row count through the kernel, each row alone, so a token's logits are
             # the same decoded or in a rowwise extend of any size (the fused stack's identity);

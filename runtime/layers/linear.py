@@ -50,6 +50,19 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.linear(x, weight, bias)
 
 
+def forward_quant(x: torch.Tensor, qweight: QuantWeight, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (..., K) @ qweight^T + bias: the integer kernel up to QUANT_MAX_ROWS rows, the weight
+    dequantized to bf16 for the float GEMM above (a prefill)."""
+    rows = x.reshape(-1, qweight.shape[1])
+    bias = None if bias is None else bias.data
+    if quant_applies(rows, qweight) and (bias is None or bias.dtype == torch.bfloat16):
+        if rows.shape[0] > QUANT_MAX_ROWS:
+            return linear(x, dequantize_bf16(qweight), bias)
+        return linear_quant(rows, qweight, bias).view(*x.shape[:-1], -1)
+    # off bf16, zero rows or without the C library: the dequantized weight (slow, exact)
+    return F.linear(x, dequantize_reference(qweight).to(x.dtype), bias)
+
+
 def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor) -> None:
     if param.shape != loaded.shape:
         raise ValueError(f"shape mismatch: parameter {tuple(param.shape)} vs checkpoint {tuple(loaded.shape)}")
@@ -100,14 +113,7 @@ class Linear(nn.Module):
         self.weight = None
 
     def _forward_quant(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, self.in_features)
-        bias = None if self.bias is None else self.bias.data
-        if quant_applies(rows, self.qweight) and (bias is None or bias.dtype == torch.bfloat16):
-            if rows.shape[0] > QUANT_MAX_ROWS:  # a prefill: the weight dequantized for the float GEMM
-                return linear(x, dequantize_bf16(self.qweight), bias)
-            return linear_quant(rows, self.qweight, bias).view(*x.shape[:-1], -1)
-        # off bf16, zero rows or without the C library: the dequantized weight (slow, exact)
-        return F.linear(x, dequantize_reference(self.qweight).to(x.dtype), bias)
+        return forward_quant(x, self.qweight, self.bias)
 
     def pack_tiles(self, gated: bool = False) -> bool:
         """Repack a loaded bf16 CPU weight for the tile kernel where this CPU has one; the (N, K)

@@ -7,8 +7,9 @@ exactly (no float round trip):
   Q5_0 (22 bytes / 32): f16 d, u32 fifth bits, nibbles; w = d (q - 16)
   Q5_1 (24 bytes / 32): f16 d, f16 m, u32 fifth bits, nibbles; w = d q + m
   Q8_0 (34 bytes / 32): f16 d, 32 int8; w = d q
-Q4_0 and Q4_1 land in the "q4" layout, the others in "q8". Tensors of other types (F32, F16, the
-K-quants for now) stay dequantized, as loaded.
+Q4_0 and Q4_1 land in the "q4" layout, the others in "q8". The K-quants (Q2_K..Q6_K) unpack in
+gguf_kquant.py (Q4_K into "q4", the others "q8"). Tensors of other types (F32, F16, IQ*) stay
+dequantized, as loaded.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import torch
 from sgl.kernels.quant import QuantWeight, pack
 
 from .gguf_file import _PERMUTED_QK, _hf_name, _unpermute
+from .gguf_kquant import BLOCK_BYTES as K_BLOCK_BYTES
+from .gguf_kquant import unpack_kquant
 
 BLOCK_BYTES = {"Q4_0": 18, "Q4_1": 20, "Q5_0": 22, "Q5_1": 24, "Q8_0": 34}
-SUPPORTED = tuple(BLOCK_BYTES)
+SUPPORTED = (*BLOCK_BYTES, *K_BLOCK_BYTES)
 
 
 def _f16(blocks: torch.Tensor, at: int) -> torch.Tensor:
@@ -42,7 +45,10 @@ def _fifth_bits(qh: torch.Tensor) -> torch.Tensor:
 
 
 def unpack_blocks(kind: str, raw: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """raw (N, K / 32 * bytes) uint8 of one GGUF type -> q (N, K) int32, d16 and m16 (N, K/16)."""
+    """raw (N, K / 32 * bytes) uint8 of one GGUF type (K / 256 super-blocks for a K-quant) ->
+    q (N, K) int32, d16 and m16 (N, K/16)."""
+    if kind in K_BLOCK_BYTES:
+        return unpack_kquant(kind, raw, k)
     n = raw.shape[0]
     blocks = raw.reshape(n, k // 32, BLOCK_BYTES[kind])
     d = _f16(blocks, 0)

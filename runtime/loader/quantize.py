@@ -6,7 +6,8 @@
   "q8_0", "q4_0"  every linear quantized at load from its loaded float weight (llama.cpp's rules)
 
 A linear's quantized weight replaces its float one (`weight` becomes None); its bias stays.
-Embeddings, norms and the output head stay as loaded.
+Under "auto" the output head and token embedding too, where the file stores them in a supported
+type (a tied head shares the embedding's blocks): `quantize_vocab`. Norms stay as loaded.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from sgl.kernels.quant import QuantWeight, concat, pack
 from torch import nn
 
 from ..config import QUANTIZATIONS
+from ..layers.embedding import LMHead, VocabEmbedding
 from ..layers.linear import Linear, PackedLinear
 
 logger = logging.getLogger("sgl.runtime")
@@ -85,13 +87,38 @@ def quantize_model(model: nn.Module, quantization: str, stored: dict[str, QuantW
                              f"({module.out_features}, {module.in_features})")
         module.set_qweight(qweight)
         done += 1
+    if quantization == "auto":
+        done += quantize_vocab(model, stored)
     logger.info("quantization=%s: %d linear layers quantized", quantization, done)
+    return done
+
+
+def quantize_vocab(model: nn.Module, stored: dict[str, QuantWeight]) -> int:
+    """The head (`lm_head`: "lm_head.weight", or tied: "model.embed_tokens.weight") and the token
+    embedding on their stored blocks; how many of the two. A tied pair shares one QuantWeight.
+    Subclasses (vocab-parallel tables) stay float."""
+    head = getattr(model, "lm_head", None)
+    emb = getattr(getattr(model, "model", None), "embed_tokens", None)
+    head = head if type(head) is LMHead and head.weight is not None else None
+    emb = emb if type(emb) is VocabEmbedding and emb.weight is not None else None
+    tied = head is not None and emb is not None and head.weight is emb.weight
+    targets = [(emb, "model.embed_tokens.weight"), (head, "model.embed_tokens.weight" if tied else "lm_head.weight")]
+    done = 0
+    for module, name in targets:
+        w = stored.get(name)
+        if module is None or w is None:
+            continue
+        if w.shape != tuple(module.weight.shape):  # a tied head still holds the table until set
+            raise ValueError(f"{name}: quantized weight {w.shape} does not match {tuple(module.weight.shape)}")
+        module.set_qweight(w)
+        done += 1
     return done
 
 
 def weight_bytes(model: nn.Module) -> dict[str, int]:
     """Bytes of the model's weights: quantized linears, and everything held as float tensors."""
-    quant = sum(m.qweight.nbytes() for m in model.modules() if isinstance(m, Linear) and m.qweight is not None)
+    quant = sum(w.nbytes() for w in {id(m.qweight): m.qweight for m in model.modules()
+                                     if getattr(m, "qweight", None) is not None}.values())
     seen: set[int] = set()
     floats = 0
     for p in model.parameters():
