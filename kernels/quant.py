@@ -2,11 +2,13 @@
 
 A weight is held as integers q with a scale d and a min m per block, w = d q + m:
   "q4": q in [0, 15], blocks of 32 columns, nibbles packed two to a byte (Q4_0, Q4_1, Q4_K);
-  "q8": int8 q, blocks of 16 columns (Q8_0, Q5_0, Q5_1, Q5_K, Q6_K: Q6_K scales every 16).
+  "q8": q in [-128, 127] (held as q + 128 in a byte), blocks of 32 columns (Q8_0, Q5_0, Q5_1,
+        Q5_K) or 16 (Q6_K scales every 16).
 Every GGUF type the engine runs maps onto one of the two exactly (runtime/loader/gguf_quant.py).
-Activations are quantized per row to int8 blocks of 32 (llama.cpp's q8_0 rule), products run
-in integer arithmetic and the scales apply per block; a row's result never depends on the other
-rows of the call.
+The rows sit in groups of 16, interleaved 4 bytes at a time, so the kernel's 16 vector lanes are
+16 outputs (the layout is drawn in linear_quant.c). Activations are quantized per row to int8
+blocks of 32 (llama.cpp's q8_0 rule), products run in integer arithmetic and the scales apply
+per block; a row's result never depends on the other rows of the call.
 """
 
 from __future__ import annotations
@@ -19,90 +21,112 @@ import torch
 from .cpu import Level, dispatch, isa, library
 
 KINDS = {"q4": 0, "q8": 1}
-BLOCK = {"q4": 32, "q8": 16}  # columns per scale
+GROUP = 16  # weight rows interleaved together (the kernel's vector lanes)
 
 
 class QWeightStruct(ctypes.Structure):
     """sgl_qweight in kernels/cpu/kernels.h."""
 
-    _fields_ = [("kind", ctypes.c_int64), ("qs", ctypes.c_void_p), ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]
+    _fields_ = [("kind", ctypes.c_int64), ("block", ctypes.c_int64), ("qs", ctypes.c_void_p),
+                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]
 
 
 @dataclasses.dataclass(eq=False)
 class QuantWeight:
-    """A (out_features, in_features) weight in the kernel's layout. qs: q4 (N, K/2) uint8, in
-    each 64-column group byte j = column j | column j+32 << 4 (a last 32: j | j+16 << 4); q8
-    (N, K) int8. d, m: float32 (N, K / BLOCK[kind]); m None where every min is zero."""
+    """An (n, k) weight in the kernel's layout, its rows padded to groups of 16 (G = ceil(n / 16)).
+    qs uint8: q4 (G, K/32, 4, 16, 4) [block][v][row][t] = column 4v+t | column 16+4v+t << 4;
+    q8 (G, K/16, 4, 16, 4) = q + 128 of column 4v+t of each 16. d, m: float32 (G, K / block, 16);
+    m None where every min is zero."""
 
     kind: str
+    block: int  # columns per scale: 32, or 16 (q8 from Q6_K)
+    n: int  # rows (out_features); the rows past it in the last group are zero
     qs: torch.Tensor
     d: torch.Tensor
     m: torch.Tensor | None
     source: str = ""  # the GGUF type(s) it came from, for logs and tests
 
     def __post_init__(self) -> None:
-        self.struct = QWeightStruct(KINDS[self.kind], self.qs.data_ptr(), self.d.data_ptr(),
+        self.struct = QWeightStruct(KINDS[self.kind], self.block, self.qs.data_ptr(), self.d.data_ptr(),
                                     None if self.m is None else self.m.data_ptr())
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.d.shape[0], self.d.shape[1] * BLOCK[self.kind]
+        return self.n, self.d.shape[1] * self.block
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.qs, self.d, self.m) if t is not None)
 
 
-def _pack_nibbles(q: torch.Tensor) -> torch.Tensor:
-    """q (N, K) in [0, 15], K % 32 == 0 -> (N, K/2) uint8 in the q4 layout."""
-    n, k = q.shape
-    full = k // 64 * 64
-    groups = q[:, :full].reshape(n, -1, 2, 32)
-    parts = [(groups[:, :, 0] | (groups[:, :, 1] << 4)).reshape(n, -1)]
-    if k % 64:
-        tail = q[:, full:].reshape(n, 2, 16)
-        parts.append(tail[:, 0] | (tail[:, 1] << 4))
-    return torch.cat(parts, dim=1).to(torch.uint8)
+def _groups(t: torch.Tensor) -> torch.Tensor:
+    """(n, ...) -> (G, 16, ...): rows padded with zeros to whole groups."""
+    pad = -t.shape[0] % GROUP
+    if pad:
+        t = torch.cat([t, t.new_zeros(pad, *t.shape[1:])])
+    return t.reshape(-1, GROUP, *t.shape[1:])
 
 
-def _unpack_nibbles(qs: torch.Tensor, k: int) -> torch.Tensor:
-    n = qs.shape[0]
-    full = k // 64 * 64
-    g = qs[:, : full // 2].to(torch.int32).reshape(n, -1, 32)
-    parts = [torch.stack((g & 15, g >> 4), dim=2).reshape(n, -1)]
-    if k % 64:
-        t = qs[:, full // 2:].to(torch.int32)
-        parts.append(torch.cat((t & 15, t >> 4), dim=1))
-    return torch.cat(parts, dim=1)
+def _interleave(q: torch.Tensor, kind: str) -> torch.Tensor:
+    """q (n, K) integers -> qs in the kernel layout (see QuantWeight)."""
+    g = _groups(q)  # (G, 16, K)
+    if kind == "q4":
+        c = g.reshape(g.shape[0], GROUP, -1, 2, 4, 4)  # [G][row][block][lo/hi 16][v][t]
+        byte = c[:, :, :, 0] | (c[:, :, :, 1] << 4)  # [G][row][block][v][t]
+        return byte.permute(0, 2, 3, 1, 4).to(torch.uint8).contiguous()
+    c = (g + 128).reshape(g.shape[0], GROUP, -1, 4, 4)  # [G][row][16 columns][v][t]
+    return c.permute(0, 2, 3, 1, 4).to(torch.uint8).contiguous()
+
+
+def _rows_of(qs: torch.Tensor, kind: str, groups: torch.Tensor, lanes: torch.Tensor) -> torch.Tensor:
+    """q (R, K) int32 of the rows at (group, lane) pairs."""
+    picked = qs[groups, :, :, lanes, :].to(torch.int32)  # (R, blocks, v, t)
+    r = picked.shape[0]
+    if kind == "q4":
+        picked = picked.reshape(r, -1, 16)
+        return torch.cat((picked & 15, picked >> 4), dim=2).reshape(r, -1)
+    return picked.reshape(r, -1) - 128
+
+
+def _scales(t: torch.Tensor) -> torch.Tensor:
+    """(n, blocks) float -> (G, blocks, 16) float32 in the kernel layout."""
+    return _groups(t.float()).transpose(1, 2).contiguous()
 
 
 def pack(q: torch.Tensor, d16: torch.Tensor, m16: torch.Tensor | None, source: str = "") -> QuantWeight:
     """Integers q (N, K) and per-16 scales/mins (N, K/16), w = d q + m, into the kernel layout:
     q4 where q is in [0, 15] and scales and mins are constant over each 32, else q8 (q must be
-    in [-128, 127])."""
+    in [-128, 127]), with one scale per 32 where they allow it."""
     n, k = q.shape
     if k % 32 or d16.shape != (n, k // 16) or (m16 is not None and m16.shape != d16.shape):
         raise ValueError(f"quantized weight: K={k} must be a multiple of 32 with (N, K/16) scales, got "
                          f"q {tuple(q.shape)}, d {tuple(d16.shape)}")
     pairs = lambda t: t is None or bool((t[:, 0::2] == t[:, 1::2]).all())  # noqa: E731
-    if int(q.min()) >= 0 and int(q.max()) <= 15 and pairs(d16) and pairs(m16):
-        m = None if m16 is None or not m16.any() else m16[:, 0::2].float().contiguous()
-        return QuantWeight("q4", _pack_nibbles(q.to(torch.int32)), d16[:, 0::2].float().contiguous(), m, source)
-    if int(q.min()) < -128 or int(q.max()) > 127:
+    block = 32 if pairs(d16) and pairs(m16) else 16
+    kind = "q4" if int(q.min()) >= 0 and int(q.max()) <= 15 and block == 32 else "q8"
+    if kind == "q8" and (int(q.min()) < -128 or int(q.max()) > 127):
         raise ValueError(f"quantized weight ({source}): integers outside int8 ({int(q.min())}..{int(q.max())})")
-    m = None if m16 is None or not m16.any() else m16.float().contiguous()
-    return QuantWeight("q8", q.to(torch.int8).contiguous(), d16.float().contiguous(), m, source)
+    per_block = (lambda t: t[:, 0::2]) if block == 32 else (lambda t: t)  # noqa: E731
+    m = None if m16 is None or not m16.any() else _scales(per_block(m16))
+    return QuantWeight(kind, block, n, _interleave(q.to(torch.int32), kind), _scales(per_block(d16)), m, source)
+
+
+def _row_scales(t: torch.Tensor, groups: torch.Tensor, lanes: torch.Tensor, block: int) -> torch.Tensor:
+    """(G, blocks, 16) -> per-16 (R, K/16) of the picked rows."""
+    picked = t[groups, :, lanes]  # (R, blocks)
+    return picked.repeat_interleave(block // 16, 1)
+
+
+def _unpack_rows(w: QuantWeight, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    groups, lanes = rows // GROUP, rows % GROUP
+    q = _rows_of(w.qs, w.kind, groups, lanes)
+    d = _row_scales(w.d, groups, lanes, w.block)
+    m = torch.zeros_like(d) if w.m is None else _row_scales(w.m, groups, lanes, w.block)
+    return q, d, m
 
 
 def unpack(w: QuantWeight) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q (N, K) int32, d16, m16) back from the kernel layout (per-16 scales and mins)."""
-    n, k = w.shape
-    if w.kind == "q4":
-        q, d, m = _unpack_nibbles(w.qs, k), w.d.repeat_interleave(2, 1), w.m
-        m = torch.zeros_like(d) if m is None else m.repeat_interleave(2, 1)
-    else:
-        q, d = w.qs.to(torch.int32), w.d
-        m = torch.zeros_like(d) if w.m is None else w.m
-    return q, d, m
+    return _unpack_rows(w, torch.arange(w.n))
 
 
 def concat(weights: list[QuantWeight]) -> QuantWeight:
@@ -112,16 +136,15 @@ def concat(weights: list[QuantWeight]) -> QuantWeight:
     return pack(q, d, m, "+".join(dict.fromkeys(w.source for w in weights)))
 
 
-def select_rows(w: QuantWeight, rows: torch.Tensor) -> QuantWeight:
-    """The weight's rows in the order `rows` gives (q/k un-permutation)."""
-    return QuantWeight(w.kind, w.qs[rows].contiguous(), w.d[rows].contiguous(),
-                       None if w.m is None else w.m[rows].contiguous(), w.source)
+def dequantize_rows(w: QuantWeight, rows: torch.Tensor) -> torch.Tensor:
+    """Rows `rows` (R,) of the weight in float32 (R, K): d q + m (an embedding lookup)."""
+    q, d, m = _unpack_rows(w, rows.long())
+    return q.float() * d.repeat_interleave(16, 1) + m.repeat_interleave(16, 1)
 
 
 def dequantize_reference(w: QuantWeight) -> torch.Tensor:
     """The weight in float32 (N, K): d q + m."""
-    q, d, m = unpack(w)
-    return q.float() * d.repeat_interleave(16, 1) + m.repeat_interleave(16, 1)
+    return dequantize_rows(w, torch.arange(w.n))
 
 
 def quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,9 +29,10 @@ int sgl_prefill_attention_bf16(const uint16_t *q, int64_t q_stride, const uint16
                                float scale, uint16_t *out);
 void sgl_kv_store_bf16(uint16_t *k_pool, uint16_t *v_pool, const uint16_t *k, const uint16_t *v,
                        int64_t kv_stride, const int64_t *slots, int64_t T, int64_t k_width, int64_t v_width);
-/* A quantized weight (linear_quant.c): kind 0 q4 (nibbles, d/m per 32), 1 q8 (int8, d/m per 16). */
+/* A quantized weight (linear_quant.c): kind 0 q4 (nibbles, d/m per 32), 1 q8 (q + 128 in a byte,
+ * d/m per `block` = 16 or 32 columns); rows in interleaved groups of 16. */
 typedef struct {
-    int64_t kind;
+    int64_t kind, block;
     const uint8_t *qs;
     const float *d, *m; /* m NULL: all zero */
 } sgl_qweight;

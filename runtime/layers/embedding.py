@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from sgl.kernels.cpu.isa import Level, isa
 from sgl.kernels.linear import linear_applies, linear_bf16
-from sgl.kernels.quant import QuantWeight, dequantize_reference, select_rows
+from sgl.kernels.quant import QuantWeight, dequantize_rows
 from torch import nn
 from torch.nn import functional as F
 
@@ -39,7 +39,7 @@ class VocabEmbedding(nn.Module):
         if self.qweight is None:
             x = F.embedding(ids, self.weight)
         else:  # (tokens,) rows of the blocks, w = d q + m in float32, rounded once
-            x = dequantize_reference(select_rows(self.qweight, ids.reshape(-1))).to(self.dtype)
+            x = dequantize_rows(self.qweight, ids.reshape(-1)).to(self.dtype)
             x = x.view(*ids.shape, -1)
         if self.scale is not None:
             # transformers multiplies by the scale cast to the activation dtype
