@@ -301,29 +301,42 @@ void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16
 }
 
 /* W back as bf16 (N, K) rows n0..n1 (for the float GEMM of a prefill): d q + m in float32,
- * rounded once. */
+ * rounded once. A row's 16 columns are 4 runs of 4 bytes 64 apart: gathered into `run`, then
+ * plain loops over it, which the compiler vectorizes. */
 void sgl_dequantize_bf16(const sgl_qweight *w, uint16_t *out, int64_t n0, int64_t n1, int64_t K) {
     const int q4 = w->kind == 0;
-    const int64_t block = block_of(w), nbk = K / block;
+    const int64_t block = block_of(w), nbk = K / block, step = q4 ? 32 : 16;
 #pragma omp parallel for schedule(static) if ((n1 - n0) * K >= SGL_PARALLEL_MIN)
     for (int64_t n = n0; n < n1; n++) {
         const int64_t g = n / GROUP, l = n % GROUP;
-        const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K;
-        const float *d = w->d + g * nbk * GROUP, *m = w->m ? w->m + g * nbk * GROUP : NULL;
+        const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K + l * 4;
+        const float *d = w->d + g * nbk * GROUP + l, *m = w->m ? w->m + g * nbk * GROUP + l : NULL;
         uint16_t *o = out + (n - n0) * K;
-        for (int64_t c0 = 0; c0 < K; c0 += 16) { /* 16 columns: 4 runs of 4 bytes */
-            const float db = d[(c0 / block) * GROUP + l], mb = m ? m[(c0 / block) * GROUP + l] : 0.0f;
-            for (int v = 0; v < 4; v++)
-                for (int t = 0; t < 4; t++) {
-                    int q;
-                    if (q4) {
-                        const uint8_t byte = qs[(c0 / 32) * GROUP_BYTES + v * 64 + l * 4 + t];
-                        q = c0 % 32 ? byte >> 4 : byte & 15;
-                    } else {
-                        q = (int)qs[(c0 / 16) * GROUP_BYTES + v * 64 + l * 4 + t] - 128;
-                    }
-                    o[c0 + 4 * v + t] = f32_to_bf16(db * (float)q + mb);
-                }
+        for (int64_t c0 = 0; c0 < K; c0 += step) { /* q4: 32 columns, q8: 16, one scale each */
+            const uint8_t *src = qs + (c0 / step) * GROUP_BYTES;
+            uint8_t run[16];
+            for (int v = 0; v < 4; v++) memcpy(run + 4 * v, src + 64 * v, 4);
+            const float db = d[(c0 / block) * GROUP], mb = m ? m[(c0 / block) * GROUP] : 0.0f;
+#if defined(__AVX512BF16__)
+            const __m128i bytes = _mm_loadu_si128((const __m128i *)run);
+            const __m512 dd = _mm512_set1_ps(db), mm = _mm512_set1_ps(mb);
+            const __m128i first = q4 ? _mm_and_si128(bytes, _mm_set1_epi8(15)) : _mm_xor_si128(bytes, _mm_set1_epi8((char)0x80));
+            const __m512i i0 = q4 ? _mm512_cvtepu8_epi32(first) : _mm512_cvtepi8_epi32(first);
+            _mm256_storeu_si256((__m256i *)(o + c0),
+                                (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(_mm512_mul_ps(dd, _mm512_cvtepi32_ps(i0)), mm)));
+            if (q4) {
+                const __m512i i1 = _mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(bytes, 4), _mm_set1_epi8(15)));
+                _mm256_storeu_si256((__m256i *)(o + c0 + 16),
+                                    (__m256i)_mm512_cvtneps_pbh(_mm512_add_ps(_mm512_mul_ps(dd, _mm512_cvtepi32_ps(i1)), mm)));
+            }
+            continue;
+#endif
+            if (q4) {
+                for (int j = 0; j < 16; j++) o[c0 + j] = f32_to_bf16(db * (float)(run[j] & 15) + mb);
+                for (int j = 0; j < 16; j++) o[c0 + 16 + j] = f32_to_bf16(db * (float)(run[j] >> 4) + mb);
+            } else {
+                for (int j = 0; j < 16; j++) o[c0 + j] = f32_to_bf16(db * (float)((int)run[j] - 128) + mb);
+            }
         }
     }
 }

@@ -15,6 +15,7 @@ from sgl.kernels.linear import (
     pack_tiles,
     tiles_available,
 )
+from sgl.kernels.cpu import Level, isa
 from sgl.kernels.quant import (
     QuantWeight,
     dequantize_bf16,
@@ -33,10 +34,13 @@ from .activation import gated, residual_add
 # above it the emulated bf16 GEMM is 4-8x slower than float32, so the weight is widened to
 # float32 for the product (bf16 storage, float32 compute, output cast back).
 BF16_NATIVE_MAX_ROWS = 4
-# A quantized linear with more rows than this dequantizes its weight to bf16 for the float GEMM:
-# measured on AVX-512 (3072x576, 512 rows) the GEMM plus the dequantization takes ~1/3 of the
-# integer kernel's time, which is built for decode's few rows (it streams 4 weight rows a pass)
-QUANT_MAX_ROWS = 32
+# A quantized linear with more rows than this dequantizes its weight to bf16 for the float GEMM,
+# per level of the C kernels. Measured on a 2-core Zen 4 (3072x576, GMAC/s, integer kernel vs
+# dequantize + GEMM): AVX-512 VNNI 64 rows 180 vs 141, 256: 177 vs 181, 512: 158 vs 180; the
+# AVX2 kernel (maddubs) against the float32 GEMM an emulated-bf16 CPU gets: 512 rows 95 vs 49,
+# so there the integer kernel takes every size. AMX's tile GEMM is several times any of these;
+# the portable C kernel is scalar.
+QUANT_MAX_ROWS = {Level.NONE: 32, Level.AVX2: 1 << 62, Level.AVX512_BF16: 128, Level.AMX: 32}
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -51,12 +55,12 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
 
 
 def forward_quant(x: torch.Tensor, qweight: QuantWeight, bias: torch.Tensor | None) -> torch.Tensor:
-    """x (..., K) @ qweight^T + bias: the integer kernel up to QUANT_MAX_ROWS rows, the weight
-    dequantized to bf16 for the float GEMM above (a prefill)."""
+    """x (..., K) @ qweight^T + bias: the integer kernel up to QUANT_MAX_ROWS rows, past them
+    (a prefill) the weight dequantized to bf16 for the float GEMM above."""
     rows = x.reshape(-1, qweight.shape[1])
     bias = None if bias is None else bias.data
     if quant_applies(rows, qweight) and (bias is None or bias.dtype == torch.bfloat16):
-        if rows.shape[0] > QUANT_MAX_ROWS:
+        if rows.shape[0] > QUANT_MAX_ROWS[isa().level]:
             return linear(x, dequantize_bf16(qweight), bias)
         return linear_quant(rows, qweight, bias).view(*x.shape[:-1], -1)
     # off bf16, zero rows or without the C library: the dequantized weight (slow, exact)
