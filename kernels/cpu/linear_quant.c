@@ -19,11 +19,11 @@
  * Activations are quantized per row to int8 blocks of 32 (as llama.cpp's q8_0): dx = amax / 127,
  * q = round(x / dx) by x * (1 / dx), ties to even. Then per output
  *   y = sum_b dx_b d_b isum_b + sum_b m_b (dx_b sum_b(qx))
- * with isum_b the integer dot product of block b; the first sum and the second accumulate in
- * float32 per output, block by block in order, and add at the end. On AVX-512 VNNI the q8 bytes
- * enter unsigned: isum_b = isum(q + 128) - 128 sum_b(qx), the correction joining the second sum
- * as -128 d_b (dx_b sum_b(qx)). AVX2 (maddubs + madd, q8 by the sign trick) and plain C compute
- * isum_b directly.
+ * with isum_b the integer dot product of block b, accumulated in float32 per output block by
+ * block in order (on AVX-512 both terms of a block into one sum; AVX2 and plain C keep the
+ * mins' sum apart and add it at the end). On AVX-512 VNNI the q8 bytes enter unsigned:
+ * isum_b = isum(q + 128) - 128 sum_b(qx), the correction added as -128 d_b (dx_b sum_b(qx)).
+ * AVX2 (maddubs + madd, q8 by the sign trick) and plain C compute isum_b directly.
  *
  * NOTE: each output's sums run in the same order whatever M is or where the row sits in the
  * call, so a row's result is independent of the other rows (decode = the same row alone).
@@ -118,15 +118,15 @@ static inline int64_t block_of(const sgl_qweight *w) { return w->kind == 0 ? 32 
  * for weight row 16 g + l (before bias), per level ---------------------------------------------- */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define SGL_QUANT_LEVEL 2
-#define MS_MAX 4
+#define MS_MAX 8 /* x rows a pass: 8 integer and 8 float sums in registers (~10% over 4 at M = 16) */
 static inline __attribute__((always_inline)) void group_sums(const sgl_qweight *w, const qrows *x, int64_t K,
         int64_t g, int64_t m0, const int MS, float out[][GROUP]) {
     const int q4 = w->kind == 0;
     const int64_t block = block_of(w), nbk = K / block;
     const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K;
     const float *d = w->d + g * nbk * GROUP, *m = w->m ? w->m + g * nbk * GROUP : NULL;
-    __m512 facc[MS], macc[MS];
-    for (int i = 0; i < MS; i++) facc[i] = macc[i] = _mm512_setzero_ps();
+    __m512 facc[MS];
+    for (int i = 0; i < MS; i++) facc[i] = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(0x0f);
     for (int64_t b = 0; b < nbk; b++) {
         __m512i iacc[MS];
@@ -156,11 +156,11 @@ static inline __attribute__((always_inline)) void group_sums(const sgl_qweight *
             const __m512 scale = _mm512_mul_ps(dv, _mm512_set1_ps(x_scale(x, K, m0 + i, b, block)));
             facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i]), scale, facc[i]);
             const float xs = x_sum(x, K, m0 + i, b, block);
-            if (!q4) macc[i] = _mm512_fnmadd_ps(dv, _mm512_set1_ps(128.0f * xs), macc[i]); /* the +128 */
-            if (m) macc[i] = _mm512_fmadd_ps(mv, _mm512_set1_ps(xs), macc[i]);
+            if (!q4) facc[i] = _mm512_fnmadd_ps(dv, _mm512_set1_ps(128.0f * xs), facc[i]); /* the +128 */
+            if (m) facc[i] = _mm512_fmadd_ps(mv, _mm512_set1_ps(xs), facc[i]);
         }
     }
-    for (int i = 0; i < MS; i++) _mm512_storeu_ps(out[i], _mm512_add_ps(facc[i], macc[i]));
+    for (int i = 0; i < MS; i++) _mm512_storeu_ps(out[i], facc[i]);
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #define SGL_QUANT_LEVEL 1
