@@ -45,6 +45,8 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_linear_rows_bf16": ([P, P, P, P, I64, I64, I64, P], None),
     "sgl_linear_tiles_bf16": ([P, P, P, P, P, I64, I64, I64, I64], None),
     "sgl_rmsnorm_bf16": ([P, I64, P, P, I64, I64, F32], None),
+    "sgl_rmsnorm_offset_bf16": ([P, I64, P, P, I64, I64, F32, F32], None),
+    "sgl_gelu_tanh_mul_bf16": ([P, P, I64, I64], None),
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
     "sgl_add_bf16": ([P, P, P, I64], None),
     "sgl_rope_neox_bf16": ([P, I64, I64, I64, I64, I64, P, P], None),
@@ -56,8 +58,8 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_linear_quant_bf16": ([P, P, P, P, I64, I64, I64], None),
     "sgl_dequantize_bf16": ([P, P, I64, I64, I64], None),
     "sgl_quant_level": ([], ctypes.c_int),
-    "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, I64, P, P, I64,
-                               P, P, I64, P, P, P], None),
+    "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, P, P, I64, P, P,
+                               I64, P, P, I64, P, P, P], None),
 }
 
 

@@ -1,4 +1,5 @@
-/* A whole stack of Llama decoder layers in one call: a few decode rows, or a whole prefill.
+/* A whole stack of Llama decoder layers in one call: a few decode rows, or a whole prefill;
+ * Gemma's layers too (sandwich norms, q/k norms, 1 + w norms, GeLU-tanh, two ropes).
  *
  * Decode at batch 1 is bound by weight bytes plus per-op overhead: in eager PyTorch each of
  * the 30 layers costs ~20 ops and ~15 module calls (~300 us of Python), more than the layer's
@@ -28,7 +29,27 @@ typedef struct {
     int64_t window; /* 0: full attention */
     int64_t tiles;  /* 1: the four weights are packed for linear_tiles_bf16.c (gate/up gated);
                        2: each of the four points to an sgl_qweight (linear_quant.c) */
+    /* Gemma's variations (NULL / 0 for Llama; tiles is then never 1): */
+    const uint16_t *q_norm, *k_norm;        /* RMS norm of each head of q and k, before rope */
+    const uint16_t *attn_out_norm, *mlp_out_norm; /* sandwich: the sublayers' outputs normed */
+    float norm_offset; /* 1: every norm is Gemma's bf16(x * rsqrt(...) * (1 + w)) (norm_bf16.c) */
+    int32_t gelu;      /* 1: gelu_tanh(gate) * up, else silu */
+    int64_t second_rope; /* 1: rope by the second cos/sin tables (Gemma 3: global and sliding-window layers differ) */
 } sgl_layer;
+
+/* x (M rows, stride) -> out with the layer's norm kind (in place allowed for Gemma's) */
+static void layer_norm(const sgl_layer *w, const uint16_t *x, int64_t stride, const uint16_t *weight, uint16_t *out,
+                       int64_t M, int64_t D, float eps) {
+    if (w->norm_offset != 0.0f) sgl_rmsnorm_offset_bf16(x, stride, weight, out, M, D, eps, w->norm_offset);
+    else sgl_rmsnorm_bf16(x, stride, weight, out, M, D, eps);
+}
+
+/* each head's q (or k) of each row normed in place: rows of qkv, heads of head_dim from col */
+static void head_norms(const sgl_layer *w, uint16_t *qkv, int64_t qkv_width, int64_t col, const uint16_t *weight,
+                       int64_t M, int64_t heads, int64_t head_dim, float eps) {
+    for (int64_t m = 0; m < M; m++)
+        layer_norm(w, qkv + m * qkv_width + col, head_dim, weight, qkv + m * qkv_width + col, heads, head_dim, eps);
+}
 
 /* y = x W^T (+ bias) with the layer's weight kind: bf16 rows (linear_bf16.c) or quantized */
 static void layer_linear(const sgl_layer *w, const uint16_t *weight, const uint16_t *x, const uint16_t *bias,
@@ -67,6 +88,7 @@ static void attend_requests(const uint16_t *qkv, int64_t qkv_width, const sgl_la
 void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int64_t L, int64_t hidden,
                            int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, float eps,
                            float scale, int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin,
+                           const uint16_t *second_cos, const uint16_t *second_sin,
                            const int64_t *out_slots, const int64_t *table, int64_t table_stride,
                            const int64_t *q_req, const int64_t *kv_len, int64_t max_len, uint16_t *scratch,
                            float *scores, int64_t n_req, const int64_t *req_rows, const int64_t *req_prefix,
@@ -82,10 +104,13 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
     uint16_t *packed = act + M * inter;      /* x packed for the tile kernel: 2 * K * 16 */
     for (int64_t l = 0; l < L; l++) {
         const sgl_layer *w = layers + l;
-        sgl_rmsnorm_bf16(x, hidden, w->input_norm, h, M, hidden, eps);
+        layer_norm(w, x, hidden, w->input_norm, h, M, hidden, eps);
         if (w->tiles == 1) sgl_linear_tiles_bf16(h, w->qkv_w, w->qkv_b, NULL, qkv, M, qkv_width, hidden, 0);
         else layer_linear(w, w->qkv_w, h, w->qkv_b, qkv, M, qkv_width, hidden, packed);
-        sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, cos, sin);
+        if (w->q_norm) head_norms(w, qkv, qkv_width, 0, w->q_norm, M, heads, head_dim, eps);
+        if (w->k_norm) head_norms(w, qkv, qkv_width, q_width, w->k_norm, M, kv_heads, head_dim, eps);
+        sgl_rope_neox_bf16(qkv, qkv_width, M, heads + kv_heads, head_dim, rotary_dim, w->second_rope ? second_cos : cos,
+                           w->second_rope ? second_sin : sin);
         sgl_kv_store_bf16(w->k_pool, w->v_pool, qkv + q_width, qkv + q_width + kv_width, qkv_width, out_slots, M,
                           kv_width, kv_width);
         if (n_req > 0)
@@ -102,11 +127,14 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
             continue;
         }
         layer_linear(w, w->o_w, attn, w->o_b, proj, M, hidden, q_width, packed);
+        if (w->attn_out_norm) layer_norm(w, proj, hidden, w->attn_out_norm, proj, M, hidden, eps);
         sgl_add_bf16(x, proj, x, M * hidden);
-        sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);
+        layer_norm(w, x, hidden, w->post_norm, h, M, hidden, eps);
         layer_linear(w, w->gate_up_w, h, NULL, gate_up, M, 2 * inter, hidden, packed);
-        sgl_silu_mul_bf16(gate_up, act, M, inter);
+        if (w->gelu) sgl_gelu_tanh_mul_bf16(gate_up, act, M, inter);
+        else sgl_silu_mul_bf16(gate_up, act, M, inter);
         layer_linear(w, w->down_w, act, NULL, proj, M, hidden, inter, packed);
+        if (w->mlp_out_norm) layer_norm(w, proj, hidden, w->mlp_out_norm, proj, M, hidden, eps);
         sgl_add_bf16(x, proj, x, M * hidden);
     }
 }

@@ -15,7 +15,10 @@ void sgl_linear_tiles_bf16(const uint16_t *x, const uint16_t *tiles, const uint1
                            uint16_t *y, int64_t M, int64_t N, int64_t K, int64_t gated);
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
                       int64_t M, int64_t D, float eps);
+void sgl_rmsnorm_offset_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
+                             int64_t M, int64_t D, float eps, float offset);
 void sgl_add_bf16(const uint16_t *a, const uint16_t *b, uint16_t *out, int64_t n);
+void sgl_gelu_tanh_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_t I);
 void sgl_silu_mul_bf16(const uint16_t *gate_up, uint16_t *out, int64_t M, int64_t I);
 void sgl_rope_neox_bf16(uint16_t *qkv, int64_t row_stride, int64_t T, int64_t heads, int64_t head_dim,
                         int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin);

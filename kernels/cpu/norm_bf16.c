@@ -50,3 +50,50 @@ void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weigh
         for (; d < D; d++) o[d] = f32_to_bf16(bf16_to_f32(weight[d]) * round_bf16(bf16_to_f32(row[d]) * scale));
     }
 }
+
+/* Gemma's RMS norm, as transformers' Gemma*RMSNorm computes it: everything in float32, rounded
+ * once: out = bf16(x * rsqrt(mean(x^2) + eps) * (offset + w)). Rows may be normed in place
+ * (out == x: each row is read whole before it is written). */
+void sgl_rmsnorm_offset_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
+                             int64_t M, int64_t D, float eps, float offset) {
+#pragma omp parallel for schedule(static) if (M * D >= SGL_PARALLEL_MIN)
+    for (int64_t m = 0; m < M; m++) {
+        const uint16_t *row = x + m * x_stride;
+        uint16_t *o = out + m * D;
+        int64_t d = 0;
+        float sum = 0.0f;
+#ifdef __AVX512BF16__
+        __m512 squares = _mm512_setzero_ps();
+        for (; d + 16 <= D; d += 16) {
+            const __m512 v = load_bf16(row + d);
+            squares = _mm512_fmadd_ps(v, v, squares);
+        }
+        sum = _mm512_reduce_add_ps(squares);
+#elif defined(SGL_AVX2)
+        __m256 squares = _mm256_setzero_ps();
+        for (; d + 8 <= D; d += 8) {
+            const __m256 v = load8_bf16(row + d);
+            squares = _mm256_fmadd_ps(v, v, squares);
+        }
+        sum = hsum8_ps(squares);
+#endif
+        for (; d < D; d++) {
+            const float v = bf16_to_f32(row[d]);
+            sum += v * v;
+        }
+        const float scale = 1.0f / sqrtf(sum / (float)D + eps);
+        d = 0;
+#ifdef __AVX512BF16__
+        const __m512 s16 = _mm512_set1_ps(scale), off16 = _mm512_set1_ps(offset);
+        for (; d + 16 <= D; d += 16) {
+            const __m512 y = _mm512_mul_ps(_mm512_mul_ps(load_bf16(row + d), s16), _mm512_add_ps(off16, load_bf16(weight + d)));
+            _mm256_storeu_si256((__m256i *)(o + d), (__m256i)_mm512_cvtneps_pbh(y));
+        }
+#elif defined(SGL_AVX2)
+        const __m256 s8 = _mm256_set1_ps(scale), off8 = _mm256_set1_ps(offset);
+        for (; d + 8 <= D; d += 8)
+            store8_bf16(o + d, _mm256_mul_ps(_mm256_mul_ps(load8_bf16(row + d), s8), _mm256_add_ps(off8, load8_bf16(weight + d))));
+#endif
+        for (; d < D; d++) o[d] = f32_to_bf16((bf16_to_f32(row[d]) * scale) * (offset + bf16_to_f32(weight[d])));
+    }
+}

@@ -52,7 +52,12 @@ class LayerPointers(ctypes.Structure):
 
     _fields_ = [(name, ctypes.c_void_p) for name in
                 ("input_norm", "qkv_w", "qkv_b", "o_w", "o_b", "post_norm", "gate_up_w", "down_w",
-                 "k_pool", "v_pool")] + [("window", ctypes.c_int64), ("tiles", ctypes.c_int64)]
+                 "k_pool", "v_pool")] + [("window", ctypes.c_int64), ("tiles", ctypes.c_int64)] + [
+                (name, ctypes.c_void_p) for name in ("q_norm", "k_norm", "attn_out_norm", "mlp_out_norm")] + [
+                ("norm_offset", ctypes.c_float), ("gelu", ctypes.c_int32), ("second_rope", ctypes.c_int64)]
+
+
+GELU_TANH = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")  # activations the stack runs as GeLU-tanh
 
 
 def _linears(layer) -> tuple:
@@ -67,29 +72,47 @@ def _weight(linear) -> int:
 
 
 def fused_decoder_applies(config, flags) -> bool:
-    """Whether a model with these flags is the plain Llama decoder the C stack implements:
-    pre-norm RMS, rope (GPT-NeoX layout) on every layer, gated SiLU MLP without bias, optional
-    q/k/v and o biases; no multipliers, caps, q/k norms or ALiBi."""
-    plain = dataclasses.replace(flags, qkv_bias=None, o_bias=None) == LlamaFlags() and config.scales == Scales()
+    """Whether a model with these flags is a decoder the C stack implements: Llama's (pre-norm
+    RMS, rope in the GPT-NeoX layout on every layer, gated SiLU MLP without bias, optional q/k/v
+    and o biases) or Gemma's variations of it (1 + w norms, sandwich norms, per-head q/k norms,
+    GeLU-tanh, a query_pre_attn_scalar, a second rope for the sliding-window layers, final logit
+    soft-capping, which the head applies); no other multipliers, caps or ALiBi."""
+    variations = dict(qkv_bias=None, o_bias=None, hidden_act=None, embed_scale=None)
+    if flags.norm == "gemma":
+        variations.update(norm="rms")
+    if flags.block == "sandwich":
+        variations.update(block="pre")
+    if flags.qk_norm == "head":
+        variations.update(qk_norm=None)
+    plain = dataclasses.replace(flags, **variations) == LlamaFlags()
+    scales = dataclasses.replace(config.scales, attention=None, final_softcap=None) == Scales()
     act = flags.hidden_act or config.hidden_act
     mlp_bias = config.mlp_bias if flags.mlp_bias is None else flags.mlp_bias
-    return plain and act in ("silu", "swish") and not mlp_bias and config.sliding_rope is None
+    return plain and scales and act in ("silu", "swish", *GELU_TANH) and not mlp_bias
 
 
 class FusedDecoder:
     """Runs `layers` (LlamaDecoderLayer list) for decode and rowwise batches of bf16 tokens."""
 
-    def __init__(self, layers: nn.ModuleList, config) -> None:
+    def __init__(self, layers: nn.ModuleList, config, flags: LlamaFlags) -> None:
         self.layers, self.config = layers, config
         self._pointers: tuple[int, ctypes.Array] | None = None  # (id of the KV pool, layer structs)
         self._weight_kind: str | None = None  # see _weights
         self._tile_prefill: bool | None = None  # see _prefill_on_tiles
+        # the ropes in layer order: one, or Gemma 3's global and sliding-window ones
+        self.rotaries = list({id(layer.self_attn.rotary): layer.self_attn.rotary for layer in layers}.values())
+        self.norm_offset = 1.0 if flags.norm == "gemma" else 0.0
+        self.gelu = (flags.hidden_act or config.hidden_act) in GELU_TANH
+        # Gemma's variations: the packed-tile path (residual adds and silu * up inside the
+        # products) has none of them
+        self.variant = (flags.block == "sandwich" or flags.qk_norm is not None or self.norm_offset != 0.0
+                        or self.gelu or len(self.rotaries) > 1)
 
     def accepts(self, x: torch.Tensor, batch: ForwardBatch) -> bool:
         if x.dtype != torch.bfloat16 or x.device.type != "cpu":
             return False
         weights = self._weights()
-        if weights == "packed":  # the tile kernel: any size, in calls of 32 rows
+        if weights == "packed" and not self.variant:  # the tile kernel: any size, in calls of 32 rows
             if batch.mode == ForwardMode.DECODE or batch.rowwise or x.shape[0] <= ROWS_PER_CALL:
                 return True
             return self._prefill_on_tiles()  # a longer extend: one call, tile attention per request
@@ -138,15 +161,21 @@ class FusedDecoder:
         pool = batch.kv_pool
         if self._pointers is None or self._pointers[0] != id(pool):
             structs = (LayerPointers * len(self.layers))()
+            ptr = lambda module, name: None if module is None else getattr(module, name).weight.data_ptr()  # noqa: E731
             for i, layer in enumerate(self.layers):
                 qkv, o, gate_up, down = _linears(layer)
+                attn, sandwich = layer.self_attn, getattr(layer, "post_self_attn_layernorm", None) is not None
                 structs[i] = LayerPointers(
                     layer.input_layernorm.weight.data_ptr(), _weight(qkv),
                     None if qkv.bias is None else qkv.bias.data_ptr(), _weight(o),
                     None if o.bias is None else o.bias.data_ptr(),
                     layer.post_attention_layernorm.weight.data_ptr(), _weight(gate_up),
                     _weight(down), pool.keys(i).data_ptr(), pool.values(i).data_ptr(),
-                    layer.self_attn.attn.sliding_window or 0, {"packed": 1, "quant": 2}.get(self._weights(), 0))
+                    attn.attn.sliding_window or 0, {"packed": 1, "quant": 2}.get(self._weights(), 0),
+                    ptr(attn if attn.qk_norm else None, "q_norm"), ptr(attn if attn.qk_norm else None, "k_norm"),
+                    ptr(layer if sandwich else None, "post_self_attn_layernorm"),
+                    ptr(layer if sandwich else None, "post_mlp_layernorm"),
+                    self.norm_offset, int(self.gelu), int(attn.rotary is not self.rotaries[0]))
             self._pointers = (id(pool), structs)
         return self._pointers[1]
 
@@ -166,8 +195,9 @@ class FusedDecoder:
             kv_len = torch.repeat_interleave(prefix_lens - starts + 1, lens) + torch.arange(tokens)
         q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
         max_len = int(kv_len.max())
-        rotary = self.layers[0].self_attn.rotary
+        rotary = self.rotaries[0]
         cos, sin = rotary.cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
+        second_cos, second_sin = self.rotaries[-1].cos_sin(batch.positions, torch.bfloat16)
         attn0 = self.layers[0].self_attn
         # a prefill of more than 32 tokens: one call, attention per request on the tile unit
         prefill = batch.mode != ForwardMode.DECODE and not batch.rowwise and tokens > ROWS_PER_CALL
@@ -184,7 +214,7 @@ class FusedDecoder:
         x = x.contiguous()
         table = batch.req_to_token
         slots = batch.out_slots.contiguous()
-        cos, sin = cos.contiguous(), sin.contiguous()
+        cos, sin, second_cos, second_sin = (t.contiguous() for t in (cos, sin, second_cos, second_sin))
         structs = self._layer_structs(batch)
         # NOTE: calls go in token order, so a request's later tokens (in a later call) find the
         # keys of its earlier ones in the pool, every layer's
@@ -193,7 +223,8 @@ class FusedDecoder:
             lib.sgl_llama_layers_bf16(
                 x[start].data_ptr(), n, structs, len(self.layers), c.hidden_size, c.num_heads, c.num_kv_heads,
                 c.head_dim, c.intermediate_size, c.norm_eps, attn0.attn.scaling, rotary.rotary_dim,
-                cos[start].data_ptr(), sin[start].data_ptr(), slots[start].data_ptr(), table.data_ptr(),
+                cos[start].data_ptr(), sin[start].data_ptr(), second_cos[start].data_ptr(), second_sin[start].data_ptr(),
+                slots[start].data_ptr(), table.data_ptr(),
                 table.stride(0), q_req[start].data_ptr(), kv_len[start].data_ptr(), max_len, scratch.data_ptr(),
                 None if scores is None else scores.data_ptr(), len(batch.extend_lens) if prefill else 0, *per_request)
         return x
@@ -217,11 +248,17 @@ def fused_decoder_for(model: nn.Module) -> FusedDecoder | None:
         # NOTE: a tensor-parallel rank takes the module path: the C stack runs every layer in one
         # call and would need an all-reduce after each o_proj and down_proj inside it
         return None
-    if not fused_decoder_applies(model.config, type(model).flags(model.config)):
+    flags = type(model).flags(model.config)
+    if not fused_decoder_applies(model.config, flags):
         return None
     if not all(isinstance(layer.mlp, LlamaMLP) for layer in model.model.layers):
         return None  # MoE layers take the module path (layers/moe.py)
-    return FusedDecoder(model.model.layers, model.config)
+    ropes = {(layer.self_attn.rotary.rotary_dim, layer.self_attn.rotary.interleaved) for layer in model.model.layers
+             if layer.self_attn.rotary is not None}
+    if len(ropes) != 1 or any(layer.self_attn.rotary is None for layer in model.model.layers):
+        return None  # the stack ropes every layer, at one width
+    stack = FusedDecoder(model.model.layers, model.config, flags)
+    return stack if len(stack.rotaries) <= 2 else None
 
 
 def forward_fused(stack: FusedDecoder, model: nn.Module, batch: ForwardBatch) -> torch.Tensor:
