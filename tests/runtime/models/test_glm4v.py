@@ -7,7 +7,6 @@ with text, behind a cached prefix, and a repeated image reusing its KV."""
 
 from __future__ import annotations
 
-import os
 import types
 
 import pytest
@@ -89,9 +88,7 @@ def reference(folder):
 
 
 @pytest.mark.parametrize("case", ["one", "two", "video"])
-def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
-    if case != "one" and os.path.basename(folder).startswith("glm4v_moe"):
-        pytest.skip("the MoE decoder's parity: one image suffices (the tower and prompts are 4.1V's; test time)")
+def test_parity_alone_and_chunked(engine, chunked, reference, video, case):
     prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
                            "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
@@ -100,9 +97,7 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
         e.check_kv()
 
 
-def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
-    if os.path.basename(folder).startswith("glm4v_moe"):
-        pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
+def test_batched_cached_prefix_and_repeated_image(engine, reference, video):
     check_video_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, IMAGES[1:2]), video, 60)
 
 

@@ -7,7 +7,7 @@ runs no encoder; the token layout (<row_r_col_c> and <global-img> tags among the
 rows) equals transformers' processors' for several sizes, split or not; the tower's
 positions for a tile smaller than its table, or a padded one (Aria's), equal
 Idefics3VisionEmbeddings'. SmolVLM also takes a video: frames as unsplit images in its
-processor's text."""
+processor's text, alone, chunked, batched and behind a cached prefix."""
 
 from __future__ import annotations
 
@@ -37,11 +37,9 @@ def reference(folder):
     return Idefics3Reference(folder)
 
 
-def test_parity_alone_and_chunked(engine, chunked, reference, family):
-    cases = ((ONE, IMAGES[:1]), (TWO, IMAGES[1:]))
-    smol = family == "smolvlm"  # Idefics3's code: two images, not chunked (its video is, below)
-    for prompt, images in cases[1:] if smol else cases:
-        for e in (engine,) if smol else (engine, chunked):
+def test_parity_alone_and_chunked(engine, chunked, reference):
+    for prompt, images in ((ONE, IMAGES[:1]), (TWO, IMAGES[1:])):
+        for e in (engine, chunked):
             e.flush_cache()
             check(run(e, prompt, images), reference, prompt, images)
             e.check_kv()
@@ -66,9 +64,37 @@ def test_smolvlm_video_alone_and_chunked(engine, chunked, reference, tmp_path):
     assert engine.get_server_info()["supports_video"]
 
 
-@pytest.mark.parametrize("family", ["idefics3"], indirect=True)
-def test_batched_with_text_behind_a_cached_prefix_and_repeated(family, engine, reference):
+def test_batched_with_text_behind_a_cached_prefix_and_repeated(engine, reference):
     check_batched_cached_repeated(engine, reference, (ONE, TWO), IMAGES, min_prefix=16)
+
+
+@pytest.mark.parametrize("family", ["smolvlm"], indirect=True)
+def test_smolvlm_video_batched_behind_a_cached_prefix_and_repeated(engine, reference, tmp_path):
+    """The video batched with an image's prompt and a text one; the video's prompt again,
+    longer, behind its cached prefix (its frames' KV reused: no encoder runs); the same clip
+    again hits all but the last token."""
+    video = {"data": write_video(str(tmp_path / "clip.mp4")), "num_frames": 4}
+    prompt = f"User: {SMOLVLM_VIDEO}Describe it.<end_of_utterance>\nAssistant:"
+    inputs = engine._media.video_inputs(video, "video_data")
+    frames = [inputs["pixel_values"], len(inputs["frame_seconds"]) / inputs["duration"].item()]
+    engine.flush_cache()
+    text = "Plain text, no pictures at all here."
+    out = engine.generate([prompt, text, ONE], GREEDY, video_data=[video, None, None],
+                          image_data=[None, None, IMAGES[:1]], return_logprob=True, logprob_start_len=0)
+    check(out[0], reference, prompt, frames)
+    check(out[2], reference, ONE, IMAGES[:1])
+    assert out[1]["output_ids"] == reference.greedy(text, [])
+    runs = engine.get_server_info()["vision_encoder_runs"]
+    longer = prompt + " Answer in one word."
+    start = len(reference.inputs(prompt, frames)["input_ids"][0]) - 1
+    again = engine.generate(longer, GREEDY, video_data=video, return_logprob=True, logprob_start_len=start)
+    assert again["meta_info"]["cached_tokens"] >= start > 4 * reference.tokens  # past every frame
+    check(again, reference, longer, frames, start)
+    same = engine.generate(prompt, GREEDY, video_data=video)
+    assert same["meta_info"]["cached_tokens"] == same["meta_info"]["prompt_tokens"] - 1
+    assert same["output_ids"] == out[0]["output_ids"]
+    assert engine.get_server_info()["vision_encoder_runs"] == runs
+    engine.check_kv()
 
 
 @pytest.mark.parametrize("split", [True, False])

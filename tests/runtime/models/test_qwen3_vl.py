@@ -7,7 +7,6 @@ cached prefix, and a repeated image reusing its KV."""
 
 from __future__ import annotations
 
-import os
 import types
 from functools import partial
 
@@ -70,9 +69,7 @@ def reference(folder):
 
 
 @pytest.mark.parametrize("case", ["one", "two", "video"])
-def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, case):
-    if case == "two" and os.path.basename(folder).startswith("qwen3vl_moe"):
-        pytest.skip("the MoE decoder's parity: one image and the video suffice (test time)")
+def test_parity_alone_and_chunked(engine, chunked, reference, video, case):
     prompt, images, vid = {"one": (ONE, IMAGES[:1], None), "two": (TWO, IMAGES[1:], None),
                            "video": (VID, IMAGES[:1], video)}[case]
     for e in (engine, chunked):
@@ -81,7 +78,5 @@ def test_parity_alone_and_chunked(folder, engine, chunked, reference, video, cas
         e.check_kv()
 
 
-def test_batched_cached_prefix_and_repeated_image(folder, engine, reference, video):
-    if os.path.basename(folder).startswith("qwen3vl_moe"):
-        pytest.skip("batching and caching do not depend on the decoder's MLP (test time)")
+def test_batched_cached_prefix_and_repeated_image(engine, reference, video):
     check_video_batched_cached_repeated(engine, reference, (ONE, IMAGES[:1]), (VID, IMAGES[1:2]), video, 60)
