@@ -4,6 +4,9 @@ canvas closest to its aspect ratio, plus a thumbnail when there are several; Int
 (layers/vision_intern.py) encodes each tile, the patch grid is pixel-shuffled (2x2 patches
 into one token at ratio 0.5) and an MLP with a LayerNorm projects it into a Qwen2/Llama decoder.
 A prompt's <IMG_CONTEXT> stands for one image: it becomes <img>, tiles x tokens a tile, </img>.
+A prompt's <video> (a tokenizer token; the config names none) stands for one video: its frames
+as InternVLProcessor writes them, "Frame1: <img>...</img>\\nFrame2: <img>...</img>", each frame
+one unsplit tile of context tokens.
 
 # differs from LLaVA: the item holds the <img> / </img> tokens around its rows (their
 # embeddings, `with_text_rows`); the token count is tiles * (side * ratio)^2 + 2."""
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import ModelConfig
@@ -36,8 +40,10 @@ class InternVLProjector(MultimodalProjector):
 
 
 class InternVLForConditionalGeneration(VisionLanguageModel):
-    modalities = ("image",)
+    modalities = ("image", "video")
     media_tokens = ("<img>", "</img>")
+    prompt_video_token = "<video>"
+    text_joins_prompt = ("video",)  # "Frame1: " is tokenized with the prompt's text before <video>
     renamed_weights = [(r"^model\.vision_tower\.", "vision_tower."),
                        (r"^model\.multi_modal_projector\.", "multi_modal_projector."),
                        (r"^model\.language_model\.", "language_model.model."), (r"^lm_head\.", "language_model.lm_head."),
@@ -80,13 +86,39 @@ class InternVLForConditionalGeneration(VisionLanguageModel):
         return ids
 
     @staticmethod
-    def video_inputs(mm: MultimodalConfig, image_processor: object, frames: object,
+    def sample_frames(total: int, num_frames: int) -> np.ndarray:
+        """InternVLVideoProcessor.sample_frames (initial_shift=True): the clip cut into
+        num_frames equal spans, a frame from the middle of each (every frame when num_frames
+        >= total). -> (frames,) indices."""
+        if num_frames >= total:
+            return np.arange(total)
+        step = total / num_frames
+        return torch.arange(step / 2, total, step).int().numpy()  # torch's float arange, as transformers
+
+    @staticmethod
+    def video_inputs(mm: MultimodalConfig, image_processor: Any, frames: np.ndarray,
                      fps: float | None) -> dict[str, torch.Tensor]:
-        raise ValueError("video_data: InternVLForConditionalGeneration takes images only here")
+        """pixel_values (frames, 3, tile, tile): each frame one tile, not split (the image
+        processor without crop_to_patches: resized to the tile size, rescaled, normalized;
+        InternVLVideoProcessor does the same with torchvision, which sgl does not use)."""
+        from PIL import Image
+
+        out = image_processor(images=[Image.fromarray(f) for f in frames], crop_to_patches=False, return_tensors="pt")
+        return {"pixel_values": out["pixel_values"]}
+
+    @staticmethod
+    def split_video(mm: MultimodalConfig, inputs: dict[str, torch.Tensor]) -> list[str | dict[str, torch.Tensor]]:
+        """The video's prompt parts, as InternVLProcessor.replace_video_token writes them:
+        "Frame{i}: " then the frame as a one-tile image item (<img> context </img>), the
+        frames joined by "\\n"."""
+        parts: list[str | dict[str, torch.Tensor]] = []
+        for i, frame in enumerate(inputs["pixel_values"]):
+            parts += [("\n" if i else "") + f"Frame{i + 1}: ", {"pixel_values": frame[None]}]
+        return parts
 
     def encode_media(self, items: list[MediaItem]) -> list[torch.Tensor]:
-        """-> (item.length, hidden) per image: <img>, each tile's shuffled and projected patches
-        in tile order (the thumbnail last), </img>; all tiles in one tower call."""
+        """-> (item.length, hidden) per image or video frame: <img>, each tile's shuffled and
+        projected patches in tile order (the thumbnail last), </img>; all tiles in one tower call."""
         device = self.vision_tower.embeddings.projection.weight.device
         tiles = [it.inputs["pixel_values"] for it in items]
         x = self.vision_tower.features(torch.cat(tiles).to(device), self.mm.feature_layers[0])

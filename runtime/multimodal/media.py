@@ -11,6 +11,7 @@ import binascii
 import io
 import os
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -112,25 +113,27 @@ def load_video(x: Any, num_frames: int | None = None, field: str = "video_data",
 
 
 def load_clip(x: Any, num_frames: int | None = None, field: str = "video_data",
-              allow_urls: bool = False) -> tuple[np.ndarray, float | None]:
+              allow_urls: bool = False, sample: Callable[[int, int], np.ndarray] = sample_indices,
+              ) -> tuple[np.ndarray, float | None]:
     """-> ((frames, height, width, 3) uint8 RGB frames sampled evenly over the clip, the
     sampled frames per second of the clip's time; None where frames were given as images).
 
     `x`: a path or bytes of a video file (read with decord), a list of images (frames given
-    already), or SGLang's "video:" + base64 of concatenated PNG frames."""
+    already), or SGLang's "video:" + base64 of concatenated PNG frames. `sample(total,
+    num_frames)`: the indices of the frames kept (a family's own rule: InternVL's)."""
     n = DEFAULT_NUM_FRAMES if num_frames is None else num_frames
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"{field}: num_frames must be a positive integer, got {num_frames!r}")
     if isinstance(x, (list, tuple)):
         frames = [np.asarray(load_image(f, f"{field}[{i}]", allow_urls)) for i, f in enumerate(x)]
-        return _stack(frames, sample_indices(len(frames), n), field), None
+        return _stack(frames, sample(len(frames), n), field), None
     if isinstance(x, str) and x.startswith("video:"):
         blob = _b64(x[len("video:"):], field)
         parts = [PNG_MAGIC + p for p in blob.split(PNG_MAGIC)[1:]]
         if not parts:
             raise ValueError(f"{field}: a 'video:' payload must be base64 of concatenated PNG frames")
         frames = [np.asarray(load_image(p, f"{field} frame {i}")) for i, p in enumerate(parts)]
-        return _stack(frames, sample_indices(len(frames), n), field), None
+        return _stack(frames, sample(len(frames), n), field), None
     src = _bytes_of(x, field, allow_urls)
     import decord
 
@@ -139,7 +142,7 @@ def load_clip(x: Any, num_frames: int | None = None, field: str = "video_data",
         total = len(reader)
         if total == 0:
             raise ValueError("no frames")
-        idx = sample_indices(total, n)
+        idx = sample(total, n)
         frames = reader.get_batch(list(idx)).asnumpy()
         fps = float(reader.get_avg_fps())
     except (decord.DECORDError, RuntimeError, ValueError) as e:

@@ -18,7 +18,7 @@ import torch
 from .audio import load_audio
 from .config import MultimodalConfig
 from .items import MediaItem, MultimodalInputs, content_hash, pad_ids
-from .media import load_clip, load_image
+from .media import load_clip, load_image, sample_indices
 
 logger = logging.getLogger("sgl.runtime")
 
@@ -134,7 +134,8 @@ class MediaProcessor:
         data, num_frames = video, None
         if isinstance(video, dict):
             data, num_frames = video.get("data", video.get("path")), video.get("num_frames")
-        frames, fps = load_clip(data, num_frames, field, self.allow_urls)
+        sample = getattr(self.model_cls, "sample_frames", sample_indices)  # InternVL: its processor's rule
+        frames, fps = load_clip(data, num_frames, field, self.allow_urls, sample)
         return self.model_cls.video_inputs(self.mm, self.image_processor, np.asarray(frames), fps)
 
     def audio_inputs(self, audio: Any, field: str) -> dict[str, torch.Tensor]:

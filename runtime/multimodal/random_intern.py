@@ -12,10 +12,11 @@ import torch
 
 from .random_checkpoints import TEXT_VOCAB, _copy_chat_template, _tiny_llama
 
-# InternVL's tokens (ids 49152..49154 after the default model's 49152): the placeholder a prompt
-# holds per image is <IMG_CONTEXT>; the processor writes <img> context * 16 * tiles </img>
-INTERN_TOKENS = ["<img>", "</img>", "<IMG_CONTEXT>"]
-INTERN_IMAGE = "<IMG_CONTEXT>"
+# InternVL's tokens (ids 49152..49155 after the default model's 49152): the placeholder a prompt
+# holds per image is <IMG_CONTEXT>; the processor writes <img> context * 16 * tiles </img>; per
+# video <video>, written "Frame1: <img> context * 16 </img>\nFrame2: ..." (one tile a frame)
+INTERN_TOKENS = ["<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+INTERN_IMAGE, INTERN_VIDEO = "<IMG_CONTEXT>", "<video>"
 # Pixtral's (ids 49152..49154): [IMG] per patch block, [IMG_BREAK] after each row, [IMG_END] last
 PIXTRAL_TOKENS = ["[IMG]", "[IMG_BREAK]", "[IMG_END]"]
 PIXTRAL_IMAGE = "[IMG]"
@@ -24,7 +25,8 @@ PIXTRAL_IMAGE = "[IMG]"
 def save_random_internvl(folder: str, tokenizer_folder: str, seed: int = 0) -> str:
     """A random InternVL (InternViT tower of 32 px tiles, 4 px patches, pixel shuffle 0.5: 16
     tokens a tile; dynamic tiling into 1..4 tiles plus a thumbnail; Qwen2-shaped Llama text),
-    saved with GotOcr2's PIL image processor and the tokenizer plus <img> </img> <IMG_CONTEXT>."""
+    saved with GotOcr2's PIL image processor and the tokenizer plus <img> </img> <IMG_CONTEXT>
+    <video> (InternVLProcessor's video processor needs torchvision: none is saved)."""
     from transformers import AutoTokenizer, InternVLConfig, InternVLForConditionalGeneration
     from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
 
