@@ -1,5 +1,5 @@
-"""Elementwise bf16 kernels on the CPU (kernels/cpu/activation_bf16.c): silu(gate) * up for a
-fused gate/up tensor, and the residual add."""
+"""Elementwise bf16 kernels on the CPU (kernels/cpu/activation_bf16.c): silu(gate) * up and
+gelu_tanh(gate) * up for a fused gate/up tensor, and the residual add."""
 
 from __future__ import annotations
 
@@ -29,6 +29,22 @@ def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
     m, width = gate_up.shape
     out = torch.empty(m, width // 2, dtype=torch.bfloat16)
     lib.sgl_silu_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
+    return out
+
+
+def gelu_tanh_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.gelu(gate, approximate="tanh") * up
+
+
+def gelu_tanh_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
+    """gate_up (M, 2 * I) bf16 contiguous -> (M, I), where `silu_mul_applies` (the same rules)."""
+    assert silu_mul_applies(gate_up), (gate_up.dtype, gate_up.shape)
+    lib = bf16_library(gate_up, level=Level.AVX2)
+    dispatch["gelu_tanh_mul"] += 1
+    m, width = gate_up.shape
+    out = torch.empty(m, width // 2, dtype=torch.bfloat16)
+    lib.sgl_gelu_tanh_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
     return out
 
 

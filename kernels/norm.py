@@ -1,4 +1,5 @@
-"""RMS norm of bf16 rows on the CPU (kernels/cpu/norm_bf16.c) and its torch reference."""
+"""RMS norm of bf16 rows on the CPU (kernels/cpu/norm_bf16.c) and its torch references: Llama's
+and Gemma's (1 + w, one rounding)."""
 
 from __future__ import annotations
 
@@ -32,4 +33,24 @@ def rmsnorm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Ten
     out = torch.empty(rows.shape, dtype=torch.bfloat16)
     lib.sgl_rmsnorm_bf16(rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(),
                          out.data_ptr(), rows.shape[0], d, eps)
+    return out.view(x.shape)
+
+
+def rmsnorm_offset_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float) -> torch.Tensor:
+    """transformers' GemmaRMSNorm: float32 throughout, (offset + w) multiplies, one rounding."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * (offset + weight.float())).to(x.dtype)
+
+
+def rmsnorm_offset_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float) -> torch.Tensor:
+    """Gemma's norm of x (..., D) bf16 (rows may be strided), where `rmsnorm_applies`."""
+    assert rmsnorm_applies(x, weight), (x.dtype, x.stride())
+    lib = bf16_library(x, weight)
+    dispatch["rmsnorm"] += 1
+    d = x.shape[-1]
+    rows = x if x.dim() == 2 else x.reshape(-1, d)
+    out = torch.empty(rows.shape, dtype=torch.bfloat16)
+    lib.sgl_rmsnorm_offset_bf16(rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(),
+                                out.data_ptr(), rows.shape[0], d, eps, offset)
     return out.view(x.shape)

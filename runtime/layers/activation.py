@@ -5,16 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from sgl.kernels.activation import add_bf16, silu_mul_applies, silu_mul_bf16
+from sgl.kernels.activation import add_bf16, gelu_tanh_mul_bf16, silu_mul_applies, silu_mul_bf16
 from torch.nn import functional as F
+
+
+def gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
     "swish": F.silu,
     "gelu": F.gelu,
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_fast": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu_new": gelu_tanh,
+    "gelu_fast": gelu_tanh,
+    "gelu_pytorch_tanh": gelu_tanh,
     "gelu_python": F.gelu,
     "relu": F.relu,
     "relu2": lambda x: F.relu(x).square(),
@@ -30,8 +35,8 @@ def get_activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
 
 def gated(act: Callable[[torch.Tensor], torch.Tensor], gate_up: torch.Tensor) -> torch.Tensor:
     """act(gate) * up for a fused (..., 2 * intermediate) tensor."""
-    if act is F.silu and silu_mul_applies(gate_up):
-        return silu_mul_bf16(gate_up)
+    if act in (F.silu, gelu_tanh) and silu_mul_applies(gate_up):
+        return silu_mul_bf16(gate_up) if act is F.silu else gelu_tanh_mul_bf16(gate_up)
     gate, up = gate_up.chunk(2, dim=-1)
     return act(gate) * up
 

@@ -8,6 +8,7 @@ reordering, for every row count; the (N, K) weight is then dropped (`weight` is 
 from __future__ import annotations
 
 import torch
+from sgl.kernels.cpu import Level, isa
 from sgl.kernels.linear import (
     linear_applies,
     linear_bf16,
@@ -15,7 +16,6 @@ from sgl.kernels.linear import (
     pack_tiles,
     tiles_available,
 )
-from sgl.kernels.cpu import Level, isa
 from sgl.kernels.quant import (
     QuantWeight,
     dequantize_bf16,

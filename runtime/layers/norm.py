@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from sgl.kernels.norm import rmsnorm_applies, rmsnorm_bf16
+from sgl.kernels.norm import rmsnorm_applies, rmsnorm_bf16, rmsnorm_offset_bf16
 from torch import nn
 from torch.nn import functional as F
 
@@ -20,8 +20,10 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.offset and x.dtype == torch.float32:
             return F.rms_norm(x, self.weight.shape, self.weight, self.eps)  # one fused op
-        if not self.offset and rmsnorm_applies(x, self.weight):
-            return rmsnorm_bf16(x, self.weight, self.eps)  # the same rounding, one call
+        if rmsnorm_applies(x, self.weight):  # the same rounding, one call
+            if self.offset:
+                return rmsnorm_offset_bf16(x, self.weight, self.eps, self.offset)
+            return rmsnorm_bf16(x, self.weight, self.eps)
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)

@@ -164,6 +164,13 @@ class RotaryEmbedding(nn.Module):
             if rope_applies(heads, c, s, self.rotary_dim):
                 rope_neox_bf16_(heads, c, s, self.rotary_dim)
                 return q, k
+        elif not self.interleaved and q.is_contiguous() and k.is_contiguous():  # each on its own (normed q/k)
+            qh, kh = q.view(tokens, -1, self.head_dim), k.view(tokens, -1, self.head_dim)
+            c, s = cos.view(tokens, -1), sin.view(tokens, -1)
+            if rope_applies(qh, c, s, self.rotary_dim) and rope_applies(kh, c, s, self.rotary_dim):
+                rope_neox_bf16_(qh, c, s, self.rotary_dim)
+                rope_neox_bf16_(kh, c, s, self.rotary_dim)
+                return q, k
         # q and k rotate together: one set of elementwise ops instead of two (decode is op-bound)
         qk = torch.cat((q.view(tokens, -1, self.head_dim), k.view(tokens, -1, self.head_dim)), dim=1)
         qk = self._rotate(qk, cos, sin).flatten(1)  # (tokens, (q_heads + kv_heads) * head_dim)

@@ -7,10 +7,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from sgl.kernels.activation import silu_mul_bf16, silu_mul_reference
+from sgl.kernels.activation import (
+    gelu_tanh_mul_bf16,
+    gelu_tanh_mul_reference,
+    silu_mul_bf16,
+    silu_mul_reference,
+)
 from sgl.kernels.attention import attention_rows_bf16, attention_rows_reference, kv_store_bf16
 from sgl.kernels.linear import linear_bf16, linear_reference
-from sgl.kernels.norm import rmsnorm_bf16, rmsnorm_reference
+from sgl.kernels.norm import (
+    rmsnorm_bf16,
+    rmsnorm_offset_bf16,
+    rmsnorm_offset_reference,
+    rmsnorm_reference,
+)
 from sgl.kernels.rope import rope_neox_bf16_, rope_neox_reference
 
 BF16 = torch.bfloat16
@@ -41,10 +51,27 @@ def test_rmsnorm_matches_reference_on_strided_rows(cpu_kernels) -> None:
     assert torch.equal(rmsnorm_bf16(x, w, 1e-5), rmsnorm_reference(x, w, 1e-5))
 
 
+def test_gemma_rmsnorm_matches_reference_on_strided_rows(cpu_kernels) -> None:
+    """Gemma's (1 + w) form, rounded once; the sum of squares runs in another order than
+    torch's, so a last-bit difference may remain."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 2 * 640, dtype=BF16)[:, :647 - 7]  # strided rows, D % 16 == 0 and a tail below
+    w = torch.randn(640, dtype=BF16) * 0.1
+    assert bf16_ulps(rmsnorm_offset_bf16(x, w, 1e-6, 1.0), rmsnorm_offset_reference(x, w, 1e-6, 1.0)) <= 1.0
+    x, w = torch.randn(3, 37, dtype=BF16), torch.randn(37, dtype=BF16)
+    assert bf16_ulps(rmsnorm_offset_bf16(x, w, 1e-6, 1.0), rmsnorm_offset_reference(x, w, 1e-6, 1.0)) <= 1.0
+
+
 def test_silu_mul_matches_reference(vector_kernels) -> None:
     torch.manual_seed(0)
     gate_up = torch.randn(3, 2 * 1536, dtype=BF16)
     assert bf16_ulps(silu_mul_bf16(gate_up), silu_mul_reference(gate_up)) <= 1.0
+
+
+def test_gelu_tanh_mul_matches_reference(vector_kernels) -> None:
+    torch.manual_seed(0)
+    gate_up = torch.randn(3, 2 * 1037, dtype=BF16) * 4  # a tail past the vectors; large |gate| saturates tanh
+    assert bf16_ulps(gelu_tanh_mul_bf16(gate_up), gelu_tanh_mul_reference(gate_up)) <= 1.0
 
 
 @pytest.mark.parametrize("rotary_dim", [64, 32])
