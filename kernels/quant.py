@@ -28,15 +28,16 @@ class QWeightStruct(ctypes.Structure):
     """sgl_qweight in kernels/cpu/kernels.h."""
 
     _fields_ = [("kind", ctypes.c_int64), ("block", ctypes.c_int64), ("qs", ctypes.c_void_p),
-                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p)]
+                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p), ("f16", ctypes.c_int64)]
 
 
 @dataclasses.dataclass(eq=False)
 class QuantWeight:
     """An (n, k) weight in the kernel's layout, its rows padded to groups of 16 (G = ceil(n / 16)).
     qs uint8: q4 (G, K/32, 4, 16, 4) [block][v][row][t] = column 4v+t | column 16+4v+t << 4;
-    q8 (G, K/16, 4, 16, 4) = q + 128 of column 4v+t of each 16. d, m: float32 (G, K / block, 16);
-    m None where every min is zero."""
+    q8 (G, K/16, 4, 16, 4) = q + 128 of column 4v+t of each 16. d, m: (G, K / block, 16), float16
+    where that holds every scale and min exactly (the file stored them so), else float32; m None
+    where every min is zero."""
 
     kind: str
     block: int  # columns per scale: 32, or 16 (q8 from Q6_K)
@@ -47,8 +48,9 @@ class QuantWeight:
     source: str = ""  # the GGUF type(s) it came from, for logs and tests
 
     def __post_init__(self) -> None:
+        assert self.m is None or self.m.dtype == self.d.dtype
         self.struct = QWeightStruct(KINDS[self.kind], self.block, self.qs.data_ptr(), self.d.data_ptr(),
-                                    None if self.m is None else self.m.data_ptr())
+                                    None if self.m is None else self.m.data_ptr(), int(self.d.dtype == torch.float16))
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -87,9 +89,13 @@ def _rows_of(qs: torch.Tensor, kind: str, groups: torch.Tensor, lanes: torch.Ten
     return picked.reshape(r, -1) - 128
 
 
-def _scales(t: torch.Tensor) -> torch.Tensor:
-    """(n, blocks) float -> (G, blocks, 16) float32 in the kernel layout."""
-    return _groups(t.float()).transpose(1, 2).contiguous()
+def _scales(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(n, blocks) float -> (G, blocks, 16) `dtype` in the kernel layout."""
+    return _groups(t.float()).transpose(1, 2).to(dtype).contiguous()
+
+
+def _exact_in_half(*ts: torch.Tensor | None) -> bool:
+    return all(t is None or torch.equal(t.float().half().float(), t.float()) for t in ts)
 
 
 def pack(q: torch.Tensor, d16: torch.Tensor, m16: torch.Tensor | None, source: str = "") -> QuantWeight:
@@ -106,13 +112,16 @@ def pack(q: torch.Tensor, d16: torch.Tensor, m16: torch.Tensor | None, source: s
     if kind == "q8" and (int(q.min()) < -128 or int(q.max()) > 127):
         raise ValueError(f"quantized weight ({source}): integers outside int8 ({int(q.min())}..{int(q.max())})")
     per_block = (lambda t: t[:, 0::2]) if block == 32 else (lambda t: t)  # noqa: E731
-    m = None if m16 is None or not m16.any() else _scales(per_block(m16))
-    return QuantWeight(kind, block, n, _interleave(q.to(torch.int32), kind), _scales(per_block(d16)), m, source)
+    d = per_block(d16)
+    m = None if m16 is None or not m16.any() else per_block(m16)
+    dtype = torch.float16 if _exact_in_half(d, m) else torch.float32
+    return QuantWeight(kind, block, n, _interleave(q.to(torch.int32), kind), _scales(d, dtype),
+                       None if m is None else _scales(m, dtype), source)
 
 
 def _row_scales(t: torch.Tensor, groups: torch.Tensor, lanes: torch.Tensor, block: int) -> torch.Tensor:
     """(G, blocks, 16) -> per-16 (R, K/16) of the picked rows."""
-    picked = t[groups, :, lanes]  # (R, blocks)
+    picked = t[groups, :, lanes].float()  # (R, blocks)
     return picked.repeat_interleave(block // 16, 1)
 
 

@@ -37,7 +37,8 @@ void sgl_kv_store_bf16(uint16_t *k_pool, uint16_t *v_pool, const uint16_t *k, co
 typedef struct {
     int64_t kind, block;
     const uint8_t *qs;
-    const float *d, *m; /* m NULL: all zero */
+    const void *d, *m; /* float32, or float16 where f16; m NULL: all zero */
+    int64_t f16;
 } sgl_qweight;
 void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, uint16_t *y, int64_t M,
                            int64_t N, int64_t K);

@@ -15,7 +15,10 @@
  *   kind 1 "q8": q in [-128, 127] stored as q + 128 (unsigned), d and m per `block` (16 or 32)
  *     columns (Q8_0, Q5_0, Q5_1, Q5_K per 32; Q6_K per 16). Per group and 16 columns: 256
  *     bytes, [v 4][row 16][t 4] = column 4v + t.
- *   d, m: float32 (groups, K / block, 16); m may be NULL (all zero). Rows past N are padding.
+ *   d, m: (groups, K / block, 16), float32, or float16 where that holds them exactly (`f16`: the
+ *     types whose file stores them so, Q4_0, Q4_1, Q8_0, Q5_0, Q5_1: a Q4_1 weight then reads 5
+ *     bits a weight, as in the file, instead of 6); m may be NULL (all zero). Rows past N are
+ *     padding.
  * Activations are quantized per row to int8 blocks of 32 (as llama.cpp's q8_0): dx = amax / 127,
  * q = round(x / dx) by x * (1 / dx), ties to even. Then per output
  *   y = sum_b dx_b d_b isum_b + sum_b m_b (dx_b sum_b(qx))
@@ -114,17 +117,52 @@ static inline float x_sum(const qrows *x, int64_t K, int64_t row, int64_t b, int
 
 static inline int64_t block_of(const sgl_qweight *w) { return w->kind == 0 ? 32 : w->block; }
 
+/* the scales (or mins) from entry i on: float16 or float32 (NULL stays NULL) */
+static inline const char *scales_at(const void *base, const sgl_qweight *w, int64_t i) {
+    return base ? (const char *)base + i * (w->f16 ? 2 : 4) : NULL;
+}
+
+static inline float half_to_float(uint16_t h) { /* IEEE binary16 -> float32, exactly */
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+    uint32_t u;
+    if (exp == 0x1f) u = sign | 0x7f800000 | (mant << 13);          /* inf, NaN */
+    else if (exp != 0) u = sign | ((exp + 112) << 23) | (mant << 13); /* normal: rebias 15 -> 127 */
+    else if (mant == 0) u = sign;                                     /* zero */
+    else {                                                            /* subnormal: mant * 2^-24 */
+        float f = (float)mant * 5.9604644775390625e-8f;
+        memcpy(&u, &f, 4);
+        u |= sign;
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static inline float scale_value(const char *p, int64_t i, int f16) {
+    if (f16) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return half_to_float(h);
+    }
+    float v;
+    memcpy(&v, p + 4 * i, 4);
+    return v;
+}
+
 /* ---- one group of 16 weight rows against MS x rows (from m0): out[i][l] = row m0 + i's sum
  * for weight row 16 g + l (before bias), per level ---------------------------------------------- */
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
 #define SGL_QUANT_LEVEL 2
 #define MS_MAX 8 /* x rows a pass: 8 integer and 8 float sums in registers (~10% over 4 at M = 16) */
+static inline __m512 load_scales16(const char *p, int64_t i, int f16) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 2 * i))) : _mm512_loadu_ps((const float *)p + i);
+}
 static inline __attribute__((always_inline)) void group_sums(const sgl_qweight *w, const qrows *x, int64_t K,
         int64_t g, int64_t m0, const int MS, float out[][GROUP]) {
     const int q4 = w->kind == 0;
     const int64_t block = block_of(w), nbk = K / block;
     const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K;
-    const float *d = w->d + g * nbk * GROUP, *m = w->m ? w->m + g * nbk * GROUP : NULL;
+    const char *d = scales_at(w->d, w, g * nbk * GROUP), *m = scales_at(w->m, w, g * nbk * GROUP);
     __m512 facc[MS];
     for (int i = 0; i < MS; i++) facc[i] = _mm512_setzero_ps();
     const __m512i low = _mm512_set1_epi8(0x0f);
@@ -150,8 +188,8 @@ static inline __attribute__((always_inline)) void group_sums(const sgl_qweight *
                                                       _mm512_set1_epi32(load4(x->qx + (m0 + i) * K + h * 16 + 4 * v)));
                 }
         }
-        const __m512 dv = _mm512_loadu_ps(d + b * GROUP);
-        const __m512 mv = m ? _mm512_loadu_ps(m + b * GROUP) : _mm512_setzero_ps();
+        const __m512 dv = load_scales16(d, b * GROUP, w->f16);
+        const __m512 mv = m ? load_scales16(m, b * GROUP, w->f16) : _mm512_setzero_ps();
         for (int i = 0; i < MS; i++) {
             const __m512 scale = _mm512_mul_ps(dv, _mm512_set1_ps(x_scale(x, K, m0 + i, b, block)));
             facc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iacc[i]), scale, facc[i]);
@@ -165,6 +203,9 @@ static inline __attribute__((always_inline)) void group_sums(const sgl_qweight *
 #elif defined(__AVX2__) && defined(__FMA__)
 #define SGL_QUANT_LEVEL 1
 #define MS_MAX 2
+static inline __m256 load_scales8(const char *p, int64_t i, int f16) {
+    return f16 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 2 * i))) : _mm256_loadu_ps((const float *)p + i);
+}
 /* 8 int32 sums of 4 byte products each, u unsigned and s signed (pairs stay below 2^15 here) */
 static inline __m256i dot_u8s8(__m256i u, __m256i s) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
@@ -176,7 +217,7 @@ static inline __attribute__((always_inline)) void half_sums(const sgl_qweight *w
     const int q4 = w->kind == 0;
     const int64_t block = block_of(w), nbk = K / block;
     const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K + 32 * half;
-    const float *d = w->d + g * nbk * GROUP + 8 * half, *m = w->m ? w->m + g * nbk * GROUP + 8 * half : NULL;
+    const char *d = scales_at(w->d, w, g * nbk * GROUP + 8 * half), *m = scales_at(w->m, w, g * nbk * GROUP + 8 * half);
     __m256 facc[MS], macc[MS];
     for (int i = 0; i < MS; i++) facc[i] = macc[i] = _mm256_setzero_ps();
     const __m256i low = _mm256_set1_epi8(0x0f), bias = _mm256_set1_epi8((char)0x80);
@@ -205,11 +246,11 @@ static inline __attribute__((always_inline)) void half_sums(const sgl_qweight *w
                     }
                 }
         }
-        const __m256 dv = _mm256_loadu_ps(d + b * GROUP);
+        const __m256 dv = load_scales8(d, b * GROUP, w->f16);
         for (int i = 0; i < MS; i++) {
             const __m256 scale = _mm256_mul_ps(dv, _mm256_set1_ps(x_scale(x, K, m0 + i, b, block)));
             facc[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(iacc[i]), scale, facc[i]);
-            if (m) macc[i] = _mm256_fmadd_ps(_mm256_loadu_ps(m + b * GROUP), _mm256_set1_ps(x_sum(x, K, m0 + i, b, block)),
+            if (m) macc[i] = _mm256_fmadd_ps(load_scales8(m, b * GROUP, w->f16), _mm256_set1_ps(x_sum(x, K, m0 + i, b, block)),
                                              macc[i]);
         }
     }
@@ -230,7 +271,7 @@ static void group_sums(const sgl_qweight *w, const qrows *x, int64_t K, int64_t 
     const int q4 = w->kind == 0;
     const int64_t block = block_of(w), nbk = K / block;
     const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K;
-    const float *d = w->d + g * nbk * GROUP, *m = w->m ? w->m + g * nbk * GROUP : NULL;
+    const char *d = scales_at(w->d, w, g * nbk * GROUP), *m = scales_at(w->m, w, g * nbk * GROUP);
     for (int i = 0; i < MS; i++)
         for (int l = 0; l < GROUP; l++) {
             const int8_t *xq = x->qx + (m0 + i) * K;
@@ -248,8 +289,8 @@ static void group_sums(const sgl_qweight *w, const qrows *x, int64_t K, int64_t 
                     }
                     isum += q * xq[c];
                 }
-                f += (x_scale(x, K, m0 + i, b, block) * d[b * GROUP + l]) * (float)isum;
-                if (m) s += m[b * GROUP + l] * x_sum(x, K, m0 + i, b, block);
+                f += (x_scale(x, K, m0 + i, b, block) * scale_value(d, b * GROUP + l, w->f16)) * (float)isum;
+                if (m) s += scale_value(m, b * GROUP + l, w->f16) * x_sum(x, K, m0 + i, b, block);
             }
             out[i][l] = f + s;
         }
@@ -310,13 +351,14 @@ void sgl_dequantize_bf16(const sgl_qweight *w, uint16_t *out, int64_t n0, int64_
     for (int64_t n = n0; n < n1; n++) {
         const int64_t g = n / GROUP, l = n % GROUP;
         const uint8_t *qs = w->qs + g * (q4 ? 8 : 16) * K + l * 4;
-        const float *d = w->d + g * nbk * GROUP + l, *m = w->m ? w->m + g * nbk * GROUP + l : NULL;
+        const char *d = scales_at(w->d, w, g * nbk * GROUP + l), *m = scales_at(w->m, w, g * nbk * GROUP + l);
         uint16_t *o = out + (n - n0) * K;
         for (int64_t c0 = 0; c0 < K; c0 += step) { /* q4: 32 columns, q8: 16, one scale each */
             const uint8_t *src = qs + (c0 / step) * GROUP_BYTES;
             uint8_t run[16];
             for (int v = 0; v < 4; v++) memcpy(run + 4 * v, src + 64 * v, 4);
-            const float db = d[(c0 / block) * GROUP], mb = m ? m[(c0 / block) * GROUP] : 0.0f;
+            const float db = scale_value(d, (c0 / block) * GROUP, w->f16);
+            const float mb = m ? scale_value(m, (c0 / block) * GROUP, w->f16) : 0.0f;
 #if defined(__AVX512BF16__)
             const __m128i bytes = _mm_loadu_si128((const __m128i *)run);
             const __m512 dd = _mm512_set1_ps(db), mm = _mm512_set1_ps(mb);

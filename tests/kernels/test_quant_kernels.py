@@ -21,7 +21,9 @@ SHAPES = [(1, 1, 32), (3, 5, 96), (5, 19, 128), (8, 4, 160), (2, 13, 576), (1, 4
 
 
 def _weight(kind: str, n: int, k: int, mins: bool, seed: int) -> quant.QuantWeight:
-    """kind: "q4", "q8" (a scale per 16: Q6_K's) or "q8/32" (one per 32: Q8_0's)."""
+    """kind: "q4", "q8" (a scale per 16: Q6_K's) or "q8/32" (one per 32: Q8_0's); "+f16": the
+    scales and mins float16 values (as Q4_0/Q4_1/Q8_0 files store them), held as float16."""
+    kind, f16 = kind.removesuffix("+f16"), kind.endswith("+f16")
     g = torch.Generator().manual_seed(seed)
     if kind == "q8/32":
         q = torch.randint(-128, 128, (n, k), generator=g)
@@ -35,8 +37,11 @@ def _weight(kind: str, n: int, k: int, mins: bool, seed: int) -> quant.QuantWeig
         q = torch.randint(-128, 128, (n, k), generator=g)
         d = torch.rand(n, k // 16, generator=g) * 0.002 + 0.0001
         m = torch.randn(n, k // 16, generator=g) * 0.05 if mins else None
+    if f16:
+        d, m = d.half().float(), None if m is None else m.half().float()
     w = quant.pack(q, d, m, source=kind)
     assert (w.kind, w.block) == {"q4": ("q4", 32), "q8": ("q8", 16), "q8/32": ("q8", 32)}[kind]
+    assert w.d.dtype == (torch.float16 if f16 else torch.float32)
     assert w.shape == (n, k)
     return w
 
@@ -56,7 +61,7 @@ def _close(got: torch.Tensor, want: torch.Tensor) -> None:
     assert bool((err <= bound).all()), f"max err {float(err.max())} at {int(err.argmax())}"
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16"])
 @pytest.mark.parametrize("mins", [False, True], ids=["no mins", "mins"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in SHAPES])
 def test_linear_quant_matches_its_references(kind, mins, shape, quant_kernels) -> None:
@@ -82,7 +87,7 @@ def _quantized(x: torch.Tensor) -> torch.Tensor:
     return (q.float().reshape(*d.shape, 32) * d.unsqueeze(-1)).reshape(x.shape)
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16"])
 def test_a_row_does_not_depend_on_the_others(kind, quant_kernels) -> None:
     w = _weight(kind, 21, 160, True, seed=3)
     x = torch.randn(7, 160, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
@@ -102,16 +107,16 @@ def test_quantize_rows_matches_the_reference(quant_kernels) -> None:
     q, d = quant.quantize_rows_reference(x)
     assert torch.equal(qx.to(torch.int32), q) and torch.equal(dx, d)
     assert torch.allclose(xs32, (q.reshape(3, 3, 32).sum(-1).float() * d))
-    assert ctypes.sizeof(quant.QWeightStruct) == 40
+    assert ctypes.sizeof(quant.QWeightStruct) == 48
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16"])
 def test_dequantize_and_layout_round_trip(kind, quant_kernels) -> None:
     w = _weight(kind, 21, 96, True, seed=9)
     assert torch.equal(quant.dequantize_bf16(w), quant.dequantize_reference(w).to(torch.bfloat16))
     q, d, m = quant.unpack(w)
     again = quant.pack(q, d, m)
-    assert (again.kind, again.block) == (w.kind, w.block) and torch.equal(again.qs, w.qs)
+    assert (again.kind, again.block, again.d.dtype) == (w.kind, w.block, w.d.dtype) and torch.equal(again.qs, w.qs)
     rows = torch.tensor([20, 0, 17, 3])  # an embedding lookup: across groups, in any order
     assert torch.equal(quant.dequantize_rows(w, rows), quant.dequantize_reference(w)[rows])
     # the layout itself: row 17's column 21 is lane 1 of group 1, byte t=1 of run v=1
@@ -120,10 +125,10 @@ def test_dequantize_and_layout_round_trip(kind, quant_kernels) -> None:
         assert int(w.qs[1, block, 1, 1, 1]) >> 4 == int(q[17, col])
     else:  # q8: the second 16 columns, v=1, t=1, stored + 128
         assert int(w.qs[1, 1, 1, 1, 1]) - 128 == int(q[17, col])
-    both = quant.concat([w, _weight("q8" if kind == "q4" else "q4", 3, 96, False, seed=2)])
+    other = _weight("q8" if w.kind == "q4" else "q4", 3, 96, False, seed=2)
+    both = quant.concat([w, other])
     assert both.kind == "q8" and both.shape == (24, 96)  # mixed shards meet in q8, exactly
-    want = torch.cat([quant.dequantize_reference(w), quant.dequantize_reference(_weight(
-        "q8" if kind == "q4" else "q4", 3, 96, False, seed=2))])
+    want = torch.cat([quant.dequantize_reference(w), quant.dequantize_reference(other)])
     assert torch.equal(quant.dequantize_reference(both), want)
 
 
