@@ -23,12 +23,16 @@ def silu_mul_applies(gate_up: torch.Tensor) -> bool:
 
 def silu_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
     """gate_up (M, 2 * I) bf16 contiguous -> (M, I)."""
+    return _gated("silu_mul", gate_up)
+
+
+def _gated(name: str, gate_up: torch.Tensor) -> torch.Tensor:
     assert silu_mul_applies(gate_up), (gate_up.dtype, gate_up.shape)
     lib = bf16_library(gate_up, level=Level.AVX2)
-    dispatch["silu_mul"] += 1
+    dispatch[name] += 1
     m, width = gate_up.shape
     out = torch.empty(m, width // 2, dtype=torch.bfloat16)
-    lib.sgl_silu_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
+    getattr(lib, f"sgl_{name}_bf16")(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
     return out
 
 
@@ -39,13 +43,7 @@ def gelu_tanh_mul_reference(gate_up: torch.Tensor) -> torch.Tensor:
 
 def gelu_tanh_mul_bf16(gate_up: torch.Tensor) -> torch.Tensor:
     """gate_up (M, 2 * I) bf16 contiguous -> (M, I), where `silu_mul_applies` (the same rules)."""
-    assert silu_mul_applies(gate_up), (gate_up.dtype, gate_up.shape)
-    lib = bf16_library(gate_up, level=Level.AVX2)
-    dispatch["gelu_tanh_mul"] += 1
-    m, width = gate_up.shape
-    out = torch.empty(m, width // 2, dtype=torch.bfloat16)
-    lib.sgl_gelu_tanh_mul_bf16(gate_up.data_ptr(), out.data_ptr(), m, width // 2)
-    return out
+    return _gated("gelu_tanh_mul", gate_up)
 
 
 def add_applies(a: torch.Tensor, b: torch.Tensor) -> bool:

@@ -25,14 +25,23 @@ def rmsnorm_applies(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 def rmsnorm_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """x (..., D) bf16, rows may be strided -> (..., D) contiguous."""
+    return _rmsnorm(x, weight, eps, None)
+
+
+def _rmsnorm(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float | None) -> torch.Tensor:
+    """Llama's norm (offset None) or Gemma's (offset + w) by the C kernel."""
     assert rmsnorm_applies(x, weight), (x.dtype, x.stride())
     lib = bf16_library(x, weight)
     dispatch["rmsnorm"] += 1
     d = x.shape[-1]
     rows = x if x.dim() == 2 else x.reshape(-1, d)
     out = torch.empty(rows.shape, dtype=torch.bfloat16)
-    lib.sgl_rmsnorm_bf16(rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(),
-                         out.data_ptr(), rows.shape[0], d, eps)
+    args = (rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(), out.data_ptr(),
+            rows.shape[0], d, eps)
+    if offset is None:
+        lib.sgl_rmsnorm_bf16(*args)
+    else:
+        lib.sgl_rmsnorm_offset_bf16(*args, offset)
     return out.view(x.shape)
 
 
@@ -45,12 +54,4 @@ def rmsnorm_offset_reference(x: torch.Tensor, weight: torch.Tensor, eps: float, 
 
 def rmsnorm_offset_bf16(x: torch.Tensor, weight: torch.Tensor, eps: float, offset: float) -> torch.Tensor:
     """Gemma's norm of x (..., D) bf16 (rows may be strided), where `rmsnorm_applies`."""
-    assert rmsnorm_applies(x, weight), (x.dtype, x.stride())
-    lib = bf16_library(x, weight)
-    dispatch["rmsnorm"] += 1
-    d = x.shape[-1]
-    rows = x if x.dim() == 2 else x.reshape(-1, d)
-    out = torch.empty(rows.shape, dtype=torch.bfloat16)
-    lib.sgl_rmsnorm_offset_bf16(rows.data_ptr(), rows.stride(0) if rows.shape[0] > 1 else d, weight.data_ptr(),
-                                out.data_ptr(), rows.shape[0], d, eps, offset)
-    return out.view(x.shape)
+    return _rmsnorm(x, weight, eps, offset)

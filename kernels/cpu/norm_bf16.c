@@ -6,6 +6,32 @@
 #include "bf16.h"
 #include "simd.h"
 
+/* 1 / sqrt(mean(row^2) + eps) in float32, the sum in a fixed order per level */
+static inline float inverse_rms(const uint16_t *row, int64_t D, float eps) {
+    int64_t d = 0;
+    float sum = 0.0f;
+#ifdef __AVX512BF16__
+    __m512 squares = _mm512_setzero_ps();
+    for (; d + 16 <= D; d += 16) {
+        const __m512 v = load_bf16(row + d);
+        squares = _mm512_fmadd_ps(v, v, squares);
+    }
+    sum = _mm512_reduce_add_ps(squares);
+#elif defined(SGL_AVX2)
+    __m256 squares = _mm256_setzero_ps();
+    for (; d + 8 <= D; d += 8) {
+        const __m256 v = load8_bf16(row + d);
+        squares = _mm256_fmadd_ps(v, v, squares);
+    }
+    sum = hsum8_ps(squares);
+#endif
+    for (; d < D; d++) {
+        const float v = bf16_to_f32(row[d]);
+        sum += v * v;
+    }
+    return 1.0f / sqrtf(sum / (float)D + eps);
+}
+
 /* x (M, D) with row stride x_stride, weight (D,), out (M, D) contiguous. */
 void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weight, uint16_t *out,
                       int64_t M, int64_t D, float eps) {
@@ -13,29 +39,8 @@ void sgl_rmsnorm_bf16(const uint16_t *x, int64_t x_stride, const uint16_t *weigh
     for (int64_t m = 0; m < M; m++) {
         const uint16_t *row = x + m * x_stride;
         uint16_t *o = out + m * D;
+        const float scale = inverse_rms(row, D, eps);
         int64_t d = 0;
-        float sum = 0.0f;
-#ifdef __AVX512BF16__
-        __m512 squares = _mm512_setzero_ps();
-        for (; d + 16 <= D; d += 16) {
-            const __m512 v = load_bf16(row + d);
-            squares = _mm512_fmadd_ps(v, v, squares);
-        }
-        sum = _mm512_reduce_add_ps(squares);
-#elif defined(SGL_AVX2)
-        __m256 squares = _mm256_setzero_ps();
-        for (; d + 8 <= D; d += 8) {
-            const __m256 v = load8_bf16(row + d);
-            squares = _mm256_fmadd_ps(v, v, squares);
-        }
-        sum = hsum8_ps(squares);
-#endif
-        for (; d < D; d++) {
-            const float v = bf16_to_f32(row[d]);
-            sum += v * v;
-        }
-        const float scale = 1.0f / sqrtf(sum / (float)D + eps);
-        d = 0;
 #ifdef __AVX512BF16__
         const __m512 s16 = _mm512_set1_ps(scale);
         for (; d + 16 <= D; d += 16) {
@@ -60,29 +65,8 @@ void sgl_rmsnorm_offset_bf16(const uint16_t *x, int64_t x_stride, const uint16_t
     for (int64_t m = 0; m < M; m++) {
         const uint16_t *row = x + m * x_stride;
         uint16_t *o = out + m * D;
+        const float scale = inverse_rms(row, D, eps);
         int64_t d = 0;
-        float sum = 0.0f;
-#ifdef __AVX512BF16__
-        __m512 squares = _mm512_setzero_ps();
-        for (; d + 16 <= D; d += 16) {
-            const __m512 v = load_bf16(row + d);
-            squares = _mm512_fmadd_ps(v, v, squares);
-        }
-        sum = _mm512_reduce_add_ps(squares);
-#elif defined(SGL_AVX2)
-        __m256 squares = _mm256_setzero_ps();
-        for (; d + 8 <= D; d += 8) {
-            const __m256 v = load8_bf16(row + d);
-            squares = _mm256_fmadd_ps(v, v, squares);
-        }
-        sum = hsum8_ps(squares);
-#endif
-        for (; d < D; d++) {
-            const float v = bf16_to_f32(row[d]);
-            sum += v * v;
-        }
-        const float scale = 1.0f / sqrtf(sum / (float)D + eps);
-        d = 0;
 #ifdef __AVX512BF16__
         const __m512 s16 = _mm512_set1_ps(scale), off16 = _mm512_set1_ps(offset);
         for (; d + 16 <= D; d += 16) {
