@@ -12,6 +12,14 @@ worker process of this same file, so each side keeps its model loaded between tu
 llama_cpp cannot be imported there, the llama.cpp column is skipped, and the script says so.
 
     .venv/bin/python benchmark/bench_llamacpp.py [--model F.gguf] [--llama-python PY] [--repeats 3]
+
+Per CPU level: run ours under SGL_CPU_ISA=avx2 against a llama.cpp built for AVX2 only, in an
+environment of its own (~12 minutes on 2 cores):
+
+    python3 -m venv /tmp/llama-avx2 && CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON \
+        -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF \
+        -DGGML_AVX_VNNI=OFF" /tmp/llama-avx2/bin/pip install llama-cpp-python==0.3.36 numpy
+    SGL_CPU_ISA=avx2 .venv/bin/python benchmark/bench_llamacpp.py --llama-python /tmp/llama-avx2/bin/python
 """
 
 from __future__ import annotations
