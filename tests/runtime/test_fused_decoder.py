@@ -72,6 +72,17 @@ class Driver:
                        list(range(len(rows))))
 
 
+class Counting:
+    """Stands in for the runner's fused decoder: runs `stack`, recording the rows of each call."""
+
+    def __init__(self, stack, calls: list[int]) -> None:
+        self.stack, self.calls, self.accepts = stack, calls, stack.accepts
+
+    def __call__(self, x, batch):
+        self.calls.append(x.shape[0])
+        return self.stack(x, batch)
+
+
 def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -> None:
     model = engine._scheduler.runner  # holds the fused decoder (`fused`)
     fused, calls = model.fused, []
@@ -83,13 +94,6 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -
         pytest.skip(f"level {isa().level.label}: the stack takes rowwise batches of up to {limit} rows only")
     torch.manual_seed(0)
     prompt = torch.randint(3, 40000, (120,)).tolist()
-
-    class Counting:  # the fused decoder, counting the rows of each forward it runs
-        accepts = fused.accepts
-
-        def __call__(self, x, batch):
-            calls.append(x.shape[0])
-            return fused(x, batch)
 
     def run() -> None:
         d = Driver(engine)
@@ -111,7 +115,7 @@ def test_a_token_gets_the_same_logits_alone_in_a_batch_or_in_an_extend(engine) -
         for j in range(3):
             assert torch.equal(in_extend[j], alone[j])
 
-    model.fused = Counting()
+    model.fused = Counting(fused, calls)
     try:
         engine._call(run)
     finally:
@@ -129,7 +133,7 @@ def test_a_decode_batch_of_16_runs_in_the_stack_each_row_as_alone(engine) -> Non
     model = engine._scheduler.runner  # holds the fused decoder (`fused`)
     fused, outputs = model.fused, []
 
-    class Counting:
+    class Recording:  # the fused decoder, keeping each call's output
         accepts = fused.accepts
 
         def __call__(self, x, batch):
@@ -152,7 +156,7 @@ def test_a_decode_batch_of_16_runs_in_the_stack_each_row_as_alone(engine) -> Non
         assert [(mode, out.shape[0]) for mode, out in outputs] == [(ForwardMode.DECODE, 16)]
         assert all(torch.equal(outputs[0][1][r], alone[r]) for r in range(16))
 
-    model.fused = Counting()
+    model.fused = Recording()
     try:
         engine._call(run)
     finally:
@@ -211,13 +215,7 @@ def test_a_prefill_through_the_fused_stack_equals_the_module_path(wide_heads_eng
         positions = list(range(40)) + list(range(13, 70))
         saved = model.fused
         if fused:
-            class Counting:
-                accepts = saved.accepts
-
-                def __call__(self, x, batch):
-                    calls.append(x.shape[0])
-                    return saved(x, batch)
-            model.fused = Counting()
+            model.fused = Counting(saved, calls)
         else:
             model.fused = None
         try:
@@ -265,16 +263,9 @@ def test_gemma3_layers_run_in_the_stack_as_the_module_path_does(gemma3_engine) -
     prompt = torch.randint(3, 40000, (30,)).tolist()
     calls = []
 
-    class Counting:
-        accepts = stack.accepts
-
-        def __call__(self, x, batch):
-            calls.append(x.shape[0])
-            return stack(x, batch)
-
     def run() -> None:
         d = Driver(engine)
-        model.fused = Counting()
+        model.fused = Counting(stack, calls)
         d.extend(0, prompt[:22], 0)
         fused = torch.stack([d.decode([0], [prompt[p]], [p])[0] for p in range(22, 30)])
         d.extend(2, prompt[:22], 0)
