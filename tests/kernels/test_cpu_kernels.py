@@ -90,9 +90,14 @@ def test_rope_in_place_matches_reference(rotary_dim, cpu_kernels) -> None:
 
 
 @pytest.mark.parametrize("window", [None, 7])
-def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(window, cpu_kernels) -> None:
+@pytest.mark.parametrize("heads,kv_heads,d", [(9, 3, 64), (4, 4, 64), (8, 4, 32), (4, 1, 256), (10, 2, 64),
+                                              (8, 1, 16)])
+def test_attention_rows_match_reference_and_do_not_depend_on_their_neighbours(window, heads, kv_heads, d,
+                                                                             cpu_kernels) -> None:
+    """Every group size the vector paths specialize (1..8 query heads a kv head, keys and value
+    dims in blocks with tails), rows of different lengths in one call."""
     torch.manual_seed(0)
-    heads, kv_heads, d, slots = 9, 3, 64, 200
+    slots = 200
     k_pool, v_pool = torch.randn(slots, kv_heads, d, dtype=BF16), torch.randn(slots, kv_heads, d, dtype=BF16)
     table = torch.stack([torch.randperm(slots - 1)[:60] + 1 for _ in range(3)])  # (3 requests, 60 slots)
     q = torch.randn(6, heads, d, dtype=BF16)
