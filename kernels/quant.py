@@ -28,7 +28,8 @@ class QWeightStruct(ctypes.Structure):
     """sgl_qweight in kernels/cpu/kernels.h."""
 
     _fields_ = [("kind", ctypes.c_int64), ("block", ctypes.c_int64), ("qs", ctypes.c_void_p),
-                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p), ("f16", ctypes.c_int64)]
+                ("d", ctypes.c_void_p), ("m", ctypes.c_void_p), ("f16", ctypes.c_int64), ("q_min", ctypes.c_int64),
+                ("q_max", ctypes.c_int64)]
 
 
 @dataclasses.dataclass(eq=False)
@@ -46,11 +47,13 @@ class QuantWeight:
     d: torch.Tensor
     m: torch.Tensor | None
     source: str = ""  # the GGUF type(s) it came from, for logs and tests
+    q_range: tuple[int, int] = (-128, 127)  # the integers' least and greatest (Q5_*: 32 values; AVX2 uses it)
 
     def __post_init__(self) -> None:
         assert self.m is None or self.m.dtype == self.d.dtype
         self.struct = QWeightStruct(KINDS[self.kind], self.block, self.qs.data_ptr(), self.d.data_ptr(),
-                                    None if self.m is None else self.m.data_ptr(), int(self.d.dtype == torch.float16))
+                                    None if self.m is None else self.m.data_ptr(), int(self.d.dtype == torch.float16),
+                                    *self.q_range)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -116,7 +119,7 @@ def pack(q: torch.Tensor, d16: torch.Tensor, m16: torch.Tensor | None, source: s
     m = None if m16 is None or not m16.any() else per_block(m16)
     dtype = torch.float16 if _exact_in_half(d, m) else torch.float32
     return QuantWeight(kind, block, n, _interleave(q.to(torch.int32), kind), _scales(d, dtype),
-                       None if m is None else _scales(m, dtype), source)
+                       None if m is None else _scales(m, dtype), source, (int(q.min()), int(q.max())))
 
 
 def _row_scales(t: torch.Tensor, groups: torch.Tensor, lanes: torch.Tensor, block: int) -> torch.Tensor:

@@ -39,6 +39,7 @@ typedef struct {
     const uint8_t *qs;
     const void *d, *m; /* float32, or float16 where f16; m NULL: all zero */
     int64_t f16;
+    int64_t q_min, q_max; /* the range of the integers q (q8 from Q5_*: 32 values) */
 } sgl_qweight;
 void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, uint16_t *y, int64_t M,
                            int64_t N, int64_t K);

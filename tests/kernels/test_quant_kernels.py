@@ -21,12 +21,15 @@ SHAPES = [(1, 1, 32), (3, 5, 96), (5, 19, 128), (8, 4, 160), (2, 13, 576), (1, 4
 
 
 def _weight(kind: str, n: int, k: int, mins: bool, seed: int) -> quant.QuantWeight:
-    """kind: "q4", "q8" (a scale per 16: Q6_K's) or "q8/32" (one per 32: Q8_0's); "+f16": the
-    scales and mins float16 values (as Q4_0/Q4_1/Q8_0 files store them), held as float16."""
+    """kind: "q4", "q8" (a scale per 16: Q6_K's), "q8/32" (one per 32: Q8_0's), "q5/32" (5-bit
+    integers in q8 bytes, -16..15 as Q5_0's: AVX2 takes them without the sign trick) or "q5u/32"
+    (0..31, as Q5_1's with their mins); "+f16": the scales and mins float16 values (as
+    Q4_0/Q4_1/Q8_0 files store them), held as float16."""
     kind, f16 = kind.removesuffix("+f16"), kind.endswith("+f16")
     g = torch.Generator().manual_seed(seed)
-    if kind == "q8/32":
-        q = torch.randint(-128, 128, (n, k), generator=g)
+    if kind in ("q8/32", "q5/32", "q5u/32"):
+        low, high = {"q8/32": (-128, 128), "q5/32": (-16, 16), "q5u/32": (0, 32)}[kind]
+        q = torch.randint(low, high, (n, k), generator=g)
         d = (torch.rand(n, k // 32, generator=g) * 0.002 + 0.0001).repeat_interleave(2, 1)
         m = (torch.randn(n, k // 32, generator=g) * 0.05).repeat_interleave(2, 1) if mins else None
     elif kind == "q4":  # per-32 scales and mins, repeated per 16 as `pack` takes them
@@ -40,7 +43,8 @@ def _weight(kind: str, n: int, k: int, mins: bool, seed: int) -> quant.QuantWeig
     if f16:
         d, m = d.half().float(), None if m is None else m.half().float()
     w = quant.pack(q, d, m, source=kind)
-    assert (w.kind, w.block) == {"q4": ("q4", 32), "q8": ("q8", 16), "q8/32": ("q8", 32)}[kind]
+    assert (w.kind, w.block) == {"q4": ("q4", 32), "q8": ("q8", 16)}.get(kind, ("q8", 32))
+    assert w.q_range == (int(q.min()), int(q.max()))
     assert w.d.dtype == (torch.float16 if f16 else torch.float32)
     assert w.shape == (n, k)
     return w
@@ -61,7 +65,7 @@ def _close(got: torch.Tensor, want: torch.Tensor) -> None:
     assert bool((err <= bound).all()), f"max err {float(err.max())} at {int(err.argmax())}"
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16", "q5/32", "q5u/32+f16"])
 @pytest.mark.parametrize("mins", [False, True], ids=["no mins", "mins"])
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in SHAPES])
 def test_linear_quant_matches_its_references(kind, mins, shape, quant_kernels) -> None:
@@ -73,11 +77,12 @@ def test_linear_quant_matches_its_references(kind, mins, shape, quant_kernels) -
     # the kernel's own arithmetic (x through int8 blocks): up to summation order
     exact = (lambda xq: xq @ quant.dequantize_reference(w).t() + bias.float())(_quantized(x))
     _close(got, exact)
-    # plain dequantize-then-multiply in float32: the activation rounding (1/254 per element) only
-    # (relative to |x| . |w|: a single output of K = 32 may cancel to near zero)
+    # plain dequantize-then-multiply in float32: the activation rounding (1/254 per element) and
+    # the output's bf16 rounding only (relative to |x| . |w| + |bias|: a single output of K = 32
+    # may cancel to near zero, and small weights leave the bias to set the output's rounding)
     wf = quant.dequantize_reference(w)
     plain = x.float() @ wf.t() + bias.float()
-    rel = (got.float() - plain).norm() / (x.float().abs() @ wf.abs().t()).norm()
+    rel = (got.float() - plain).norm() / (x.float().abs() @ wf.abs().t() + bias.float().abs()).norm()
     assert float(rel) < 0.01, float(rel)
     assert quant.linear_quant_reference(x, w, bias).dtype == torch.bfloat16
 
@@ -87,7 +92,7 @@ def _quantized(x: torch.Tensor) -> torch.Tensor:
     return (q.float().reshape(*d.shape, 32) * d.unsqueeze(-1)).reshape(x.shape)
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q5/32"])
 def test_a_row_does_not_depend_on_the_others(kind, quant_kernels) -> None:
     """10 rows (past 8, AVX-512 takes two weight groups a pass; AVX2 takes q4 3 rows a pass and
     q8 4, with rows left over) against each row alone; 40 weight rows: a pair of groups and one
@@ -110,10 +115,10 @@ def test_quantize_rows_matches_the_reference(quant_kernels) -> None:
     q, d = quant.quantize_rows_reference(x)
     assert torch.equal(qx.to(torch.int32), q) and torch.equal(dx, d)
     assert torch.allclose(xs32, (q.reshape(3, 3, 32).sum(-1).float() * d))
-    assert ctypes.sizeof(quant.QWeightStruct) == 48
+    assert ctypes.sizeof(quant.QWeightStruct) == 64  # sgl_qweight's size in C (kernels.h)
 
 
-@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16"])
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32", "q4+f16", "q8/32+f16", "q5/32"])
 def test_dequantize_and_layout_round_trip(kind, quant_kernels) -> None:
     w = _weight(kind, 21, 96, True, seed=9)
     assert torch.equal(quant.dequantize_bf16(w), quant.dequantize_reference(w).to(torch.bfloat16))
@@ -131,6 +136,7 @@ def test_dequantize_and_layout_round_trip(kind, quant_kernels) -> None:
     other = _weight("q8" if w.kind == "q4" else "q4", 3, 96, False, seed=2)
     both = quant.concat([w, other])
     assert both.kind == "q8" and both.shape == (24, 96)  # mixed shards meet in q8, exactly
+    assert both.q_range == (min(w.q_range[0], other.q_range[0]), max(w.q_range[1], other.q_range[1]))
     want = torch.cat([quant.dequantize_reference(w), quant.dequantize_reference(other)])
     assert torch.equal(quant.dequantize_reference(both), want)
 
