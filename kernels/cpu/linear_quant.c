@@ -82,6 +82,33 @@ static inline void quantize_block(const uint16_t *src, int8_t *q, float *d_out, 
     _mm_storeu_si128((__m128i *)(q + 16), _mm512_cvtepi32_epi8(qb));
     *d_out = d, *s0_out = (float)_mm512_reduce_add_epi32(qa), *s1_out = (float)_mm512_reduce_add_epi32(qb);
 }
+#elif defined(SGL_AVX2)
+/* the same rule 8 lanes at a time (cvtps rounds to nearest even); the int32 q packed to bytes
+ * in order: packs work per 128-bit lane, so one dword permute puts the 4-byte runs back */
+static inline int32_t hsum8_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+static inline void quantize_block(const uint16_t *src, int8_t *q, float *d_out, float *s0_out, float *s1_out) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 v[4], top = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        v[k] = load8_bf16(src + 8 * k);
+        top = _mm256_max_ps(top, _mm256_andnot_ps(sign, v[k]));
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    __m256i qi[4];
+    for (int k = 0; k < 4; k++) qi[k] = _mm256_cvtps_epi32(_mm256_mul_ps(v[k], _mm256_set1_ps(id)));
+    const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+    _mm256_storeu_si256((__m256i *)q, _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    *d_out = d;
+    *s0_out = (float)hsum8_epi32(_mm256_add_epi32(qi[0], qi[1]));
+    *s1_out = (float)hsum8_epi32(_mm256_add_epi32(qi[2], qi[3]));
+}
 #else
 #define quantize_block quantize_block_scalar
 #endif
