@@ -12,6 +12,7 @@ callers poll the thread's liveness as a last resort.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import queue
 import threading
@@ -82,6 +83,9 @@ class Engine(PoolingAPI, LabelScoringAPI):
                                     torch.Generator().manual_seed(cfg.random_seed))
         self._thread = threading.Thread(target=self._loop, name="sgl-scheduler", daemon=True)
         self._thread.start()
+        # an engine never shut down stops at exit: its thread frozen mid-call while the process
+        # tore down under it aborted the interpreter now and then ("terminate called ...", rc 134)
+        atexit.register(self.shutdown)
         release_thread_pool()  # the model runs on the scheduler thread: see openmp.py
 
     def _load(self, cfg: EngineConfig) -> ModelRunner:
@@ -389,6 +393,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
     def shutdown(self) -> None:
         if self._stopped:
             return
+        atexit.unregister(self.shutdown)
         self._stopped = True  # the thread ends after its current step and answers what is left
         self._inbox.put(("noop", None))
         self._thread.join(timeout=10)
