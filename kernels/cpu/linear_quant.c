@@ -26,7 +26,8 @@
  * block in order (on AVX-512 and AVX2 both terms of a block into one sum; plain C keeps the
  * mins' sum apart and adds it at the end). On AVX-512 VNNI the q8 bytes enter unsigned:
  * isum_b = isum(q + 128) - 128 sum_b(qx), the correction added as -128 d_b (dx_b sum_b(qx)).
- * AVX2 (maddubs + madd, q8 by the sign trick) and plain C compute isum_b directly.
+ * AVX2 (maddubs + madd; q8 by the sign trick, or unsigned as u = q - q_min where the integers
+ * span 32 values, see narrow_group_sums) and plain C compute isum_b directly.
  *
  * NOTE: each output's sums run in the same order whatever M is or where the row sits in the
  * call, so a row's result is independent of the other rows (decode = the same row alone).
