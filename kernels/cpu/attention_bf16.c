@@ -31,7 +31,11 @@ static float dot_bf16(const uint16_t *a, const uint16_t *b, int64_t n) {
  * (over d, then a fixed reduction; over keys in order), so a decode row and the same query in
  * an extend agree to the bit. Measured side by side on Zen 4, one layer's decode at 16 rows over
  * 288 keys: SmolLM2's heads 115 -> 89 us, Gemma 3's 125 -> 93 us. */
-static inline __attribute__((always_inline)) void score_keys(const uint16_t *q, const uint16_t *k_pool,
+typedef uint16_t query_t; /* the group's queries as the dot products take them: bf16 pairs */
+#define VALUE_LANES 16
+/* keys (and value chunks) a pass for G heads: G x B sums and B vectors within the 32 registers */
+#define BLOCKS(G) ((G) <= 2 ? 8 : (G) == 3 ? 6 : (G) == 4 ? 4 : 2)
+static inline __attribute__((always_inline)) void score_keys(const query_t *q, const uint16_t *k_pool,
         const int64_t *slots, int64_t j0, const int G, const int KB, int64_t Hk, int64_t hk, int64_t D, float scale,
         float *scores, int64_t max_len) {
     const uint16_t *kr[8];
@@ -48,14 +52,6 @@ static inline __attribute__((always_inline)) void score_keys(const uint16_t *q, 
     }
     for (int g = 0; g < G; g++)
         for (int k = 0; k < KB; k++) scores[g * max_len + j0 + k] = _mm512_reduce_add_ps(acc[g * KB + k]) * scale;
-}
-
-static inline __attribute__((always_inline)) void score_all(const uint16_t *q, const uint16_t *k_pool,
-        const int64_t *slots, int64_t first, int64_t len, const int G, const int KB, int64_t Hk, int64_t hk, int64_t D,
-        float scale, float *scores, int64_t max_len) {
-    int64_t j = first;
-    for (; j + KB <= len; j += KB) score_keys(q, k_pool, slots, j, G, KB, Hk, hk, D, scale, scores, max_len);
-    for (; j < len; j++) score_keys(q, k_pool, slots, j, G, 1, Hk, hk, D, scale, scores, max_len);
 }
 
 /* out[g][d0 : d0 + 16 DC] = inv[g] * sum_j p[g][j] v_j[d0 : d0 + 16 DC] */
@@ -79,57 +75,6 @@ static inline __attribute__((always_inline)) void value_chunks(const float *p, c
                                 (__m256i)_mm512_cvtneps_pbh(_mm512_mul_ps(acc[g * DC + c], _mm512_set1_ps(inv[g]))));
 }
 
-static inline __attribute__((always_inline)) void value_all(const float *p, const uint16_t *v_pool,
-        const int64_t *slots, int64_t first, int64_t len, const int G, const int DC, int64_t Hk, int64_t hk,
-        int64_t Dv, const float *inv, int64_t max_len, uint16_t *out) {
-    int64_t d = 0;
-    for (; d + 16 * DC <= Dv; d += 16 * DC)
-        value_chunks(p, v_pool, slots, first, len, G, DC, Hk, hk, Dv, d, inv, max_len, out);
-    for (; d < Dv; d += 16) value_chunks(p, v_pool, slots, first, len, G, 1, Hk, hk, Dv, d, inv, max_len, out);
-}
-
-static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16_t *v_pool, const int64_t *slots,
-                         int64_t first, int64_t len, int64_t Hk, int64_t hk, int64_t group, int64_t D, int64_t Dv,
-                         float scale, float *scores, int64_t max_len, uint16_t *out) {
-    switch (group) { /* keys a pass: G x KB sums and KB keys' vectors within the 32 registers */
-    case 1: score_all(q, k_pool, slots, first, len, 1, 8, Hk, hk, D, scale, scores, max_len); break;
-    case 2: score_all(q, k_pool, slots, first, len, 2, 8, Hk, hk, D, scale, scores, max_len); break;
-    case 3: score_all(q, k_pool, slots, first, len, 3, 6, Hk, hk, D, scale, scores, max_len); break;
-    case 4: score_all(q, k_pool, slots, first, len, 4, 4, Hk, hk, D, scale, scores, max_len); break;
-    case 5: score_all(q, k_pool, slots, first, len, 5, 2, Hk, hk, D, scale, scores, max_len); break;
-    case 6: score_all(q, k_pool, slots, first, len, 6, 2, Hk, hk, D, scale, scores, max_len); break;
-    case 7: score_all(q, k_pool, slots, first, len, 7, 2, Hk, hk, D, scale, scores, max_len); break;
-    default: score_all(q, k_pool, slots, first, len, 8, 2, Hk, hk, D, scale, scores, max_len); break;
-    }
-    float inv[MAX_GROUP];
-    for (int64_t g = 0; g < group; g++) { /* softmax over [first, len), 16 at a time */
-        float *s = scores + g * max_len;
-        __m512 top = _mm512_set1_ps(-INFINITY);
-        for (int64_t j = first; j < len; j += 16) {
-            const __mmask16 m = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
-            top = _mm512_max_ps(top, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, s + j));
-        }
-        const __m512 peak = _mm512_set1_ps(_mm512_reduce_max_ps(top));
-        __m512 total = _mm512_setzero_ps();
-        for (int64_t j = first; j < len; j += 16) {
-            const __mmask16 m = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
-            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), peak));
-            _mm512_mask_storeu_ps(s + j, m, e);
-            total = _mm512_add_ps(total, _mm512_maskz_mov_ps(m, e));
-        }
-        inv[g] = 1.0f / _mm512_reduce_add_ps(total);
-    }
-    switch (group) { /* 16-dim chunks a pass: G x DC sums */
-    case 1: value_all(scores, v_pool, slots, first, len, 1, 8, Hk, hk, Dv, inv, max_len, out); break;
-    case 2: value_all(scores, v_pool, slots, first, len, 2, 8, Hk, hk, Dv, inv, max_len, out); break;
-    case 3: value_all(scores, v_pool, slots, first, len, 3, 6, Hk, hk, Dv, inv, max_len, out); break;
-    case 4: value_all(scores, v_pool, slots, first, len, 4, 4, Hk, hk, Dv, inv, max_len, out); break;
-    case 5: value_all(scores, v_pool, slots, first, len, 5, 2, Hk, hk, Dv, inv, max_len, out); break;
-    case 6: value_all(scores, v_pool, slots, first, len, 6, 2, Hk, hk, Dv, inv, max_len, out); break;
-    case 7: value_all(scores, v_pool, slots, first, len, 7, 2, Hk, hk, Dv, inv, max_len, out); break;
-    default: value_all(scores, v_pool, slots, first, len, 8, 2, Hk, hk, Dv, inv, max_len, out); break;
-    }
-}
 #elif defined(SGL_AVX2)
 /* The AVX2 path for one (query row, kv head), D % 8 == 0, group <= MAX_GROUP, float32 FMAs on 8
  * lanes. A single chain of FMAs per score (or per 8 output dims) waits on each FMA's latency
@@ -141,7 +86,11 @@ static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16
  * Measured side by side on Zen 4 (AVX2 level), one layer's decode at 16 rows over 288 keys
  * each, against one chain a score: SmolLM2's heads (3 of 64 a kv head) 470 -> 178 us, Gemma 3's
  * (4 of 256) 649 -> 188 us; the same sums in the same order, so the same bits. */
-static inline __attribute__((always_inline)) void score_keys(const float *qf, const uint16_t *k_pool,
+typedef float query_t; /* the group's queries converted once to float32 */
+#define VALUE_LANES 8
+/* keys (and value chunks) a pass for G heads: G x B sums and B vectors within the 16 registers */
+#define BLOCKS(G) ((G) == 1 ? 8 : (G) == 2 ? 4 : (G) == 3 ? 3 : (G) == 4 ? 2 : 1)
+static inline __attribute__((always_inline)) void score_keys(const query_t *qf, const uint16_t *k_pool,
         const int64_t *slots, int64_t j0, const int G, const int KB, int64_t Hk, int64_t hk, int64_t D, float scale,
         float *scores, int64_t max_len) {
     const uint16_t *kr[8];
@@ -158,14 +107,6 @@ static inline __attribute__((always_inline)) void score_keys(const float *qf, co
     }
     for (int g = 0; g < G; g++)
         for (int k = 0; k < KB; k++) scores[g * max_len + j0 + k] = hsum8_ps(acc[g * KB + k]) * scale;
-}
-
-static inline __attribute__((always_inline)) void score_all(const float *qf, const uint16_t *k_pool,
-        const int64_t *slots, int64_t first, int64_t len, const int G, const int KB, int64_t Hk, int64_t hk, int64_t D,
-        float scale, float *scores, int64_t max_len) {
-    int64_t j = first;
-    for (; j + KB <= len; j += KB) score_keys(qf, k_pool, slots, j, G, KB, Hk, hk, D, scale, scores, max_len);
-    for (; j < len; j++) score_keys(qf, k_pool, slots, j, G, 1, Hk, hk, D, scale, scores, max_len);
 }
 
 /* out[g][d0 : d0 + 8 DC] = inv[g] * sum_j p[g][j] v_j[d0 : d0 + 8 DC] */
@@ -187,30 +128,77 @@ static inline __attribute__((always_inline)) void value_chunks(const float *p, c
             store8_bf16(out + g * Dv + d0 + 8 * c, _mm256_mul_ps(acc[g * DC + c], _mm256_set1_ps(inv[g])));
 }
 
+#endif
+
+#if defined(__AVX512BF16__) || defined(SGL_AVX2)
+/* All keys of [first, len), KB at a time (the tail one by one: a score is the same sum either way) */
+static inline __attribute__((always_inline)) void score_all(const query_t *q, const uint16_t *k_pool,
+        const int64_t *slots, int64_t first, int64_t len, const int G, const int KB, int64_t Hk, int64_t hk, int64_t D,
+        float scale, float *scores, int64_t max_len) {
+    int64_t j = first;
+    for (; j + KB <= len; j += KB) score_keys(q, k_pool, slots, j, G, KB, Hk, hk, D, scale, scores, max_len);
+    for (; j < len; j++) score_keys(q, k_pool, slots, j, G, 1, Hk, hk, D, scale, scores, max_len);
+}
+
+/* All Dv output dims, DC chunks of VALUE_LANES at a time (the tail one chunk at a time) */
 static inline __attribute__((always_inline)) void value_all(const float *p, const uint16_t *v_pool,
         const int64_t *slots, int64_t first, int64_t len, const int G, const int DC, int64_t Hk, int64_t hk,
         int64_t Dv, const float *inv, int64_t max_len, uint16_t *out) {
     int64_t d = 0;
-    for (; d + 8 * DC <= Dv; d += 8 * DC)
+    for (; d + VALUE_LANES * DC <= Dv; d += VALUE_LANES * DC)
         value_chunks(p, v_pool, slots, first, len, G, DC, Hk, hk, Dv, d, inv, max_len, out);
-    for (; d < Dv; d += 8) value_chunks(p, v_pool, slots, first, len, G, 1, Hk, hk, Dv, d, inv, max_len, out);
+    for (; d < Dv; d += VALUE_LANES) value_chunks(p, v_pool, slots, first, len, G, 1, Hk, hk, Dv, d, inv, max_len, out);
 }
 
+/* CALL(G) with the group size a constant (1..8), so each size gets loops of its own */
+#define BY_GROUP(group, CALL) \
+    switch (group) { \
+    case 1: CALL(1); break; \
+    case 2: CALL(2); break; \
+    case 3: CALL(3); break; \
+    case 4: CALL(4); break; \
+    case 5: CALL(5); break; \
+    case 6: CALL(6); break; \
+    case 7: CALL(7); break; \
+    default: CALL(8); break; \
+    }
+#define SCORE_ALL(G) score_all(qg, k_pool, slots, first, len, G, BLOCKS(G), Hk, hk, D, scale, scores, max_len)
+#define VALUE_ALL(G) value_all(scores, v_pool, slots, first, len, G, BLOCKS(G), Hk, hk, Dv, inv, max_len, out)
+#endif
+
+#ifdef __AVX512BF16__
 static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16_t *v_pool, const int64_t *slots,
                          int64_t first, int64_t len, int64_t Hk, int64_t hk, int64_t group, int64_t D, int64_t Dv,
                          float scale, float *scores, int64_t max_len, uint16_t *out) {
-    float qf[group * D];
-    for (int64_t i = 0; i < group * D; i += 8) _mm256_storeu_ps(qf + i, load8_bf16(q + i));
-    switch (group) { /* keys a pass: G x KB sums (and the KB keys' vectors) in the 16 registers */
-    case 1: score_all(qf, k_pool, slots, first, len, 1, 8, Hk, hk, D, scale, scores, max_len); break;
-    case 2: score_all(qf, k_pool, slots, first, len, 2, 4, Hk, hk, D, scale, scores, max_len); break;
-    case 3: score_all(qf, k_pool, slots, first, len, 3, 3, Hk, hk, D, scale, scores, max_len); break;
-    case 4: score_all(qf, k_pool, slots, first, len, 4, 2, Hk, hk, D, scale, scores, max_len); break;
-    case 5: score_all(qf, k_pool, slots, first, len, 5, 1, Hk, hk, D, scale, scores, max_len); break;
-    case 6: score_all(qf, k_pool, slots, first, len, 6, 1, Hk, hk, D, scale, scores, max_len); break;
-    case 7: score_all(qf, k_pool, slots, first, len, 7, 1, Hk, hk, D, scale, scores, max_len); break;
-    default: score_all(qf, k_pool, slots, first, len, 8, 1, Hk, hk, D, scale, scores, max_len); break;
+    const query_t *qg = q;
+    BY_GROUP(group, SCORE_ALL);
+    float inv[MAX_GROUP];
+    for (int64_t g = 0; g < group; g++) { /* softmax over [first, len), 16 at a time */
+        float *s = scores + g * max_len;
+        __m512 top = _mm512_set1_ps(-INFINITY);
+        for (int64_t j = first; j < len; j += 16) {
+            const __mmask16 m = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
+            top = _mm512_max_ps(top, _mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), m, s + j));
+        }
+        const __m512 peak = _mm512_set1_ps(_mm512_reduce_max_ps(top));
+        __m512 total = _mm512_setzero_ps();
+        for (int64_t j = first; j < len; j += 16) {
+            const __mmask16 m = len - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (len - j)) - 1);
+            const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, s + j), peak));
+            _mm512_mask_storeu_ps(s + j, m, e);
+            total = _mm512_add_ps(total, _mm512_maskz_mov_ps(m, e));
+        }
+        inv[g] = 1.0f / _mm512_reduce_add_ps(total);
     }
+    BY_GROUP(group, VALUE_ALL);
+}
+#elif defined(SGL_AVX2)
+static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16_t *v_pool, const int64_t *slots,
+                         int64_t first, int64_t len, int64_t Hk, int64_t hk, int64_t group, int64_t D, int64_t Dv,
+                         float scale, float *scores, int64_t max_len, uint16_t *out) {
+    query_t qg[group * D];
+    for (int64_t i = 0; i < group * D; i += 8) _mm256_storeu_ps(qg + i, load8_bf16(q + i));
+    BY_GROUP(group, SCORE_ALL);
     float inv[MAX_GROUP];
     for (int64_t g = 0; g < group; g++) {
         float *s = scores + g * max_len;
@@ -231,16 +219,7 @@ static void attend_group(const uint16_t *q, const uint16_t *k_pool, const uint16
         }
         inv[g] = 1.0f / total;
     }
-    switch (group) { /* 8-dim chunks a pass: G x DC sums */
-    case 1: value_all(scores, v_pool, slots, first, len, 1, 8, Hk, hk, Dv, inv, max_len, out); break;
-    case 2: value_all(scores, v_pool, slots, first, len, 2, 4, Hk, hk, Dv, inv, max_len, out); break;
-    case 3: value_all(scores, v_pool, slots, first, len, 3, 3, Hk, hk, Dv, inv, max_len, out); break;
-    case 4: value_all(scores, v_pool, slots, first, len, 4, 2, Hk, hk, Dv, inv, max_len, out); break;
-    case 5: value_all(scores, v_pool, slots, first, len, 5, 1, Hk, hk, Dv, inv, max_len, out); break;
-    case 6: value_all(scores, v_pool, slots, first, len, 6, 1, Hk, hk, Dv, inv, max_len, out); break;
-    case 7: value_all(scores, v_pool, slots, first, len, 7, 1, Hk, hk, Dv, inv, max_len, out); break;
-    default: value_all(scores, v_pool, slots, first, len, 8, 1, Hk, hk, Dv, inv, max_len, out); break;
-    }
+    BY_GROUP(group, VALUE_ALL);
 }
 #endif
 
