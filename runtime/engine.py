@@ -365,14 +365,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
     def flush_cache(self) -> bool:
         """Empties the radix cache and the encoder-output and cross-KV caches; refused (False) while requests
         are queued or running."""
-        def flush() -> bool:
-            done = self._scheduler.flush()
-            if done:
-                self._scheduler.runner.encoder_cache.clear()
-                self._scheduler.runner.cross_kv_cache.clear()
-            return done
-
-        return self._call(flush)
+        return self._call(self._scheduler.flush)
 
     def check_kv(self) -> None:
         """Asserts the slot invariants (every slot free, cached, or held by one live request)."""

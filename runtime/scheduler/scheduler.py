@@ -329,11 +329,14 @@ class Scheduler:
         return [r for r in self.requests.values() if id(r) not in queued]
 
     def flush(self) -> bool:
-        """Empties the radix cache; refused (False) while requests are queued or running."""
+        """Empties the radix cache and the runner's encoder-output and cross-KV caches; refused
+        (False) while requests are queued or running."""
         if self.has_work():
             return False
         self.kv.tree.reset()
         self.kv.allocator.reset()
+        self.runner.encoder_cache.clear()
+        self.runner.cross_kv_cache.clear()
         return True
 
     def _remove(self, reqs: list[Req]) -> None:
