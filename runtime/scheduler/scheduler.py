@@ -36,6 +36,11 @@ from .request import Req
 
 RESERVE_CLIP = 4096  # no request reserves room for more than this many future tokens
 IN_BATCH_SHARE_MIN = 32  # defer a request that shares this many uncached tokens with the batch
+# an encoder's batches (whole prompts, bidirectional): fewer tokens than a generator's prefill. On
+# all-MiniLM-L6-v2 in float32, 2,000 sentences in batches of 3-4K tokens ran 8-12% faster than in
+# 16K (several runs side by side): a 16K-token batch's float32 activations are ~100 MB a product,
+# far past the caches, and each is fresh memory (glibc maps allocations over 32 MB anew)
+ENCODER_BATCH_TOKENS = 4096
 INIT_NEW_TOKEN_RATIO, MIN_NEW_TOKEN_RATIO, NEW_TOKEN_RATIO_DECAY = 0.7, 0.1, 0.001
 
 
@@ -116,6 +121,8 @@ class Scheduler:
         if not self.waiting and self.chunked is None and not self.jumped:
             return []
         token_budget = self.cfg.max_prefill_tokens
+        if self.runner.pools_all_tokens:  # the prompt that crosses the budget still joins
+            token_budget = min(token_budget, ENCODER_BATCH_TOKENS)
         chunk_cap = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
         room = self.kv.available() - sum(self._reserve(r) for r in self.running)
         plans: list[ExtendPlan] = []

@@ -99,6 +99,23 @@ def test_pooled_vectors_match_transformers(folder, reference, tmp_path, pooling,
     assert again["meta_info"]["cached_tokens"] == 0
 
 
+def test_encoder_batches_hold_about_encoder_batch_tokens(folder, reference):
+    """Whole prompts of an encoder go in batches of ENCODER_BATCH_TOKENS (a prompt that crosses it
+    still joins), not the generators' 16K budget; each vector is the one transformers gives."""
+    from sgl.runtime.scheduler.scheduler import ENCODER_BATCH_TOKENS
+
+    rng = random.Random(1)
+    ids = [[101] + [rng.randrange(1000, VOCAB) for _ in range(118)] + [102] for _ in range(40)]  # 4,800 tokens
+    with Engine(folder, dtype="float32") as engine:
+        assert engine.config.max_prefill_tokens > 40 * 120 > ENCODER_BATCH_TOKENS
+        out = engine.encode(input_ids=ids)
+        steps = engine.get_server_info()["steps"]
+    assert steps == 2  # 35 prompts (4,200 tokens: the 35th crosses 4,096), then 5
+    for got, prompt in zip(out[::13], ids[::13]):
+        assert torch.allclose(torch.tensor(got["embedding"]), expected(reference, prompt, Pooler("cls", normalize=True)),
+                              atol=1e-4)
+
+
 def test_bfloat16_stays_near_float32(folder, reference, monkeypatch):
     """bf16 on the CPU kernel backend: the causal tile kernel is never asked to take a BERT
     layer (checked on any CPU: the kernel itself runs only where AMX is)."""
