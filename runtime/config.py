@@ -274,7 +274,7 @@ class EngineConfig:
     max_total_tokens: int | None = None  # KV slots; None = from mem_fraction_static
     mem_fraction_static: float = 0.25  # of free memory, when max_total_tokens is None
     max_running_requests: int = 256
-    max_prefill_tokens: int = 16384  # token budget of one prefill batch
+    max_prefill_tokens: int = 16384  # token budget of one prefill batch (an encoder's: at most 4,096)
     chunked_prefill_size: int = 2048  # longest prefill chunk of one request; <= 0 disables
     schedule_policy: str = "lpm"
     disable_radix_cache: bool = False
