@@ -87,9 +87,9 @@ def sample(logits: torch.Tensor, rows: Sequence[SamplingRow], default_generator:
     apply_penalties(logits, rows)
     apply_masks(logits, rows)
     greedy = [r.sampling.greedy for r in rows]
-    if all(greedy):
-        return greedy_ids(logits)
     out = greedy_ids(logits)
+    if all(greedy):
+        return out
     idx = [i for i, g in enumerate(greedy) if not g]
     sub = logits[idx]
     temps = torch.tensor([rows[i].sampling.temperature for i in idx], dtype=sub.dtype)

@@ -49,6 +49,9 @@ class Scheduler:
                  on_update: Callable[[Req], None], generator: torch.Generator) -> None:
         self.cfg, self.kv, self.runner = cfg, kv, runner
         self.context_length = context_length
+        # tokens of one prefill batch (the prompt that crosses it still joins)
+        self.prefill_budget = min(cfg.max_prefill_tokens, ENCODER_BATCH_TOKENS) if runner.pools_all_tokens \
+            else cfg.max_prefill_tokens
         self.on_update = on_update  # called with a request after each change a caller can see
         self.generator = generator
         self.requests: dict[int, Req] = {}  # id -> every request added whose end was not handed over
@@ -120,9 +123,7 @@ class Scheduler:
     def schedule_extend(self) -> list[ExtendPlan]:
         if not self.waiting and self.chunked is None and not self.jumped:
             return []
-        token_budget = self.cfg.max_prefill_tokens
-        if self.runner.pools_all_tokens:  # the prompt that crosses the budget still joins
-            token_budget = min(token_budget, ENCODER_BATCH_TOKENS)
+        token_budget = self.prefill_budget
         chunk_cap = self.cfg.chunked_prefill_size if self.cfg.chunked_prefill_size > 0 else 1 << 62
         room = self.kv.available() - sum(self._reserve(r) for r in self.running)
         plans: list[ExtendPlan] = []
