@@ -198,15 +198,19 @@ def kernel_level() -> Level:
     return (Level.NONE, Level.AVX2, Level.AVX512_BF16)[lib.sgl_quant_level()]
 
 
-def linear_quant(x: torch.Tensor, w: QuantWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """x (M, K) bf16 @ w^T + bias -> (M, N) bf16, where `quant_applies`."""
+def linear_quant(x: torch.Tensor, w: QuantWeight, bias: torch.Tensor | None = None,
+                 out_dtype: torch.dtype = torch.bfloat16) -> torch.Tensor:
+    """x (M, K) bf16 @ w^T + bias -> (M, N) bf16, where `quant_applies`; out_dtype float32 keeps
+    the sums unrounded (an LM head's logits: no bf16 rounding, no widening copy after)."""
     assert quant_applies(x, w), (x.dtype, tuple(x.shape), w.shape, isa().level.label)
     assert bias is None or (bias.dtype == torch.bfloat16 and bias.is_contiguous())
+    assert out_dtype in (torch.bfloat16, torch.float32), out_dtype
     dispatch["linear_quant"] += 1
     x = x.contiguous()
-    out = torch.empty(x.shape[0], w.shape[0], dtype=torch.bfloat16)
-    library().sgl_linear_quant_bf16(x.data_ptr(), ctypes.addressof(w.struct), None if bias is None else bias.data_ptr(),
-                                    out.data_ptr(), x.shape[0], w.shape[0], x.shape[1])
+    out = torch.empty(x.shape[0], w.shape[0], dtype=out_dtype)
+    product = library().sgl_linear_quant_f32 if out_dtype == torch.float32 else library().sgl_linear_quant_bf16
+    product(x.data_ptr(), ctypes.addressof(w.struct), None if bias is None else bias.data_ptr(), out.data_ptr(),
+            x.shape[0], w.shape[0], x.shape[1])
     return out
 
 

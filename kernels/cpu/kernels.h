@@ -43,4 +43,6 @@ typedef struct {
 } sgl_qweight;
 void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, uint16_t *y, int64_t M,
                            int64_t N, int64_t K);
+void sgl_linear_quant_f32(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, float *y, int64_t M,
+                          int64_t N, int64_t K);
 #endif

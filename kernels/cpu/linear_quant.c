@@ -460,20 +460,27 @@ static void group_sums(const sgl_qweight *w, const qrows *x, int64_t K, int64_t 
 }
 #endif
 
-/* bias and bf16 rounding of a group's sums into y (its rows that exist: N may end mid-group) */
-static void finish(const float sums[][GROUP], const uint16_t *bias, uint16_t *y, int64_t N, int64_t g, int64_t m0,
+/* where the products go: bf16 (rounded once), or float32 as summed (an LM head's logits) */
+typedef struct {
+    void *p;
+    int f32;
+} qout;
+
+/* bias and rounding of a group's sums into y (its rows that exist: N may end mid-group) */
+static void finish(const float sums[][GROUP], const uint16_t *bias, qout y, int64_t N, int64_t g, int64_t m0,
                    int MS) {
     const int64_t n0 = g * GROUP, rows = N - n0 < GROUP ? N - n0 : GROUP;
     for (int i = 0; i < MS; i++)
         for (int64_t l = 0; l < rows; l++) {
             float s = sums[i][l];
             if (bias) s += bf16_to_f32(bias[n0 + l]);
-            y[(m0 + i) * N + n0 + l] = f32_to_bf16(s);
+            if (y.f32) ((float *)y.p)[(m0 + i) * N + n0 + l] = s;
+            else ((uint16_t *)y.p)[(m0 + i) * N + n0 + l] = f32_to_bf16(s);
         }
 }
 
 #ifdef PAIRS
-static void finish_pair(const float sums[][2 * GROUP], const uint16_t *bias, uint16_t *y, int64_t N, int64_t g,
+static void finish_pair(const float sums[][2 * GROUP], const uint16_t *bias, qout y, int64_t N, int64_t g,
                         int64_t m0, int MS) {
     for (int i = 0; i < MS; i++) {
         finish((const float (*)[GROUP])sums[i], bias, y, N, g, m0 + i, 1);
@@ -483,9 +490,7 @@ static void finish_pair(const float sums[][2 * GROUP], const uint16_t *bias, uin
 #endif
 
 /* x quantized (qrows) against w; every row count, the same sums per row */
-void sgl_linear_q_rows(const int8_t *qx, const float *dx, const float *xs16, const float *xs32, const sgl_qweight *w,
-                       const uint16_t *bias, uint16_t *y, int64_t M, int64_t N, int64_t K) {
-    const qrows x = {qx, dx, xs16, xs32};
+static void q_rows(const qrows x, const sgl_qweight *w, const uint16_t *bias, qout y, int64_t M, int64_t N, int64_t K) {
     const int64_t groups = (N + GROUP - 1) / GROUP;
 #ifdef PAIRS
     const int64_t pairs = M >= PAIR_MIN_ROWS ? groups / 2 : 0; /* whole pairs; an odd last group goes alone below */
@@ -539,16 +544,32 @@ void sgl_linear_q_rows(const int8_t *qx, const float *dx, const float *xs16, con
     }
 }
 
-/* x (M, K) bf16: quantized here (scratch of its own), then the product. */
-void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, uint16_t *y, int64_t M,
-                           int64_t N, int64_t K) {
+void sgl_linear_q_rows(const int8_t *qx, const float *dx, const float *xs16, const float *xs32, const sgl_qweight *w,
+                       const uint16_t *bias, uint16_t *y, int64_t M, int64_t N, int64_t K) {
+    q_rows((qrows){qx, dx, xs16, xs32}, w, bias, (qout){y, 0}, M, N, K);
+}
+
+/* x (M, K) bf16: quantized here (scratch of its own), then the product into y */
+static void quant_product(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, qout y, int64_t M, int64_t N,
+                          int64_t K) {
     char *buf = malloc((size_t)M * K + (size_t)M * (K / 32) * 2 * sizeof(float) + (size_t)M * (K / 16) * sizeof(float));
     if (!buf) abort();
     int8_t *qx = (int8_t *)buf;
     float *dx = (float *)(buf + M * K), *xs32 = dx + M * (K / 32), *xs16 = xs32 + M * (K / 32);
     sgl_quantize_rows_q8(x, M, K, qx, dx, xs16, xs32);
-    sgl_linear_q_rows(qx, dx, xs16, xs32, w, bias, y, M, N, K);
+    q_rows((qrows){qx, dx, xs16, xs32}, w, bias, y, M, N, K);
     free(buf);
+}
+
+void sgl_linear_quant_bf16(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, uint16_t *y, int64_t M,
+                           int64_t N, int64_t K) {
+    quant_product(x, w, bias, (qout){y, 0}, M, N, K);
+}
+
+/* y (M, N) float32: the sums unrounded (an LM head's logits, which the sampler reads as float32) */
+void sgl_linear_quant_f32(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, float *y, int64_t M,
+                          int64_t N, int64_t K) {
+    quant_product(x, w, bias, (qout){y, 1}, M, N, K);
 }
 
 /* W back as bf16 (N, K) rows n0..n1 (for the float GEMM of a prefill): d q + m in float32,

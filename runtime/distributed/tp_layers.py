@@ -64,6 +64,6 @@ class VocabParallelLMHead(LMHead):
 
     tp_group: Any = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        local = super().forward(x)  # (rows, padded vocab / tp)
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        local = super().forward(x, out_dtype)  # (rows, padded vocab / tp)
         return self.tp_group.all_gather_last(local)[..., : self.vocab_size]

@@ -65,9 +65,14 @@ class LMHead(nn.Module):
         del self.weight
         self.weight = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+        """x (rows, hidden) -> (rows, vocab) logits in out_dtype (default x's). A quantized head
+        writes float32 logits directly; the others compute in x's dtype and convert."""
         if self.qweight is not None:
-            return forward_quant(x, self.qweight, self.bias)
+            return forward_quant(x, self.qweight, self.bias, out_dtype)
+        return self._forward(x).to(out_dtype or x.dtype)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if isa().level == Level.AVX2 and linear_applies(x, self.weight, capped=False):
             # AVX2: every row count through the kernel, each row alone, so a token's logits are
             # the same decoded or in a rowwise extend of any size (the fused stack's identity);

@@ -54,17 +54,20 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     return F.linear(x, weight, bias)
 
 
-def forward_quant(x: torch.Tensor, qweight: QuantWeight, bias: torch.Tensor | None) -> torch.Tensor:
+def forward_quant(x: torch.Tensor, qweight: QuantWeight, bias: torch.Tensor | None,
+                  out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """x (..., K) @ qweight^T + bias: the integer kernel up to QUANT_MAX_ROWS rows, past them
-    (a prefill) the weight dequantized to bf16 for the float GEMM above."""
+    (a prefill) the weight dequantized to bf16 for the float GEMM above. out_dtype (default
+    x's): float32 has the integer kernel write its sums unrounded (an LM head's logits)."""
+    out_dtype = out_dtype or x.dtype
     rows = x.reshape(-1, qweight.shape[1])
     bias = None if bias is None else bias.data
     if quant_applies(rows, qweight) and (bias is None or bias.dtype == torch.bfloat16):
         if rows.shape[0] > QUANT_MAX_ROWS[isa().level]:
-            return linear(x, dequantize_bf16(qweight), bias)
-        return linear_quant(rows, qweight, bias).view(*x.shape[:-1], -1)
+            return linear(x, dequantize_bf16(qweight), bias).to(out_dtype)
+        return linear_quant(rows, qweight, bias, out_dtype).view(*x.shape[:-1], -1)
     # off bf16, zero rows or without the C library: the dequantized weight (slow, exact)
-    return F.linear(x, dequantize_reference(qweight).to(x.dtype), bias)
+    return F.linear(x, dequantize_reference(qweight).to(x.dtype), bias).to(out_dtype)
 
 
 def default_weight_loader(param: nn.Parameter, loaded: torch.Tensor) -> None:

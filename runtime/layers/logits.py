@@ -21,7 +21,7 @@ class LogitsProcessor(nn.Module):
         """hidden (tokens, hidden) already normalized -> (len(batch.logit_rows), vocab) float32."""
         if batch.logit_rows.numel() == 0:  # prefill-only batches need no logits: skip the head
             return hidden.new_zeros((0, head.vocab_size), dtype=torch.float32)
-        logits = head(hidden[batch.logit_rows]).float()
+        logits = head(hidden[batch.logit_rows], out_dtype=torch.float32)
         if self.scale is not None:
             logits = logits * self.scale
         if self.final_softcap is not None:

@@ -87,6 +87,22 @@ def test_linear_quant_matches_its_references(kind, mins, shape, quant_kernels) -
     assert quant.linear_quant_reference(x, w, bias).dtype == torch.bfloat16
 
 
+@pytest.mark.parametrize("kind", ["q4", "q8", "q8/32+f16", "q5/32"])
+def test_float32_output_is_the_sums_before_rounding(kind, quant_kernels) -> None:
+    """out_dtype float32 (an LM head's logits): the same sums, unrounded. Rounded to bf16 they are
+    the bf16 product bit for bit; unrounded, closer to the kernel's exact arithmetic."""
+    w = _weight(kind, 53, 160, True, seed=7)
+    x = torch.randn(9, 160, generator=torch.Generator().manual_seed(9)).to(torch.bfloat16)
+    bias = torch.randn(53).to(torch.bfloat16)
+    wide = quant.linear_quant(x, w, bias, out_dtype=torch.float32)
+    assert wide.dtype == torch.float32 and wide.shape == (9, 53)
+    assert torch.equal(wide.bfloat16(), quant.linear_quant(x, w, bias))
+    exact = _quantized(x) @ quant.dequantize_reference(w).t() + bias.float()
+    err = (wide - exact).abs()
+    assert bool((err <= exact.abs() * 2.0 ** -16 + 1e-5 * exact.abs().max()).all()), float(err.max())
+    assert not torch.equal(wide, wide.bfloat16().float())  # not rounded
+
+
 def _quantized(x: torch.Tensor) -> torch.Tensor:
     q, d = quant.quantize_rows_reference(x)
     return (q.float().reshape(*d.shape, 32) * d.unsqueeze(-1)).reshape(x.shape)

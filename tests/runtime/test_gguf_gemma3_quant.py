@@ -38,6 +38,9 @@ def test_a_quantized_head_is_the_kernel_and_its_embedding_the_dequantized_rows()
         ref = quant.linear_quant_reference(x, w).float()
         got = head(x).float()
         assert ((got - ref).abs() <= ref.abs() * 2 ** -7 + 1e-3).all(), (rows, float((got - ref).abs().max()))
+        # the logits the sampler reads: float32 from the kernel itself, the bf16 head's unrounded
+        logits = head(x, out_dtype=torch.float32)
+        assert logits.dtype == torch.float32 and torch.equal(logits.bfloat16(), head(x))
 
 
 @pytest.fixture(scope="module")
