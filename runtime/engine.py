@@ -169,8 +169,9 @@ class Engine(PoolingAPI, LabelScoringAPI):
             return False
         while True:
             kind, payload = item
-            if kind == "add":
-                self._scheduler.add(payload)
+            if kind == "add":  # one call's requests, together: the scheduler sees them in one step
+                for req in payload:
+                    self._scheduler.add(req)
             elif kind == "abort":
                 while self._scheduler.abort(payload):
                     pass
@@ -298,7 +299,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
         for g in groups:
             if g.warmup is not None:  # n > 1: cache the prompt once, then run the copies on it
                 self._wait(self._submit(g.warmup))
-        channels = [self._submit(r) for g in groups for r in g.copies]
+        channels = self._submit_all([r for g in groups for r in g.copies])
         results = [self._wait(c) for c in channels]
         if is_batch:
             return results
@@ -310,13 +311,20 @@ class Engine(PoolingAPI, LabelScoringAPI):
                              "use encode(), not generate()")
 
     def _submit(self, req: Req) -> queue.Queue:
-        channel: queue.Queue = queue.Queue()
-        req.channel = channel
+        return self._submit_all([req])[0]
+
+    def _submit_all(self, reqs: list[Req]) -> list[queue.Queue]:
+        """Queues one call's requests as one inbox item, so the scheduler takes them all at once
+        (batches as large as its budget allows, the same whatever the threads' timing); a channel
+        per request."""
+        for req in reqs:
+            req.channel = queue.Queue()
         with self._submit_lock:
             self._check_alive()
-            self._unanswered[id(req)] = req
-            self._inbox.put(("add", req))
-        return channel
+            for req in reqs:
+                self._unanswered[id(req)] = req
+            self._inbox.put(("add", reqs))
+        return [req.channel for req in reqs]
 
     def _next(self, channel: queue.Queue) -> Any:
         """The channel's next item; raises if the scheduler thread is gone and nothing came."""

@@ -36,7 +36,7 @@ class PoolingAPI:
     config: Any  # EngineConfig
 
     def _check_alive(self) -> None: ...  # noqa: D102 (the Engine's)
-    def _submit(self, req: Req) -> queue.Queue: ...  # type: ignore[empty-body]
+    def _submit_all(self, reqs: list[Req]) -> list[queue.Queue]: ...  # type: ignore[empty-body]
     def _wait(self, channel: queue.Queue) -> dict: ...  # type: ignore[empty-body]
 
     def _pooling_inputs(self, model: Any) -> PoolingInputs:
@@ -176,7 +176,7 @@ class PoolingAPI:
         reqs = [self._requests.make_pooling(t.ids, r, t.types, normalize, dimensions) for t, r in zip(tokens, rids)]
         for r, mm in zip(reqs, media or []):
             r.media = mm  # the expanded prompt's images and videos (MultimodalInputs)
-        return [self._wait(c) for c in [self._submit(r) for r in reqs]]
+        return [self._wait(c) for c in self._submit_all(reqs)]
 
     @staticmethod
     def _first(result: dict) -> float | None:

@@ -158,6 +158,19 @@ def test_n_copies_share_the_prompt(engine):
     assert len({tuple(r["output_ids"]) for r in results}) > 1
 
 
+def test_a_calls_prompts_reach_the_scheduler_together(engine, monkeypatch):
+    """One generate() of several prompts is one inbox item: the scheduler takes them all in one
+    step, whatever the threads' timing (queued one by one, a step could start after the first)."""
+    items = []
+    put = engine._inbox.put
+    monkeypatch.setattr(engine._inbox, "put", lambda item, *a, **k: (items.append(item), put(item, *a, **k))[1])
+    before = engine.get_server_info()["steps"]
+    engine.generate(input_ids=random_prompts(5, seed=22), sampling_params={"max_new_tokens": 1})
+    adds = [payload for kind, payload in items if kind == "add"]
+    assert [len(p) for p in adds] == [5]
+    assert engine.get_server_info()["steps"] - before == 1  # one extend for all five, nothing to decode
+
+
 def test_abort_frees_slots(engine):
     ids = random_prompts(1, seed=21)[0]
     stream = engine.generate(input_ids=ids, sampling_params={"max_new_tokens": 500, "ignore_eos": True},
