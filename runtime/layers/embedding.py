@@ -70,9 +70,10 @@ class LMHead(nn.Module):
         writes float32 logits directly; the others compute in x's dtype and convert."""
         if self.qweight is not None:
             return forward_quant(x, self.qweight, self.bias, out_dtype)
-        return self._forward(x).to(out_dtype or x.dtype)
+        return self._dense(x).to(out_dtype or x.dtype)
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _dense(self, x: torch.Tensor) -> torch.Tensor:
+        """The product with the float weight (bf16 or float32), per CPU level."""
         if isa().level == Level.AVX2 and linear_applies(x, self.weight, capped=False):
             # AVX2: every row count through the kernel, each row alone, so a token's logits are
             # the same decoded or in a rowwise extend of any size (the fused stack's identity);
