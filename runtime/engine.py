@@ -11,12 +11,11 @@ callers poll the thread's liveness as a last resort.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -25,6 +24,7 @@ import torch
 
 from .cache import KVPool, RadixCache, ReqToTokenTable, SlotAllocator
 from .config import EngineConfig, pick_device
+from .engine_async import AsyncAPI
 from .engine_pooling import PoolingAPI
 from .engine_scoring import LabelScoringAPI
 from .info import modalities, server_info
@@ -46,10 +46,10 @@ _DONE = object()
 POLL_S = 1.0  # how often a waiting caller checks that the scheduler thread is alive
 
 
-class Engine(PoolingAPI, LabelScoringAPI):
+class Engine(AsyncAPI, PoolingAPI, LabelScoringAPI):
     """Loads a model and serves generate requests with continuous batching and a radix cache;
     a pooling model (embedding, classification, reward, rerank) serves encode, classify, score
-    and rerank instead (engine_pooling.py).
+    and rerank instead (engine_pooling.py); async_generate / async_stream are in engine_async.py.
 
     >>> engine = Engine()  # the default model
     >>> engine.generate("The capital of France is", {"max_new_tokens": 8, "temperature": 0})["text"]
@@ -298,7 +298,7 @@ class Engine(PoolingAPI, LabelScoringAPI):
             return self._stream(groups[0].copies[0])
         for g in groups:
             if g.warmup is not None:  # n > 1: cache the prompt once, then run the copies on it
-                self._wait(self._submit(g.warmup))
+                self._wait(self._submit_all([g.warmup])[0])
         channels = self._submit_all([r for g in groups for r in g.copies])
         results = [self._wait(c) for c in channels]
         if is_batch:
@@ -309,9 +309,6 @@ class Engine(PoolingAPI, LabelScoringAPI):
         if self._scheduler.runner.task != "generate":
             raise ValueError(f"{self.model_config.architecture} is a {self._scheduler.runner.task} model: "
                              "use encode(), not generate()")
-
-    def _submit(self, req: Req) -> queue.Queue:
-        return self._submit_all([req])[0]
 
     def _submit_all(self, reqs: list[Req]) -> list[queue.Queue]:
         """Queues one call's requests as one inbox item, so the scheduler takes them all at once
@@ -342,29 +339,13 @@ class Engine(PoolingAPI, LabelScoringAPI):
         return result  # type: ignore[return-value]
 
     def _stream(self, req: Req) -> Iterator[dict]:
-        channel = self._submit(req)
+        (channel,) = self._submit_all([req])
         try:
             while (item := self._next(channel)) is not _DONE:
                 yield item
         finally:
             if not req.finished:  # the consumer stopped early: free the request's slots
                 self.abort(req.rid)
-
-    async def async_generate(self, *args: Any, **kwargs: Any) -> Any:
-        """Awaitable `generate`; with stream=True, use `async for` over `async_stream`."""
-        if kwargs.get("stream"):
-            raise ValueError("use `async for chunk in engine.async_stream(...)` to stream")
-        return await asyncio.to_thread(self.generate, *args, **kwargs)
-
-    async def async_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[dict]:
-        kwargs["stream"] = True
-        it = self.generate(*args, **kwargs)
-        loop = asyncio.get_running_loop()
-        try:
-            while (item := await loop.run_in_executor(None, next, it, _DONE)) is not _DONE:
-                yield item
-        finally:
-            it.close()
 
     # ---- control -------------------------------------------------------------------------
     def abort(self, rid: str) -> None:
