@@ -54,7 +54,6 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
     "sgl_prefill_attention_bf16": ([P, I64, P, P, P, I64, I64, I64, I64, I64, F32, P], ctypes.c_int),
     "sgl_quantize_rows_q8": ([P, I64, I64, P, P, P, P], None),
-    "sgl_linear_q_rows": ([P, P, P, P, P, P, P, I64, I64, I64], None),
     "sgl_linear_quant_bf16": ([P, P, P, P, I64, I64, I64], None),
     "sgl_linear_quant_f32": ([P, P, P, P, I64, I64, I64], None),
     "sgl_dequantize_bf16": ([P, P, I64, I64, I64], None),

@@ -544,11 +544,6 @@ static void q_rows(const qrows x, const sgl_qweight *w, const uint16_t *bias, qo
     }
 }
 
-void sgl_linear_q_rows(const int8_t *qx, const float *dx, const float *xs16, const float *xs32, const sgl_qweight *w,
-                       const uint16_t *bias, uint16_t *y, int64_t M, int64_t N, int64_t K) {
-    q_rows((qrows){qx, dx, xs16, xs32}, w, bias, (qout){y, 0}, M, N, K);
-}
-
 /* x (M, K) bf16: quantized here (scratch of its own), then the product into y */
 static void quant_product(const uint16_t *x, const sgl_qweight *w, const uint16_t *bias, qout y, int64_t M, int64_t N,
                           int64_t K) {
