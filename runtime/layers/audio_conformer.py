@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import ConformerConfig, VisionTowerConfig
+from ..multimodal.towers import ConformerConfig, VisionTowerConfig
 from .activation import get_activation
 from .linear import Linear
 from .norm import LayerNorm

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import AudioTowerConfig, VisionTowerConfig
+from ..multimodal.towers import AudioTowerConfig, VisionTowerConfig
 from .norm import LayerNorm
 from .vision import CLIPEncoderLayer
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .activation import get_activation
 from .linear import Linear, QKVLinear
 from .norm import LayerNorm, RMSNorm

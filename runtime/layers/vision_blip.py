@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import QFormerConfig, VisionTowerConfig
+from ..multimodal.towers import QFormerConfig, VisionTowerConfig
 from .activation import get_activation
 from .linear import Linear
 from .norm import LayerNorm

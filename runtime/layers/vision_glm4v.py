@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .linear import Linear
 from .norm import LayerNorm, RMSNorm
 from .vision_qwen2 import GatedVisionMLP, PatchEmbed, QwenVisionBlock, VisionRotary, patch_positions

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .norm import LayerNorm, RMSNorm
 from .vision import VisionAttention, VisionMLP
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .linear import Linear, QKVLinear
 from .norm import LayerNorm
 from .vision import VisionMLP

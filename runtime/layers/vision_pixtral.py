@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .linear import Linear, QKVLinear
 from .norm import RMSNorm
 from .vision_qwen2 import GatedVisionMLP, VisionRotary, segment_attention

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .activation import gated, get_activation
 from .linear import GateUpLinear, Linear
 from .norm import LayerNorm, RMSNorm

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..multimodal.config import VQTowerConfig
+from ..multimodal.towers import VQTowerConfig
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -28,7 +28,7 @@ from ..layers.linear import Linear
 from ..layers.norm import LayerNorm
 from ..layers.pooler import Pooler
 from ..layers.vision import CLIPVisionTower
-from ..multimodal.config import VisionTowerConfig
+from ..multimodal.towers import VisionTowerConfig
 from .bert import BertLayer
 
 

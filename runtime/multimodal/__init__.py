@@ -4,9 +4,10 @@ and the runner's step that writes media embeddings into a batch (embed.py)."""
 
 from __future__ import annotations
 
-from .config import MultimodalConfig, VisionTowerConfig, multimodal_config
+from .config import MultimodalConfig, multimodal_config
 from .encoder_cache import EncoderCache
 from .items import MediaItem, MediaSpan, MultimodalInputs
+from .towers import VisionTowerConfig
 
 __all__ = ["EncoderCache", "MediaItem", "MediaSpan", "MultimodalConfig", "MultimodalInputs", "VisionTowerConfig",
            "multimodal_config"]

@@ -117,7 +117,7 @@ def test_token_layout_matches_transformers(engine, reference, split):
 
 def test_tower_positions_for_a_smaller_tile_equal_transformers():
     from sgl.runtime.layers.vision_siglip import Idefics3Embeddings
-    from sgl.runtime.multimodal.config import VisionTowerConfig
+    from sgl.runtime.multimodal.towers import VisionTowerConfig
     from transformers.models.idefics3.configuration_idefics3 import Idefics3VisionConfig
     from transformers.models.idefics3.modeling_idefics3 import Idefics3VisionEmbeddings
 
