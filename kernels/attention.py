@@ -30,7 +30,7 @@ def attention_rows_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Ten
                         q_req: torch.Tensor, kv_len: torch.Tensor, max_len: int, scale: float,
                         window: int | None = None) -> torch.Tensor:
     """As the reference; q's rows may be strided, the pools and table contiguous, q_req and
-    kv_len int64; max_len >= every kv_len (sizes the score scratch)."""
+    kv_len int64; max_len >= every kv_len (sizes each thread's scores)."""
     lib = bf16_library(q, k_pool, v_pool)
     assert lib is not None, (q.dtype, k_pool.dtype)  # attention rows apply at every level
     dispatch["attention_rows"] += 1
@@ -39,10 +39,9 @@ def attention_rows_bf16(q: torch.Tensor, k_pool: torch.Tensor, v_pool: torch.Ten
     assert q.stride(2) == 1 and q.stride(1) == d and k_pool.is_contiguous() and v_pool.is_contiguous()
     assert table.is_contiguous() and table.dtype == q_req.dtype == kv_len.dtype == torch.int64
     out = torch.empty(rows, heads, dv, dtype=torch.bfloat16)
-    scratch = torch.empty(rows * heads * max_len, dtype=torch.float32)
     lib.sgl_attention_rows_bf16(q.data_ptr(), q.stride(0), k_pool.data_ptr(), v_pool.data_ptr(), table.data_ptr(),
-                                table.stride(0), q_req.data_ptr(), kv_len.data_ptr(), out.data_ptr(),
-                                scratch.data_ptr(), rows, heads, kv_heads, d, dv, max_len, scale, window or 0)
+                                table.stride(0), q_req.data_ptr(), kv_len.data_ptr(), out.data_ptr(), rows, heads,
+                                kv_heads, d, dv, max_len, scale, window or 0)
     return out
 
 

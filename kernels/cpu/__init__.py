@@ -50,7 +50,7 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_silu_mul_bf16": ([P, P, I64, I64], None),
     "sgl_add_bf16": ([P, P, P, I64], None),
     "sgl_rope_neox_bf16": ([P, I64, I64, I64, I64, I64, P, P], None),
-    "sgl_attention_rows_bf16": ([P, I64, P, P, P, I64, P, P, P, P, I64, I64, I64, I64, I64, I64, F32, I64], None),
+    "sgl_attention_rows_bf16": ([P, I64, P, P, P, I64, P, P, P, I64, I64, I64, I64, I64, I64, F32, I64], None),
     "sgl_kv_store_bf16": ([P, P, P, P, I64, P, I64, I64, I64], None),
     "sgl_prefill_attention_bf16": ([P, I64, P, P, P, I64, I64, I64, I64, I64, F32, P], ctypes.c_int),
     "sgl_quantize_rows_q8": ([P, I64, I64, P, P, P, P], None),
@@ -59,7 +59,7 @@ SIGNATURES = {  # function -> (argtypes, restype)
     "sgl_dequantize_bf16": ([P, P, I64, I64, I64], None),
     "sgl_quant_level": ([], ctypes.c_int),
     "sgl_llama_layers_bf16": ([P, I64, P, I64, I64, I64, I64, I64, I64, F32, F32, I64, P, P, P, P, P, P, I64, P, P,
-                               I64, P, P, I64, P, P, P], None),
+                               I64, P, I64, P, P, P], None),
 }
 
 

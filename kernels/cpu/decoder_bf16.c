@@ -59,7 +59,7 @@ static void layer_linear(const sgl_layer *w, const uint16_t *weight, const uint1
 }
 
 /* Prefill attention of each request's rows; a request the tile kernel cannot take (it could
- * not allocate its packed keys) falls back to single rows, with scores of its own. */
+ * not allocate its packed keys) falls back to single rows. */
 static void attend_requests(const uint16_t *qkv, int64_t qkv_width, const sgl_layer *w, const int64_t *table,
                             int64_t table_stride, const int64_t *q_req, const int64_t *kv_len, uint16_t *attn,
                             int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t max_len,
@@ -71,27 +71,23 @@ static void attend_requests(const uint16_t *qkv, int64_t qkv_width, const sgl_la
         uint16_t *out = attn + start * q_width;
         if (!sgl_prefill_attention_bf16(q, qkv_width, w->k_pool, w->v_pool, table + req_rows[r] * table_stride,
                                         req_prefix[r], req_len[r], heads, kv_heads, head_dim, scale, out)) {
-            float *scores = malloc((size_t)req_len[r] * heads * max_len * sizeof(float));
-            if (!scores) abort(); /* out of memory twice over: nothing is left to fall back on */
             sgl_attention_rows_bf16(q, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req + start,
-                                    kv_len + start, out, scores, req_len[r], heads, kv_heads, head_dim, head_dim,
-                                    max_len, scale, w->window);
-            free(scores);
+                                    kv_len + start, out, req_len[r], heads, kv_heads, head_dim, head_dim, max_len,
+                                    scale, w->window);
         }
     }
 }
 
 /* M <= 32 (the tile kernel's rows per pass) unless the weights are packed. scratch: bf16, at
  * least M * (2 * hidden + qkv_width + q_width + 3 * inter) + 32 * max(hidden, inter, q_width)
- * elements; scores: float32, M * heads * max_len (NULL for a prefill). n_req: 0, or the
- * requests of a prefill (see above). */
+ * elements. n_req: 0, or the requests of a prefill (see above). */
 void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int64_t L, int64_t hidden,
                            int64_t heads, int64_t kv_heads, int64_t head_dim, int64_t inter, float eps,
                            float scale, int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin,
                            const uint16_t *second_cos, const uint16_t *second_sin,
                            const int64_t *out_slots, const int64_t *table, int64_t table_stride,
                            const int64_t *q_req, const int64_t *kv_len, int64_t max_len, uint16_t *scratch,
-                           float *scores, int64_t n_req, const int64_t *req_rows, const int64_t *req_prefix,
+                           int64_t n_req, const int64_t *req_rows, const int64_t *req_prefix,
                            const int64_t *req_len) {
     const int64_t q_width = heads * head_dim, kv_width = kv_heads * head_dim;
     const int64_t qkv_width = q_width + 2 * kv_width;
@@ -118,7 +114,7 @@ void sgl_llama_layers_bf16(uint16_t *x, int64_t M, const sgl_layer *layers, int6
                             max_len, scale, n_req, req_rows, req_prefix, req_len);
         else
             sgl_attention_rows_bf16(qkv, qkv_width, w->k_pool, w->v_pool, table, table_stride, q_req, kv_len, attn,
-                                    scores, M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
+                                    M, heads, kv_heads, head_dim, head_dim, max_len, scale, w->window);
         if (w->tiles == 1) { /* the residual adds and silu * up happen inside the products */
             sgl_linear_tiles_bf16(attn, w->o_w, w->o_b, x, x, M, hidden, q_width, 0);
             sgl_rmsnorm_bf16(x, hidden, w->post_norm, h, M, hidden, eps);

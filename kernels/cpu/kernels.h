@@ -24,7 +24,7 @@ void sgl_rope_neox_bf16(uint16_t *qkv, int64_t row_stride, int64_t T, int64_t he
                         int64_t rotary_dim, const uint16_t *cos, const uint16_t *sin);
 void sgl_attention_rows_bf16(const uint16_t *q, int64_t q_stride, const uint16_t *k_pool,
                              const uint16_t *v_pool, const int64_t *table, int64_t table_stride,
-                             const int64_t *q_req, const int64_t *kv_len, uint16_t *out, float *scores,
+                             const int64_t *q_req, const int64_t *kv_len, uint16_t *out,
                              int64_t Tq, int64_t Hq, int64_t Hk, int64_t D, int64_t Dv, int64_t max_len,
                              float scale, int64_t window);
 int sgl_prefill_attention_bf16(const uint16_t *q, int64_t q_stride, const uint16_t *k_pool, const uint16_t *v_pool,

@@ -207,7 +207,6 @@ class FusedDecoder:
         widest = max(c.hidden_size, c.intermediate_size, q_width)
         scratch = torch.empty(rows * (2 * c.hidden_size + 2 * q_width + 2 * kv_width + 3 * c.intermediate_size)
                               + 32 * widest, dtype=torch.bfloat16)
-        scores = None if prefill else torch.empty(rows * c.num_heads * max_len, dtype=torch.float32)
         # a prefill's requests: table rows, prefix lengths, new tokens (held here through the call)
         requests = (batch.req_rows.contiguous(), prefix_lens, lens) if prefill else ()
         per_request = tuple(t.data_ptr() for t in requests) or (None, None, None)
@@ -226,7 +225,7 @@ class FusedDecoder:
                 cos[start].data_ptr(), sin[start].data_ptr(), second_cos[start].data_ptr(), second_sin[start].data_ptr(),
                 slots[start].data_ptr(), table.data_ptr(),
                 table.stride(0), q_req[start].data_ptr(), kv_len[start].data_ptr(), max_len, scratch.data_ptr(),
-                None if scores is None else scores.data_ptr(), len(batch.extend_lens) if prefill else 0, *per_request)
+                len(batch.extend_lens) if prefill else 0, *per_request)
         return x
 
 
