@@ -53,11 +53,13 @@ class TorchAttnMeta:
 class TorchNativeBackend:
     """SDPA over the pool on any device (the reference backend)."""
 
+    meta_type = TorchAttnMeta  # a subclass's backend adds fields of its own
+
     def prepare(self, batch: ForwardBatch) -> TorchAttnMeta:
         dev = batch.input_ids.device
         max_kv, max_q = max(batch.seq_lens), max(batch.extend_lens)
         extend = batch.mode == ForwardMode.EXTEND
-        meta = TorchAttnMeta(
+        meta = self.meta_type(
             kv_index=batch.req_to_token[batch.req_rows, :max_kv],
             seq_lens=torch.tensor(batch.seq_lens, device=dev),
             prefix_lens=torch.tensor(batch.prefix_lens, device=dev),
