@@ -4,7 +4,7 @@ Prints, each the median of --repeats runs with the two sides in turn (ours, thei
 prefill tokens/s (512-token prompt), decode tokens/s at batch 1, 16 requests sharing a 256-token
 prefix (output tokens/s), the perplexity of a fixed text (quantization none, auto, llama.cpp),
 and the fraction of the memory-bandwidth limit each decode figure reaches (weight bytes read
-per token / a measured read bandwidth).
+per token / the best read bandwidth measured before and after the workloads).
 
 llama-cpp-python is not a dependency of sgl: it lives in its own environment, whose python is
 --llama-python (default: $SGL_LLAMACPP_PYTHON, else this interpreter). That side runs as a
@@ -28,10 +28,8 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 
 TEXT = " ".join([
     "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
@@ -126,19 +124,6 @@ def llama_importable(python: str) -> str | None:
     return None if done.returncode == 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
 
 
-def read_bandwidth() -> float:
-    """Bytes/s a multithreaded sum streams from a 512 MiB float32 tensor (median of 3)."""
-    import torch
-
-    x = torch.ones(128 * 1024 * 1024)
-    times = []
-    for _ in range(3):
-        start = time.perf_counter()
-        float(x.sum())
-        times.append(time.perf_counter() - start)
-    return x.numel() * 4 / statistics.median(times)
-
-
 def our_perplexity(engine, ids: list[int]) -> float:
     out = engine.generate(input_ids=ids, sampling_params={"max_new_tokens": 1, "temperature": 0},
                           return_logprob=True, logprob_start_len=0)
@@ -160,11 +145,13 @@ def main() -> None:
 
     import torch
     from bench_engine import paired_median_times
+    from machine_limits import read_bandwidth
     from sgl.kernels.cpu.isa import isa
     from sgl.runtime import Engine
     from sgl.runtime.loader import default_model_path
 
     model = args.model or default_model_path()
+    bandwidth_before = read_bandwidth(1.0, 5)  # GB/s, best of 5
     threads = args.threads or torch.get_num_threads()
     why = llama_importable(args.llama_python)
     if why is not None:
@@ -225,7 +212,9 @@ def main() -> None:
     if theirs:
         theirs.close()
 
-    bw = read_bandwidth()
+    # the limit is the fastest read the machine gave, before or after the workloads (its
+    # neighbours' load moves it: a single median of 3 read 25 GB/s in one run, 45 in another)
+    bw = max(bandwidth_before, read_bandwidth(1.0, 5)) * 1e9
     file_bytes = os.path.getsize(model)
     print(f"\nmodel: {model}, sgl level {isa().level.label}, threads {threads}, median of {args.repeats}, "
           f"load {os.getloadavg()[0]:.1f}")
