@@ -44,11 +44,11 @@ def rows_max_mean_keys(head_dim: int) -> int:
     through the slot table) rather than by SDPA, whose blocked products reuse each key across
     queries; 0 where the kernel has no vector path. A row's fixed costs (its softmax, the slot
     lookups) weigh less against wider heads. Measured side by side on Zen 4, attention time alone,
-    rows against SDPA: SmolLM2 (9 heads of 64 over 3) 1.7x for a 512-token prompt (256 keys a row
-    on average), even at 1,024 (512), 0.5x at 2,048; at the avx2 level (SDPA in float32) 1.05x at
-    256 tokens, even at 512, 0.67x at 768. Gemma 3 (4 of 256 over 1, windows of 512) 2.1x to 4x up
-    to 2,048 tokens, avx2 1.3x to 2.9x. 16 requests' 16 tokens after a shared 256-token prefix:
-    SmolLM2 2.4x (avx2 1.25x), Gemma 2.2x (avx2 1.7x)."""
+    rows against SDPA: SmolLM2 (9 heads of 64 over 3) 1.7x for a 256- or 512-token prompt (128 or
+    256 keys a row on average), even at 1,024 (512); at the avx2 level (SDPA in float32) 1.05x at
+    256 tokens, even at 512, 0.67x at 768, 0.5x at 2,048. Gemma 3 (4 of 256 over 1, windows of 512)
+    2.1x to 4x from 512 to 2,048 tokens, avx2 1.3x to 2.9x. 16 requests' 16 tokens after a shared
+    256-token prefix: SmolLM2 2.4x (avx2 1.25x), Gemma 2.2x (avx2 1.7x)."""
     level = isa().level
     return 8 * head_dim if level >= Level.AVX512_BF16 else 4 * head_dim if level >= Level.AVX2 else 0
 
@@ -107,8 +107,9 @@ class CpuKernelBackend(TorchNativeBackend):
         if not (layer.causal and layer.chunk is None and layer.alibi is None and layer.softcap is None
                 and layer.sinks is None and batch.attend_span is None and not batch.kv_pool.values_in_keys):
             return None
+        limit = rows_max_mean_keys(layer.head_dim)
         pool_k, pool_v = batch.kv_pool.keys(layer.layer_id), batch.kv_pool.values(layer.layer_id)
-        if bf16_library(q, pool_k, pool_v) is None or q.stride(2) != 1 or q.stride(1) != q.shape[2]:
+        if not limit or bf16_library(q, pool_k, pool_v) is None or q.stride(2) != 1 or q.stride(1) != q.shape[2]:
             return None
         if not (pool_k.is_contiguous() and pool_v.is_contiguous()):
             return None
@@ -116,7 +117,7 @@ class CpuKernelBackend(TorchNativeBackend):
         if meta.rows is None:
             meta.rows = ExtendRows.of(batch)
         rows: ExtendRows = meta.rows
-        if rows.mean(layer.sliding_window) > rows_max_mean_keys(layer.head_dim):
+        if rows.mean(layer.sliding_window) > limit:
             return None
         return attention_rows_bf16(q, pool_k, pool_v, batch.req_to_token, rows.req, rows.kv_len, rows.max_len,
                                    layer.scaling, layer.sliding_window)
