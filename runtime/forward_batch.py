@@ -131,6 +131,15 @@ class ForwardBatch:
     def seq_lens(self) -> list[int]:
         return [p + e for p, e in zip(self.prefix_lens, self.extend_lens)]
 
+    def query_rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each new token as one query row of the single-row attention kernel: (tokens,) int64
+        its request's table row, (tokens,) int64 the keys it sees. Token j (0-based) among a
+        request's new tokens sees its prefix and new tokens up to j: prefix + j + 1 keys."""
+        lens, prefix = torch.tensor(self.extend_lens), torch.tensor(self.prefix_lens)
+        starts = torch.cumsum(lens, 0) - lens
+        kv_len = torch.repeat_interleave(prefix - starts + 1, lens) + torch.arange(int(lens.sum()))
+        return torch.repeat_interleave(self.req_rows.cpu(), lens).contiguous(), kv_len.to(torch.int64)
+
     def embed(self, embed_tokens: Any) -> torch.Tensor:
         """(tokens, hidden): the token embeddings, with the given input embeddings in place of
         theirs (a model calls this instead of looking the ids up itself)."""

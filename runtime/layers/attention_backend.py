@@ -55,8 +55,7 @@ def rows_max_mean_keys(head_dim: int) -> int:
 
 @dataclass
 class ExtendRows:
-    """An extend's query rows for the row kernel, made once per batch: token i of a request whose
-    new tokens start at row `start` is row i of table row `req`, seeing prefix + (i - start) + 1 keys."""
+    """An extend's query rows for the row kernel (`ForwardBatch.query_rows`), made once per batch."""
 
     req: torch.Tensor  # (tokens,) int64 table row of each token
     kv_len: torch.Tensor  # (tokens,) int64 keys each token sees (before any window)
@@ -65,11 +64,8 @@ class ExtendRows:
 
     @classmethod
     def of(cls, batch: ForwardBatch) -> ExtendRows:
-        lens, prefix = torch.tensor(batch.extend_lens), torch.tensor(batch.prefix_lens)
-        starts = torch.cumsum(lens, 0) - lens
-        kv_len = torch.repeat_interleave(prefix - starts + 1, lens) + torch.arange(int(lens.sum()))
-        return cls(torch.repeat_interleave(batch.req_rows.cpu(), lens).contiguous(), kv_len.to(torch.int64),
-                   int(kv_len.max()), {})
+        req, kv_len = batch.query_rows()
+        return cls(req, kv_len, int(kv_len.max()), {})
 
     def mean(self, window: int | None) -> float:
         if window not in self.mean_keys:

@@ -187,13 +187,9 @@ class FusedDecoder:
         tokens = x.shape[0]
         # one query row per token: token j of request b sees its prefix and new tokens up to j
         if batch.mode == ForwardMode.DECODE:
-            q_req, kv_len = batch.req_rows, torch.tensor(batch.seq_lens)
-        else:  # token i of a request whose new tokens start at row `start` sees prefix + (i - start) + 1
-            lens, prefix_lens = torch.tensor(batch.extend_lens), torch.tensor(batch.prefix_lens)
-            q_req = torch.repeat_interleave(batch.req_rows, lens)
-            starts = torch.cumsum(lens, 0) - lens
-            kv_len = torch.repeat_interleave(prefix_lens - starts + 1, lens) + torch.arange(tokens)
-        q_req, kv_len = q_req.contiguous(), kv_len.to(torch.int64)
+            q_req, kv_len = batch.req_rows.contiguous(), torch.tensor(batch.seq_lens, dtype=torch.int64)
+        else:
+            q_req, kv_len = batch.query_rows()
         max_len = int(kv_len.max())
         rotary = self.rotaries[0]
         cos, sin = rotary.cos_sin(batch.positions, torch.bfloat16)  # (tokens, 1, rotary_dim // 2)
@@ -208,7 +204,8 @@ class FusedDecoder:
         scratch = torch.empty(rows * (2 * c.hidden_size + 2 * q_width + 2 * kv_width + 3 * c.intermediate_size)
                               + 32 * widest, dtype=torch.bfloat16)
         # a prefill's requests: table rows, prefix lengths, new tokens (held here through the call)
-        requests = (batch.req_rows.contiguous(), prefix_lens, lens) if prefill else ()
+        requests = ((batch.req_rows.contiguous(), torch.tensor(batch.prefix_lens), torch.tensor(batch.extend_lens))
+                    if prefill else ())
         per_request = tuple(t.data_ptr() for t in requests) or (None, None, None)
         x = x.contiguous()
         table = batch.req_to_token
